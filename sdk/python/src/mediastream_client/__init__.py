@@ -1,0 +1,31 @@
+"""Python client for the mediastream gateway: live call and conference audio."""
+
+from mediastream_client.client import DuplexStream, ListenStream, MediaStreamClient
+from mediastream_client.errors import FieldViolation, MediaStreamClientError, RPCError
+from mediastream_client.types import (
+    AudioChunk,
+    AudioFormat,
+    Direction,
+    Encapsulation,
+    Stopped,
+    StopReason,
+    StreamInfo,
+    Transport,
+)
+
+__all__ = [
+    "AudioChunk",
+    "AudioFormat",
+    "Direction",
+    "DuplexStream",
+    "Encapsulation",
+    "FieldViolation",
+    "ListenStream",
+    "MediaStreamClient",
+    "MediaStreamClientError",
+    "RPCError",
+    "StopReason",
+    "Stopped",
+    "StreamInfo",
+    "Transport",
+]

@@ -1,0 +1,1 @@
+"""Client-facing adapters: gRPC (and later the WebSocket shim)."""

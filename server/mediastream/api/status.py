@@ -1,0 +1,63 @@
+"""The one mapping from the error tree to gRPC status codes and `google.rpc.Status`.
+
+Every error a gRPC client sees carries an `ErrorInfo` (reason, domain, metadata);
+argument errors also carry a `BadRequest` naming the field.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from mediastream import errors
+
+DOMAIN = "mediastream.voipbin.net"
+"""`ErrorInfo.domain` of every error the gateway raises."""
+
+_CODES: list[tuple[type[errors.MediaStreamError], grpc.StatusCode]] = [
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.InternalError, grpc.StatusCode.INTERNAL),
+]
+
+
+def grpc_code(error: errors.MediaStreamError) -> grpc.StatusCode:
+    """The gRPC status code for `error`."""
+    for cls, code in _CODES:
+        if isinstance(error, cls):
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def to_status(error: errors.MediaStreamError) -> grpc.Status:
+    """`error` as a gRPC status with `google.rpc.Status` details in the trailers."""
+    code = grpc_code(error)
+    details: list[any_pb2.Any] = []
+    if isinstance(error, errors.InvalidArgument):
+        bad = any_pb2.Any()
+        bad.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=error.field, description=error.message
+                    )
+                ]
+            )
+        )
+        details.append(bad)
+    info = any_pb2.Any()
+    info.Pack(
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    )
+    details.append(info)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=error.message, details=details
+    )
+    return rpc_status.to_status(status)

@@ -1,0 +1,133 @@
+"""The running gateway: Asterisk connection, stream manager, gRPC server.
+
+`Gateway.start()` brings up, in order: the embedded emulator (only when no
+Asterisk is configured), the ARI client (events first), then the gRPC server
+with health and reflection. Health is SERVING only while ARI's events
+WebSocket is up, so orchestrators do not send streams to a gateway whose
+Asterisk is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mediastream._proto import mediastream_pb2_grpc as pb_grpc
+from mediastream.api.grpc_service import SERVICE_NAME, MediaStreamServicer
+from mediastream.asterisk.ari import AriClient, AriConfig
+from mediastream.asterisk.legs import LegFactory
+from mediastream.config import Settings
+from mediastream.core.stream import StopReason
+from mediastream.streams import StreamManager
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a started gateway can be reached."""
+
+    grpc: str
+    ari_url: str
+    embedded: bool
+
+
+class Gateway:
+    """The whole gateway in one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._emulator: object | None = None
+        self._ari: AriClient | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._streams: StreamManager | None = None
+        self._health_tasks: set[asyncio.Task[None]] = set()
+        self.endpoints: Endpoints | None = None
+
+    async def start(self) -> Endpoints:
+        """Bring everything up; return where it listens."""
+        s = self.settings
+        ari_url, user, password = s.ari_url, s.ari_user, s.ari_password
+        if s.embedded:
+            from mediastream.emulator import Emulator, EmulatorConfig
+
+            emulator = Emulator(
+                EmulatorConfig(host="127.0.0.1", port=0, username=user, password=password)
+            )
+            await emulator.start()
+            self._emulator = emulator
+            ari_url = emulator.ari_url
+            log.info("embedded Asterisk emulator at %s", ari_url)
+        self._ari = AriClient(AriConfig(ari_url, user, password, app=s.ari_app))
+        self._ari.on_connection_change(self._on_asterisk)
+        await self._ari.start()
+        self._streams = StreamManager(LegFactory(self._ari, s.media_host))
+
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        pb_grpc.add_MediaStreamServiceServicer_to_server(
+            MediaStreamServicer(self._streams, s.transport), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        port = server.add_insecure_port(s.grpc_listen)
+        await server.start()
+        self._server = server
+        await self._set_health(self._ari.connected)
+        host = s.grpc_listen.rpartition(":")[0]
+        self.endpoints = Endpoints(f"{host}:{port}", ari_url, s.embedded)
+        return self.endpoints
+
+    def _on_asterisk(self, up: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._set_health(up))
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
+
+    async def _set_health(self, up: bool) -> None:
+        status = SERVING if up else NOT_SERVING
+        await self._health.set(SERVICE_NAME, status)
+        await self._health.set(health.OVERALL_HEALTH, status)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Drain: NOT_SERVING first, end the streams, then stop everything."""
+        await self._health.enter_graceful_shutdown()
+        if self._streams is not None:
+            await self._streams.close_all(StopReason.SERVER_SHUTDOWN, "gateway shutting down")
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._ari is not None:
+            await self._ari.close()
+        if self._emulator is not None:
+            from mediastream.emulator import Emulator
+
+            assert isinstance(self._emulator, Emulator)
+            await self._emulator.stop()
+
+    async def run_until_signal(self) -> None:
+        """Serve until SIGINT or SIGTERM, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received: draining")
+        await self.stop()

@@ -1,0 +1,303 @@
+"""Attach a stream to a call or a conference in Asterisk, and take it away again.
+
+A call is reached through a snoop channel (spy/whisper from the stream's
+direction) in a mixing bridge of the gateway's own with the externalMedia
+channel; a conference by adding the externalMedia channel to the conference's
+bridge. Every object the gateway creates is named with the gateway's prefix so
+that an orphan left by a killed gateway can be recognised and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from mediastream.asterisk.ari import AriClient, AriError, Event, EventWatch
+from mediastream.asterisk.transports import FrameQueue, RtpTransport
+from mediastream.core.formats import AudioFormat
+from mediastream.core.stream import StopReason, StreamSpec, Target, TargetKind, Transport
+from mediastream.errors import InternalError, InvalidArgument, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+NAME_PREFIX = "mediastream-"
+"""Prefix of every bridge the gateway creates (for orphan clean-up)."""
+
+STASIS_TIMEOUT = 5.0
+"""Seconds to wait for a created channel's StasisStart."""
+
+
+@dataclass(frozen=True)
+class LegEnd:
+    """Why the Asterisk side of a stream ended."""
+
+    reason: StopReason
+    detail: str
+
+
+@dataclass
+class Leg:
+    """The Asterisk side of one stream: what the gateway created, and the media.
+
+    Attributes:
+        frames: 20 ms frames from Asterisk, in `fmt` (16-bit little-endian if linear).
+        ended: Resolves when Asterisk ends the stream (hangup, conference end, failure).
+    """
+
+    stream_id: str
+    spec: StreamSpec
+    fmt: AudioFormat
+    frames: FrameQueue
+    ended: asyncio.Future[LegEnd]
+    channel_ids: list[str] = field(default_factory=list)
+    bridge_ids: list[str] = field(default_factory=list)
+    subscriptions: list[str] = field(default_factory=list)
+    transport: RtpTransport | None = None
+    watch: EventWatch | None = None
+    monitor: asyncio.Task[None] | None = None
+
+    def send_frame(self, frame: bytes) -> None:
+        """Play one 20 ms frame (in `fmt`) into the call or conference."""
+        if self.transport is not None:
+            self.transport.send_frame(frame)
+
+
+class _QueueSink:
+    def __init__(self, queue: FrameQueue) -> None:
+        self.queue = queue
+
+    def on_frame(self, frame: bytes) -> None:
+        self.queue.put(frame)
+
+    def on_transport_closed(self, reason: str) -> None:
+        self.queue.close(reason)
+
+
+class LegFactory:
+    """Creates and removes legs on one Asterisk through ARI.
+
+    Args:
+        ari: The ARI client of that Asterisk.
+        media_host: Address Asterisk can reach the gateway's media sockets on.
+        downlink_frames: How many frames from Asterisk may wait for a slow client.
+    """
+
+    def __init__(self, ari: AriClient, media_host: str, downlink_frames: int = 50) -> None:
+        self.ari = ari
+        self.media_host = media_host
+        self.downlink_frames = downlink_frames
+
+    async def open(self, stream_id: str, spec: StreamSpec) -> Leg:
+        """Create everything the stream needs in Asterisk and start media.
+
+        Raises:
+            NotFound: the call or conference does not exist.
+            Unavailable: Asterisk cannot be reached.
+            InternalError: Asterisk refused a step it should accept.
+        """
+        if spec.transport is not Transport.RTP:
+            raise InvalidArgument(
+                "config.transport",
+                f"transport {spec.transport.value} is not available yet",
+                reason="UNSUPPORTED_TRANSPORT",
+            )
+        loop = asyncio.get_running_loop()
+        queue = FrameQueue(self.downlink_frames)
+        leg = Leg(stream_id, spec, spec.asterisk_format, queue, loop.create_future())
+        leg.watch = self.ari.watch()
+        try:
+            await self._build(leg)
+        except BaseException:
+            await self.close(leg)
+            raise
+        leg.monitor = asyncio.create_task(self._monitor(leg), name=f"leg-monitor-{stream_id}")
+        return leg
+
+    async def _build(self, leg: Leg) -> None:
+        spec, target = leg.spec, leg.spec.target
+        assert leg.watch is not None
+        if target.kind is TargetKind.CALL:
+            await self._get(f"/channels/{target.id}", target)
+            leg.watch.add(target.id)
+            await self._subscribe(leg, f"channel:{target.id}")
+            bridge_id = str(uuid.uuid4())
+            leg.watch.add(bridge_id)
+            await self.ari.request(
+                "POST",
+                "/bridges",
+                {
+                    "type": "mixing,proxy_media",
+                    "bridgeId": bridge_id,
+                    "name": f"{NAME_PREFIX}{leg.stream_id}",
+                },
+            )
+            leg.bridge_ids.append(bridge_id)
+            snoop_id = str(uuid.uuid4())
+            leg.watch.add(snoop_id)
+            params = {
+                "spy": spec.direction.value,
+                "whisper": spec.direction.whisper if spec.bidirectional else "none",
+                "app": self.ari.config.app,
+                "appArgs": f"{NAME_PREFIX}snoop,{leg.stream_id}",
+                "snoopId": snoop_id,
+            }
+            try:
+                await self.ari.request("POST", f"/channels/{target.id}/snoop", params)
+            except AriError as exc:
+                raise self._translate(exc, target) from exc
+            leg.channel_ids.append(snoop_id)
+            await self._wait_stasis(leg.watch, snoop_id)
+            join_bridge, members = bridge_id, [snoop_id]
+        else:
+            await self._get(f"/bridges/{target.id}", target)
+            leg.watch.add(target.id)
+            await self._subscribe(leg, f"bridge:{target.id}")
+            join_bridge, members = target.id, []
+        channel_id = await self._external_media(leg)
+        members.append(channel_id)
+        await self.ari.request(
+            "POST", f"/bridges/{join_bridge}/addChannel", {"channel": ",".join(members)}
+        )
+
+    async def _external_media(self, leg: Leg) -> str:
+        assert leg.watch is not None
+        transport = await RtpTransport.bind(self.media_host, leg.fmt, _QueueSink(leg.frames))
+        leg.transport = transport
+        channel_id = str(uuid.uuid4())
+        leg.watch.add(channel_id)
+        params = {
+            "app": self.ari.config.app,
+            "external_host": transport.external_host,
+            "format": leg.fmt.value,
+            "encapsulation": "rtp",
+            "transport": "udp",
+            "channelId": channel_id,
+            "data": f"{NAME_PREFIX}{leg.stream_id}",
+        }
+        try:
+            channel = await self.ari.request("POST", "/channels/externalMedia", params)
+        except AriError as exc:
+            raise InternalError(
+                f"Asterisk refused the externalMedia channel: {exc.message}",
+                reason="ASTERISK_REFUSED",
+            ) from exc
+        leg.channel_ids.append(channel_id)
+        variables = channel.get("channelvars", {}) if isinstance(channel, dict) else {}
+        try:
+            transport.set_remote(
+                variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"])
+            )
+        except (KeyError, ValueError) as exc:
+            raise InternalError(
+                "Asterisk did not say where to send RTP (UNICASTRTP_LOCAL_ADDRESS/PORT)"
+            ) from exc
+        await self._wait_stasis(leg.watch, channel_id)
+        return channel_id
+
+    async def _get(self, path: str, target: Target) -> Any:
+        try:
+            return await self.ari.request("GET", path)
+        except AriError as exc:
+            raise self._translate(exc, target) from exc
+
+    async def _subscribe(self, leg: Leg, source: str) -> None:
+        await self.ari.request(
+            "POST", f"/applications/{self.ari.config.app}/subscription", {"eventSource": source}
+        )
+        leg.subscriptions.append(source)
+
+    @staticmethod
+    def _translate(exc: AriError, target: Target) -> Exception:
+        if exc.status == 404:
+            return NotFound(
+                f"{target.kind.value} {target.id} not found",
+                reason=f"{target.kind.name}_NOT_FOUND",
+                metadata={f"{target.kind.value}_id": target.id},
+            )
+        return InternalError(f"Asterisk refused: {exc}", reason="ASTERISK_REFUSED")
+
+    @staticmethod
+    async def _wait_stasis(watch: EventWatch, channel_id: str) -> None:
+        def started(e: Event) -> bool:
+            return e.get("type") == "StasisStart" and e.get("channel", {}).get("id") == channel_id
+
+        try:
+            await watch.wait_for(started, STASIS_TIMEOUT)
+        except TimeoutError:
+            raise Unavailable(
+                f"channel {channel_id} did not enter Stasis within {STASIS_TIMEOUT:.0f} s"
+            ) from None
+
+    async def _monitor(self, leg: Leg) -> None:
+        assert leg.watch is not None
+        target = leg.spec.target
+        ours = set(leg.channel_ids)
+        while not leg.ended.done():
+            event = await leg.watch.queue.get()
+            kind = event.get("type")
+            subject = event.get("channel", {}).get("id") or event.get("bridge", {}).get("id")
+            end: LegEnd | None = None
+            if kind == "_AriDisconnected":
+                end = LegEnd(StopReason.ASTERISK_FAILURE, "lost the ARI events connection")
+            elif (
+                target.kind is TargetKind.CALL
+                and subject == target.id
+                and kind in ("ChannelDestroyed", "ChannelHangupRequest")
+            ):
+                cause = event.get("cause_txt") or f"cause {event.get('cause')}"
+                end = LegEnd(StopReason.CALL_HANGUP, f"call hung up ({cause})")
+            elif (
+                target.kind is TargetKind.CONFERENCE
+                and subject == target.id
+                and kind == ("BridgeDestroyed")
+            ):
+                end = LegEnd(StopReason.CONFERENCE_ENDED, "conference ended")
+            elif subject in ours and kind in ("StasisEnd", "ChannelDestroyed"):
+                end = LegEnd(StopReason.ASTERISK_FAILURE, f"Asterisk ended channel {subject}")
+            if end is not None:
+                leg.ended.set_result(end)
+                leg.frames.close(end.detail)
+
+    async def close(self, leg: Leg) -> None:
+        """Remove everything the leg created; safe to call more than once."""
+        if leg.monitor is not None:
+            leg.monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leg.monitor
+            leg.monitor = None
+        if leg.transport is not None:
+            leg.transport.close()
+            leg.transport = None
+        for channel_id in reversed(leg.channel_ids):
+            await self._quietly("DELETE", f"/channels/{channel_id}")
+        leg.channel_ids.clear()
+        for bridge_id in leg.bridge_ids:
+            await self._quietly("DELETE", f"/bridges/{bridge_id}")
+        leg.bridge_ids.clear()
+        for source in leg.subscriptions:
+            await self._quietly(
+                "DELETE",
+                f"/applications/{self.ari.config.app}/subscription",
+                {"eventSource": source},
+            )
+        leg.subscriptions.clear()
+        if leg.watch is not None:
+            leg.watch.close()
+        leg.frames.close("stream closed")
+        if not leg.ended.done():
+            leg.ended.cancel()
+
+    async def _quietly(self, method: str, path: str, params: dict[str, str] | None = None) -> None:
+        # Gone already (404) is the outcome we want; anything else is logged
+        # and left for the start-up orphan sweep.
+        try:
+            await self.ari.request(method, path, params)
+        except AriError as exc:
+            if exc.status != 404:
+                log.warning("clean-up %s %s failed: %s", method, path, exc)
+        except Unavailable as exc:
+            log.warning("clean-up %s %s failed: %s", method, path, exc)

@@ -1,0 +1,156 @@
+"""Media transports between the gateway and an externalMedia channel.
+
+Each transport is a thin asyncio adapter around the sans-I/O core: it moves
+20 ms frames of the channel's format, with 16-bit linear audio always
+little-endian at this interface (RTP's big-endian samples are swapped here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from typing import Protocol
+
+from mediastream.core.formats import AudioFormat
+from mediastream.core.pcm import swap16
+from mediastream.core.rtp import RtpError, RtpSequencer, parse_rtp
+
+log = logging.getLogger(__name__)
+
+
+class FrameSink(Protocol):
+    """Receives the frames a transport takes from Asterisk."""
+
+    def on_frame(self, frame: bytes) -> None:
+        """One 20 ms frame arrived from Asterisk."""
+
+    def on_transport_closed(self, reason: str) -> None:
+        """The transport ended; no more frames will come."""
+
+
+class MediaTransport(Protocol):
+    """What a stream needs from a transport."""
+
+    @property
+    def external_host(self) -> str:
+        """The ``host:port`` to give Asterisk as externalMedia ``external_host``."""
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send one 20 ms frame to Asterisk."""
+
+    def close(self) -> None:
+        """Release the transport's socket."""
+
+
+class RtpTransport(asyncio.DatagramProtocol):
+    """externalMedia over RTP/UDP.
+
+    The socket is bound to exactly the address given to Asterisk as
+    ``external_host`` and RTP is sent from it, because Asterisk's strict RTP
+    accepts at once only packets from the address it sends to.
+    """
+
+    def __init__(self, fmt: AudioFormat, sink: FrameSink) -> None:
+        self.fmt = fmt
+        self._sink = sink
+        self._transport: asyncio.DatagramTransport | None = None
+        self._remote: tuple[str, int] | None = None
+        self._sequencer = RtpSequencer(
+            payload_type=fmt.rtp_payload_type,
+            ssrc=random.getrandbits(32),
+            sequence_number=random.getrandbits(16),
+            timestamp=random.getrandbits(32),
+        )
+        self._swap = fmt.is_linear
+        self.malformed = 0
+        self.foreign = 0
+
+    @classmethod
+    async def bind(cls, host: str, fmt: AudioFormat, sink: FrameSink) -> RtpTransport:
+        """Open a UDP socket on `host` (any free port)."""
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(lambda: cls(fmt, sink), local_addr=(host, 0))
+        return proto
+
+    @property
+    def external_host(self) -> str:
+        """``host:port`` of the bound socket."""
+        assert self._transport is not None
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return f"{host}:{port}"
+
+    def set_remote(self, host: str, port: int) -> None:
+        """Where Asterisk listens (UNICASTRTP_LOCAL_ADDRESS / _PORT)."""
+        self._remote = (host, port)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:  # noqa: D102
+        if self._remote is not None and (addr[0], addr[1]) != self._remote:
+            self.foreign += 1
+            return
+        try:
+            packet = parse_rtp(data)
+        except RtpError as exc:
+            self.malformed += 1
+            log.warning("dropped malformed RTP from Asterisk: %s", exc.reason)
+            return
+        payload = packet.payload
+        self._sink.on_frame(swap16(payload) if self._swap else payload)
+
+    def error_received(self, exc: Exception) -> None:  # noqa: D102
+        log.warning("RTP socket error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        self._sink.on_transport_closed("rtp socket closed")
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send one frame as an RTP packet to Asterisk."""
+        if self._transport is None or self._remote is None or self._transport.is_closing():
+            return
+        samples = len(frame) // self.fmt.sample_width
+        payload = swap16(frame) if self._swap else frame
+        self._transport.sendto(self._sequencer.next(payload, samples), self._remote)
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._transport is not None:
+            self._transport.close()
+
+
+class FrameQueue:
+    """A bounded queue of frames from Asterisk; when full the oldest is dropped."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._frames: deque[bytes] = deque()
+        self._maxlen = maxlen
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.closed_reason: str | None = None
+
+    def put(self, frame: bytes) -> None:
+        """Queue a frame, dropping the oldest if the queue is full."""
+        if len(self._frames) >= self._maxlen:
+            self._frames.popleft()
+            self.dropped += 1
+        self._frames.append(frame)
+        self._ready.set()
+
+    def close(self, reason: str) -> None:
+        """No more frames will be put; readers drain then stop."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._ready.set()
+
+    async def get(self) -> bytes | None:
+        """The next frame, or None once closed and drained."""
+        while not self._frames:
+            if self.closed_reason is not None:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._frames.popleft()

@@ -1,0 +1,70 @@
+"""Command line: ``mediastream serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from mediastream import config
+from mediastream.app import Gateway
+
+
+def _serve(settings: config.Settings) -> int:
+    async def main() -> None:
+        gateway = Gateway(settings)
+        endpoints = await gateway.start()
+        ready: dict[str, object] = {
+            "event": "ready",
+            "grpc": endpoints.grpc,
+            "ari_url": endpoints.ari_url,
+            "embedded_asterisk": endpoints.embedded,
+        }
+        if endpoints.embedded:
+            from mediastream.emulator import demo
+
+            ready["demo"] = {
+                "tone_call": demo.TONE_CALL_ID,
+                "echo_call": demo.ECHO_CALL_ID,
+                "dtmf_call": demo.DTMF_CALL_ID,
+                "conference": demo.CONFERENCE_ID,
+            }
+        # One JSON line on stdout: scripts and tests wait for it.
+        print(json.dumps(ready), flush=True)
+        await gateway.run_until_signal()
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mediastream`` command."""
+    parser = argparse.ArgumentParser(prog="mediastream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway (embedded Asterisk by default)")
+    config.add_arguments(serve)
+    serve.add_argument(
+        "--check-config", action="store_true", help="validate the settings, print them and exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = config.load(args)
+    except config.ConfigError as exc:
+        print(f"mediastream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.check_config:
+        print(settings)
+        return 0
+    return _serve(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

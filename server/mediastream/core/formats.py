@@ -1,0 +1,78 @@
+"""Audio formats and frame sizes: the one place that defines them.
+
+Every size in the gateway is derived from here: a 20 ms frame is 160 bytes of
+mu-law or A-law, 320 bytes of 8 kHz slin and 640 bytes of 16 kHz slin16.
+"""
+
+from __future__ import annotations
+
+import enum
+
+FRAME_MS = 20
+"""Duration of one frame: Asterisk's ptime for every format used here."""
+
+MAX_CHUNK_MS = 200
+"""Longest chunk a client may ask for (ten frames)."""
+
+
+class AudioFormat(enum.Enum):
+    """A sample encoding as Asterisk names it (the externalMedia `format`)."""
+
+    ULAW = "ulaw"
+    ALAW = "alaw"
+    SLIN = "slin"
+    SLIN16 = "slin16"
+
+    @property
+    def sample_rate(self) -> int:
+        """Samples per second."""
+        return 16000 if self is AudioFormat.SLIN16 else 8000
+
+    @property
+    def sample_width(self) -> int:
+        """Bytes per sample: 1 for G.711, 2 for signed linear."""
+        return 1 if self in (AudioFormat.ULAW, AudioFormat.ALAW) else 2
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether samples are 16-bit signed linear."""
+        return self.sample_width == 2
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Samples in one 20 ms frame."""
+        return self.sample_rate * FRAME_MS // 1000
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes in one 20 ms frame."""
+        return self.samples_per_frame * self.sample_width
+
+    def bytes_for(self, ms: int) -> int:
+        """Bytes in `ms` milliseconds of audio (a multiple of 20 ms)."""
+        if ms <= 0 or ms % FRAME_MS:
+            raise ValueError(f"duration must be a positive multiple of {FRAME_MS} ms, got {ms}")
+        return self.frame_bytes * (ms // FRAME_MS)
+
+    @property
+    def rtp_payload_type(self) -> int:
+        """Payload type Asterisk uses for this format on externalMedia RTP."""
+        return _RTP_PAYLOAD_TYPES[self]
+
+    @classmethod
+    def from_rtp_payload_type(cls, payload_type: int) -> AudioFormat:
+        """The format Asterisk sends with `payload_type` (PT 11 is slin too)."""
+        if payload_type == 11:
+            return cls.SLIN
+        for fmt, pt in _RTP_PAYLOAD_TYPES.items():
+            if pt == payload_type:
+                return fmt
+        raise ValueError(f"no audio format for RTP payload type {payload_type}")
+
+
+_RTP_PAYLOAD_TYPES = {
+    AudioFormat.ULAW: 0,
+    AudioFormat.ALAW: 8,
+    AudioFormat.SLIN: 10,
+    AudioFormat.SLIN16: 118,
+}

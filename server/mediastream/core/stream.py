@@ -1,0 +1,288 @@
+"""What a stream is, independent of gRPC, WebSocket and Asterisk transport.
+
+`StreamSpec` is a validated request; `Downlink` turns the 20 ms frames taken
+from Asterisk into the client's chunks (format, chunk size, encapsulation);
+`Uplink` turns the client's chunks back into frames for Asterisk. Both are
+pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+from dataclasses import dataclass
+
+from mediastream.core import audiosocket
+from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, AudioFormat
+from mediastream.core.pcm import Transcoder, swap16
+from mediastream.core.rtp import PT_VOIPBIN, RtpError, RtpSequencer, parse_rtp
+from mediastream.errors import InvalidArgument
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class TargetKind(enum.Enum):
+    """What a stream is attached to."""
+
+    CALL = "call"
+    CONFERENCE = "conference"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A call (an Asterisk channel) or a conference (an Asterisk bridge)."""
+
+    kind: TargetKind
+    id: str
+
+
+class Direction(enum.Enum):
+    """Whose audio a call stream hears (the snoop's `spy`)."""
+
+    BOTH = "both"
+    IN = "in"
+    OUT = "out"
+
+    @property
+    def whisper(self) -> str:
+        """Snoop `whisper` so the client is heard by the party it hears."""
+        return {Direction.BOTH: "both", Direction.IN: "out", Direction.OUT: "in"}[self]
+
+
+class Encapsulation(enum.Enum):
+    """Wire form of each chunk exchanged with the client."""
+
+    SLN = "sln"
+    RTP = "rtp"
+    AUDIOSOCKET = "audiosocket"
+
+
+class Transport(enum.Enum):
+    """How the gateway takes audio from Asterisk (the externalMedia kind)."""
+
+    RTP = "rtp"
+    AUDIOSOCKET = "audiosocket"
+    WEBSOCKET = "websocket"
+
+
+class StopReason(enum.Enum):
+    """Why a stream ended."""
+
+    CLIENT_DONE = "client_done"
+    CALL_HANGUP = "call_hangup"
+    CONFERENCE_ENDED = "conference_ended"
+    SERVER_SHUTDOWN = "server_shutdown"
+    ASTERISK_FAILURE = "asterisk_failure"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A validated stream request.
+
+    Attributes:
+        target: The call or conference.
+        format: Sample format in both directions, as the client sees it.
+        direction: Whose audio a call stream hears.
+        chunk_ms: Duration of one chunk, a multiple of 20 ms.
+        encapsulation: Wire form of each chunk.
+        transport: Transport towards Asterisk.
+        bidirectional: Whether the client sends audio into the call.
+    """
+
+    target: Target
+    format: AudioFormat = AudioFormat.ULAW
+    direction: Direction = Direction.BOTH
+    chunk_ms: int = FRAME_MS
+    encapsulation: Encapsulation = Encapsulation.SLN
+    transport: Transport = Transport.RTP
+    bidirectional: bool = True
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Bytes of samples in one chunk."""
+        return self.format.bytes_for(self.chunk_ms)
+
+    @property
+    def asterisk_format(self) -> AudioFormat:
+        """The externalMedia `format` to ask Asterisk for.
+
+        Asterisk reads every AudioSocket audio message as 8 kHz slin, and over
+        RTP it drops slin16 (dynamic PT 118) coming in, so those transports
+        carry slin and the gateway resamples; the WebSocket channel carries
+        any format both ways.
+        """
+        if self.transport is Transport.AUDIOSOCKET:
+            return AudioFormat.SLIN
+        if (
+            self.transport is Transport.RTP
+            and self.format is AudioFormat.SLIN16
+            and self.bidirectional
+        ):
+            return AudioFormat.SLIN
+        return self.format
+
+
+def validate_target_id(field: str, value: str) -> str:
+    """Check an ID's shape (Asterisk channel and bridge IDs, UUIDs).
+
+    Raises:
+        InvalidArgument: the ID is empty or has characters an ID never has.
+    """
+    if not value:
+        raise InvalidArgument(field, f"{field} must be set", reason="MISSING_TARGET")
+    if not _ID.match(value):
+        raise InvalidArgument(
+            field,
+            f"{field} must be 1-128 letters, digits, '.', '_', ':' or '-'",
+            reason="INVALID_ID",
+        )
+    return value
+
+
+def validate_chunk_ms(chunk_ms: int) -> int:
+    """0 means 20; otherwise a multiple of 20 up to 200.
+
+    Raises:
+        InvalidArgument: any other value.
+    """
+    if chunk_ms == 0:
+        return FRAME_MS
+    if chunk_ms % FRAME_MS or not FRAME_MS <= chunk_ms <= MAX_CHUNK_MS:
+        raise InvalidArgument(
+            "config.chunk_ms",
+            f"chunk_ms must be a multiple of {FRAME_MS} from {FRAME_MS} to {MAX_CHUNK_MS}, "
+            f"got {chunk_ms}",
+            reason="INVALID_CHUNK_MS",
+        )
+    return chunk_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk for the client.
+
+    Attributes:
+        data: Encapsulated bytes.
+        sequence_number: 0, 1, 2, ... per stream.
+        timestamp: Media time of the first sample, in samples since stream start.
+    """
+
+    data: bytes
+    sequence_number: int
+    timestamp: int
+
+
+class Downlink:
+    """Asterisk frames -> client chunks."""
+
+    def __init__(self, spec: StreamSpec) -> None:
+        self._spec = spec
+        self._transcoder = Transcoder(spec.asterisk_format, spec.format)
+        self._pending = bytearray()
+        self._chunk_bytes = spec.chunk_bytes
+        self._samples_per_chunk = spec.chunk_bytes // spec.format.sample_width
+        self._sequence = 0
+        self._rtp = RtpSequencer(
+            payload_type=PT_VOIPBIN
+            if spec.format is AudioFormat.ULAW
+            else spec.format.rtp_payload_type,
+            ssrc=random.getrandbits(32),
+            sequence_number=1,
+            timestamp=0,
+        )
+
+    def push(self, frame: bytes) -> list[Chunk]:
+        """Take one frame from Asterisk; return the chunks now complete."""
+        self._pending += self._transcoder.convert(frame)
+        out: list[Chunk] = []
+        while len(self._pending) >= self._chunk_bytes:
+            samples = bytes(self._pending[: self._chunk_bytes])
+            del self._pending[: self._chunk_bytes]
+            out.append(self._chunk(samples))
+        return out
+
+    def _chunk(self, samples: bytes) -> Chunk:
+        seq = self._sequence
+        self._sequence += 1
+        ts = seq * self._samples_per_chunk
+        enc = self._spec.encapsulation
+        if enc is Encapsulation.RTP:
+            # RTP carries 16-bit samples big-endian (network order).
+            wire = swap16(samples) if self._spec.format.is_linear else samples
+            data = self._rtp.next(wire, self._samples_per_chunk)
+        elif enc is Encapsulation.AUDIOSOCKET:
+            data = audiosocket.encode(audiosocket.Kind.AUDIO, samples)
+        else:
+            data = samples
+        return Chunk(data, seq, ts)
+
+
+class Uplink:
+    """Client chunks -> audio in the Asterisk leg's format."""
+
+    def __init__(self, spec: StreamSpec) -> None:
+        self._spec = spec
+        self._transcoder = Transcoder(spec.format, spec.asterisk_format)
+        self._max_bytes = spec.format.bytes_for(MAX_CHUNK_MS)
+
+    def decode(self, data: bytes) -> bytes:
+        """Unwrap and convert one client chunk.
+
+        Raises:
+            InvalidArgument: the chunk is not in the stream's encapsulation, is
+                larger than 200 ms of audio, or has a partial sample.
+        """
+        enc = self._spec.encapsulation
+        if enc is Encapsulation.RTP:
+            try:
+                packet = parse_rtp(data)
+            except RtpError as exc:
+                raise InvalidArgument(
+                    "audio.data", f"not an RTP packet: {exc.reason}", reason="MALFORMED_CHUNK"
+                ) from exc
+            samples = packet.payload
+            if self._spec.format.is_linear and len(samples) % 2 == 0:
+                samples = swap16(samples)
+        elif enc is Encapsulation.AUDIOSOCKET:
+            samples = _audiosocket_audio(data)
+        else:
+            samples = data
+        if len(samples) > self._max_bytes:
+            raise InvalidArgument(
+                "audio.data",
+                f"chunk carries {len(samples)} bytes of audio; at most {self._max_bytes} "
+                f"({MAX_CHUNK_MS} ms of {self._spec.format.value}) are accepted",
+                reason="CHUNK_TOO_LARGE",
+            )
+        if len(samples) % self._spec.format.sample_width:
+            raise InvalidArgument(
+                "audio.data",
+                f"{len(samples)} bytes is not a whole number of 16-bit samples",
+                reason="PARTIAL_SAMPLE",
+            )
+        return self._transcoder.convert(samples)
+
+
+def _audiosocket_audio(data: bytes) -> bytes:
+    decoder = audiosocket.AudioSocketDecoder()
+    try:
+        messages = decoder.feed(data)
+    except audiosocket.AudioSocketError as exc:
+        raise InvalidArgument(
+            "audio.data", f"not an AudioSocket message: {exc}", reason="MALFORMED_CHUNK"
+        ) from exc
+    if decoder.pending:
+        raise InvalidArgument(
+            "audio.data", "AudioSocket message is truncated", reason="MALFORMED_CHUNK"
+        )
+    out = bytearray()
+    for m in messages:
+        if m.kind != audiosocket.Kind.AUDIO:
+            raise InvalidArgument(
+                "audio.data",
+                f"AudioSocket kind 0x{m.kind:02x} is not audio (0x10)",
+                reason="MALFORMED_CHUNK",
+            )
+        out += m.payload
+    return bytes(out)

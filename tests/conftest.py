@@ -1,0 +1,60 @@
+"""Shared fixtures: a real gateway process on loopback with its embedded Asterisk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    """A `mediastream serve` process and where it listens."""
+
+    process: subprocess.Popen[str]
+    grpc: str
+    ari_url: str
+    demo: dict[str, str]
+
+
+def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGateway:
+    """Start `mediastream serve` on free ports and wait for its ready line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mediastream.cli", "serve", "--grpc-listen", "127.0.0.1:0",
+         "--log-level", "WARNING", *extra],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(5)
+        raise RuntimeError(f"gateway exited with {process.returncode} before it was ready")
+    ready: dict[str, Any] = json.loads(line)
+    return RunningGateway(process, ready["grpc"], ready["ari_url"], ready.get("demo", {}))
+
+
+def stop_gateway(gw: RunningGateway) -> int:
+    """SIGTERM the gateway and return its exit code."""
+    if gw.process.poll() is None:
+        gw.process.send_signal(signal.SIGTERM)
+        try:
+            gw.process.wait(15)
+        except subprocess.TimeoutExpired:
+            gw.process.kill()
+            gw.process.wait()
+    return gw.process.returncode
+
+
+@pytest.fixture(scope="session")
+def gateway() -> Iterator[RunningGateway]:
+    gw = start_gateway()
+    yield gw
+    stop_gateway(gw)
