@@ -27,7 +27,7 @@ run: setup
 demo: setup
 	$(UV) run --frozen python scripts/run.py --once
 
-generate: setup
+generate: setup generate-sdks
 	$(UV) run --frozen python scripts/generate.py
 
 check-generated: setup
@@ -44,5 +44,60 @@ lint: setup
 typecheck: setup
 	$(UV) run --frozen mypy
 
-test: setup check-generated proto-lint lint typecheck
+test: setup check-generated proto-lint lint typecheck check-generated-sdks sdk-test
 	$(UV) run --frozen pytest
+
+# --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
+# Pinned protoc plugins for Go, installed into sdk/go/.tools/bin (gitignored there);
+# protoc-gen-es and the TypeScript toolchain come from sdk/typescript/package-lock.json.
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+SDK_TOOLS := sdk/go/.tools
+BUF := node_modules/.bin/buf
+SDK_GENERATED := sdk/go/mediastreamv1 sdk/typescript/src/gen
+# Both buf templates, written under the directory given as $(1).
+SDK_BUF_GENERATE = $(BUF) generate -o $(1); $(BUF) generate --template sdk/typescript/buf.gen.yaml -o $(1)
+
+.PHONY: sdk-setup generate-sdks check-generated-sdks sdk-test
+
+sdk-setup: $(SDK_TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp $(SDK_TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp $(SDK_TOOLS)/go-mod.stamp sdk/typescript/node_modules/.installed
+
+$(SDK_TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp:
+	GOBIN=$(CURDIR)/$(SDK_TOOLS)/bin go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@touch $@
+
+$(SDK_TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp:
+	GOBIN=$(CURDIR)/$(SDK_TOOLS)/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
+$(SDK_TOOLS)/go-mod.stamp: sdk/go/go.mod sdk/go/go.sum
+	cd sdk/go && go mod download
+	@mkdir -p $(SDK_TOOLS) && touch $@
+
+sdk/typescript/node_modules/.installed: sdk/typescript/package.json sdk/typescript/package-lock.json
+	cd sdk/typescript && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+generate-sdks: setup sdk-setup
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(call SDK_BUF_GENERATE,"$$tmp"); \
+	for d in $(SDK_GENERATED); do rm -rf "$$d"; mkdir -p "$$(dirname "$$d")"; cp -R "$$tmp/$$d" "$$d"; done; \
+	echo "regenerated $(SDK_GENERATED)"
+
+check-generated-sdks: setup sdk-setup
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(call SDK_BUF_GENERATE,"$$tmp"); \
+	for d in $(SDK_GENERATED); do \
+	  diff -ru "$$d" "$$tmp/$$d" || { echo "generated SDK code is stale; run 'make generate'"; exit 1; }; \
+	done; echo "generated SDK code is up to date"
+
+# One gateway for every language: Go and TypeScript tests (unit, integration and
+# their conformance runners) and the Python conformance runner.
+sdk-test: setup sdk-setup
+	$(UV) run --frozen python tests/conformance/with_gateway.py -- $(MAKE) --no-print-directory sdk-test-runners
+
+.PHONY: sdk-test-runners
+sdk-test-runners:
+	cd sdk/go && go vet ./... && go test -count=1 ./...
+	cd sdk/typescript && npm test --silent
+	$(UV) run --frozen pytest -q tests/conformance

@@ -27,9 +27,12 @@ HEADER = "# Generated from proto/ by scripts/generate.py. Do not edit.\n"
 
 def _python_outputs(proto_root: Path) -> dict[str, str]:
     protos = sorted(str(p.relative_to(proto_root)) for p in proto_root.rglob("*.proto"))
+    import grpc_tools
+
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_root}",
+            sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_root}", f"-I{well_known}",
             f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}", *protos,
         ]
         subprocess.run(cmd, check=True)

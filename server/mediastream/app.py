@@ -18,13 +18,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
+from mediastream.api.grpc_external_media import SERVICE_NAME as EXTERNAL_MEDIA_SERVICE
+from mediastream.api.grpc_external_media import ExternalMediaServicer
 from mediastream.api.grpc_service import SERVICE_NAME, MediaStreamServicer
 from mediastream.asterisk.ari import AriClient, AriConfig
+from mediastream.asterisk.audiosocket import AudioSocketServer
 from mediastream.asterisk.legs import LegFactory
+from mediastream.auth import Authenticator
 from mediastream.config import Settings
-from mediastream.core.stream import StopReason
-from mediastream.streams import StreamManager
+from mediastream.external_media import ExternalMediaManager, parse_allow_list
+from mediastream.streams import StreamLimits, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class Gateway:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._streams: StreamManager | None = None
+        self._audiosocket: AudioSocketServer | None = None
+        self._external: ExternalMediaManager | None = None
         self._health_tasks: set[asyncio.Task[None]] = set()
         self.endpoints: Endpoints | None = None
 
@@ -71,7 +78,21 @@ class Gateway:
         self._ari = AriClient(AriConfig(ari_url, user, password, app=s.ari_app))
         self._ari.on_connection_change(self._on_asterisk)
         await self._ari.start()
-        self._streams = StreamManager(LegFactory(self._ari, s.media_host))
+        self._audiosocket = AudioSocketServer()
+        await self._audiosocket.start(s.media_host, s.audiosocket_port)
+        limits = StreamLimits(
+            max_streams=s.max_streams,
+            max_streams_per_target=s.max_streams_per_target,
+            resume_grace_s=s.resume_grace_s,
+        )
+        legs = LegFactory(self._ari, s.media_host, audiosocket=self._audiosocket)
+        self._streams = StreamManager(legs, limits)
+        self._external = ExternalMediaManager(
+            legs, parse_allow_list(s.external_media_allow), s.max_streams_per_target
+        )
+        auth = Authenticator(s.api_key_list, s.jwt_verification_key(), s.jwt_audience)
+        if not auth.enabled:
+            log.warning("authentication is off: set api_keys or jwt_key before exposing this")
 
         server = grpc.aio.server(
             options=[
@@ -83,19 +104,40 @@ class Gateway:
             ]
         )
         pb_grpc.add_MediaStreamServiceServicer_to_server(
-            MediaStreamServicer(self._streams, s.transport), server
+            MediaStreamServicer(self._streams, s.transport, auth), server
+        )
+        em_grpc.add_ExternalMediaServiceServicer_to_server(
+            ExternalMediaServicer(self._external, auth), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
-        port = server.add_insecure_port(s.grpc_listen)
+        port = self._bind(server)
         await server.start()
         self._server = server
         await self._set_health(self._ari.connected)
         host = s.grpc_listen.rpartition(":")[0]
         self.endpoints = Endpoints(f"{host}:{port}", ari_url, s.embedded)
         return self.endpoints
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        s = self.settings
+        if not s.tls_cert:
+            return server.add_insecure_port(s.grpc_listen)
+        with open(s.tls_cert, "rb") as f:
+            cert = f.read()
+        with open(s.tls_key, "rb") as f:
+            key = f.read()
+        ca = None
+        if s.tls_client_ca:
+            with open(s.tls_client_ca, "rb") as f:
+                ca = f.read()
+        creds = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+        )
+        return server.add_secure_port(s.grpc_listen, creds)
 
     def _on_asterisk(self, up: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._set_health(up))
@@ -104,16 +146,20 @@ class Gateway:
 
     async def _set_health(self, up: bool) -> None:
         status = SERVING if up else NOT_SERVING
-        await self._health.set(SERVICE_NAME, status)
-        await self._health.set(health.OVERALL_HEALTH, status)
+        for service in (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.OVERALL_HEALTH):
+            await self._health.set(service, status)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Drain: NOT_SERVING first, end the streams, then stop everything."""
+        """Drain: NOT_SERVING first, let streams finish, end the rest, stop everything."""
         await self._health.enter_graceful_shutdown()
         if self._streams is not None:
-            await self._streams.close_all(StopReason.SERVER_SHUTDOWN, "gateway shutting down")
+            await self._streams.drain(self.settings.drain_timeout_s)
+        if self._external is not None:
+            await self._external.close_all()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._audiosocket is not None:
+            await self._audiosocket.close()
         if self._ari is not None:
             await self._ari.close()
         if self._emulator is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from mediastream.core.stream import Transport
+from mediastream.external_media import parse_allow_list
 
 ENV_PREFIX = "MEDIASTREAM_"
 
@@ -35,8 +36,20 @@ class Settings:
         ari_password: ARI password.
         ari_app: Stasis application name the gateway registers.
         media_host: Address Asterisk reaches the gateway's media sockets on.
+        audiosocket_port: TCP port of the AudioSocket listener (0: any free port).
         transport: Default externalMedia transport when a client names none.
         log_level: Python logging level name.
+        api_keys: Comma-separated static API keys (full access).
+        jwt_key: HMAC secret, or path of a PEM public key file, to verify JWTs.
+        jwt_audience: Required JWT ``aud``, if any.
+        tls_cert: PEM certificate file for gRPC TLS (with tls_key).
+        tls_key: PEM private key file for gRPC TLS.
+        tls_client_ca: PEM CA file; when set, clients must present a certificate (mTLS).
+        max_streams: Concurrent streams this process accepts.
+        max_streams_per_target: Concurrent streams on one call or conference.
+        resume_grace_s: Seconds a dropped stream waits for its client to resume.
+        drain_timeout_s: Seconds streams get to finish on SIGTERM.
+        external_media_allow: Comma-separated networks external media may be sent to.
     """
 
     grpc_listen: str = "127.0.0.1:50051"
@@ -45,8 +58,32 @@ class Settings:
     ari_password: str = field(default="asterisk", repr=False)
     ari_app: str = "mediastream"
     media_host: str = "127.0.0.1"
+    audiosocket_port: int = 0
     transport: Transport = Transport.RTP
     log_level: str = "INFO"
+    api_keys: str = field(default="", repr=False)
+    jwt_key: str = field(default="", repr=False)
+    jwt_audience: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    max_streams: int = 1000
+    max_streams_per_target: int = 5
+    resume_grace_s: float = 10.0
+    drain_timeout_s: float = 30.0
+    external_media_allow: str = "127.0.0.0/8,::1/128"
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """The configured API keys."""
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def jwt_verification_key(self) -> str:
+        """The JWT key: the file's contents if `jwt_key` names a file."""
+        if self.jwt_key and os.path.isfile(self.jwt_key):
+            with open(self.jwt_key) as f:
+                return f.read()
+        return self.jwt_key
 
     @property
     def embedded(self) -> bool:
@@ -70,6 +107,22 @@ class Settings:
             raise ConfigError(f"ari_app must be a plain name, got {self.ari_app!r}")
         if not self.media_host:
             raise ConfigError("media_host must be set")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key must be set together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{name}: no such file {path!r}")
+        if self.max_streams < 1 or self.max_streams_per_target < 1:
+            raise ConfigError("max_streams and max_streams_per_target must be at least 1")
+        if self.resume_grace_s < 0 or self.drain_timeout_s < 0:
+            raise ConfigError("resume_grace_s and drain_timeout_s must not be negative")
+        try:
+            parse_allow_list(self.external_media_allow)
+        except ValueError as exc:
+            raise ConfigError(f"external_media_allow: {exc}") from None
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
@@ -78,6 +131,21 @@ class Settings:
 
 
 def _convert(name: str, raw: str) -> object:
+    if name == "audiosocket_port":
+        if not raw.isdigit() or int(raw) > 65535:
+            raise ConfigError(f"audiosocket_port must be a port number, got {raw!r}")
+        return int(raw)
+    kind = _FIELD_TYPES.get(name)
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if name == "transport":
         try:
             return Transport(raw.lower())
@@ -85,6 +153,14 @@ def _convert(name: str, raw: str) -> object:
             choices = ", ".join(t.value for t in Transport)
             raise ConfigError(f"transport must be one of {choices}, got {raw!r}") from None
     return raw
+
+
+_FIELD_TYPES = {
+    "max_streams": int,
+    "max_streams_per_target": int,
+    "resume_grace_s": float,
+    "drain_timeout_s": float,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

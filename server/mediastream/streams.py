@@ -1,9 +1,12 @@
 """Streams: the part shared by every client-facing adapter (gRPC, WebSocket).
 
 A `Stream` joins a client to a `Leg` in Asterisk. Downlink, it turns the
-leg's frames into the client's chunks. Uplink, it decodes the client's chunks
-and hands them to a `Pacer`, which a task drains at one frame per 20 ms into
-the leg, because Asterisk relays RTP and AudioSocket input without re-timing.
+leg's frames into the client's chunks and keeps them in a bounded replay
+buffer that the client's connection reads from. Uplink, it decodes the
+client's chunks and hands them to a `Pacer`, which a task drains at one frame
+per 20 ms into the leg, because Asterisk relays RTP and AudioSocket input
+without re-timing. A client whose connection drops may come back within the
+resume grace period and continue where it was; the Asterisk side stays up.
 """
 
 from __future__ import annotations
@@ -11,18 +14,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from mediastream.asterisk.legs import Leg, LegEnd, LegFactory
-from mediastream.core.pacer import Pacer
+from mediastream.core.formats import FRAME_MS
+from mediastream.core.pacer import Cleared, InputFinished, MarkPlayed, Pacer, Xoff, Xon
 from mediastream.core.pcm import silence
-from mediastream.core.stream import Chunk, Downlink, StopReason, StreamSpec, Uplink
-from mediastream.errors import FailedPrecondition, MediaStreamError, ResourceExhausted
+from mediastream.core.stream import (
+    Chunk,
+    Downlink,
+    DownlinkBuffer,
+    Dtmf,
+    Flow,
+    MarkReached,
+    PlaybackCleared,
+    StopReason,
+    StreamEvent,
+    StreamSpec,
+    TargetKind,
+    Uplink,
+)
+from mediastream.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MediaStreamError,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Sizes and times that bound a stream.
+
+    Attributes:
+        play_buffer_ms: Client audio the gateway holds for playing; past it the
+            gateway stops reading the client's messages (gRPC flow control).
+        pause_at_ms: Buffered audio at which the client is told to pause.
+        resume_at_ms: Buffered audio below which the client is told to resume.
+        replay_ms: Audio kept for a slow or reconnecting client.
+        resume_grace_s: How long a stream whose client vanished waits for it.
+        max_streams: Concurrent streams in this process.
+        max_streams_per_target: Concurrent streams on one call or conference.
+    """
+
+    play_buffer_ms: int = 10_000
+    pause_at_ms: int = 8_000
+    resume_at_ms: int = 4_000
+    replay_ms: int = 5_000
+    resume_grace_s: float = 10.0
+    max_streams: int = 1000
+    max_streams_per_target: int = 5
 
 
 @dataclass(frozen=True)
@@ -36,25 +87,60 @@ class StreamStopped:
 class Stream:
     """One client's stream on a call or conference."""
 
-    def __init__(self, stream_id: str, spec: StreamSpec, leg: Leg, legs: LegFactory) -> None:
+    def __init__(self, stream_id: str, spec: StreamSpec, limits: StreamLimits) -> None:
         self.id = stream_id
         self.spec = spec
-        self._leg = leg
-        self._legs = legs
+        self.resume_token = f"{stream_id}.{secrets.token_urlsafe(16)}"
+        self.leg: Leg | None = None
+        self.error: MediaStreamError | None = None
         self._downlink = Downlink(spec)
+        self._buffer = DownlinkBuffer(max(1, limits.replay_ms // spec.chunk_ms))
+        self._ready = asyncio.Event()
         self._uplink = Uplink(spec) if spec.bidirectional else None
         fmt = spec.asterisk_format
-        self._pacer = Pacer(fmt.frame_bytes, silence=silence(fmt))
+        self._pacer = Pacer(
+            fmt.frame_bytes,
+            silence=silence(fmt),
+            max_frames=limits.play_buffer_ms // FRAME_MS,
+            high_water=limits.pause_at_ms // FRAME_MS,
+            low_water=limits.resume_at_ms // FRAME_MS,
+        )
+        # Room for one more client message (at most 200 ms) before reading it.
+        self._room_frames = self._pacer.max_frames - 10
+        self._room = asyncio.Event()
+        self._room.set()
         self._wake = asyncio.Event()
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
-        self.error: MediaStreamError | None = None
-        self._player = (
-            asyncio.create_task(self._play(), name=f"play-{stream_id}")
-            if spec.bidirectional
-            else None
-        )
-        leg.ended.add_done_callback(self._on_leg_end)
+        self._hangup_requested = False
+        self._player: asyncio.Task[None] | None = None
+        self.attached = True
+        self.detached_at: float | None = None
+        self.buffer_high_ms = limits.pause_at_ms
+
+    # --- what the leg reports (LegSink) -------------------------------------------------
+
+    def on_frame(self, frame: bytes) -> None:
+        """A frame from Asterisk: convert it and make it readable."""
+        for chunk in self._downlink.push(frame):
+            self._buffer.add_chunk(chunk)
+        self._ready.set()
+
+    def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
+        """A digit from the call."""
+        self._emit(Dtmf(digit, duration_ms))
+
+    def on_transport_closed(self, reason: str) -> None:
+        """Not used: the leg turns transport ends into `on_leg_end`."""
+
+    def on_leg_end(self, end: LegEnd) -> None:
+        """Asterisk ended the stream's side."""
+        reason = end.reason
+        if self._hangup_requested and reason is StopReason.CALL_HANGUP:
+            reason = StopReason.CLIENT_HANGUP
+        self._finish(StreamStopped(reason, end.detail))
+
+    # --- what the client adapter uses ---------------------------------------------------
 
     @property
     def sample_rate(self) -> int:
@@ -66,14 +152,45 @@ class Stream:
         """Resolves when the stream has ended, with the reason."""
         return self._stopped
 
-    async def chunks(self) -> AsyncIterator[Chunk]:
-        """The call's audio as client chunks, until the stream stops."""
+    @property
+    def dropped_chunks(self) -> int:
+        """Chunks a slow reader skipped."""
+        return self._buffer.dropped
+
+    def start(self, leg: Leg) -> None:
+        """Begin media once the leg is up."""
+        self.leg = leg
+        if self.spec.bidirectional:
+            self._player = asyncio.create_task(self._play(), name=f"play-{self.id}")
+
+    def rewind(self, last_received: int | None) -> int:
+        """Continue from after chunk `last_received` (for a resumed client).
+
+        Returns:
+            How many of the chunks asked for are no longer held.
+        """
+        lost = self._buffer.rewind(last_received)
+        self._ready.set()
+        return lost
+
+    async def output(self) -> AsyncIterator[Chunk | StreamEvent]:
+        """Audio chunks and events for the client, until the stream stops."""
         while True:
-            frame = await self._leg.frames.get()
-            if frame is None:
+            items = self._buffer.take()
+            if items:
+                for item in items:
+                    yield item
+                continue
+            if self._stopped.done() or self.error is not None:
                 return
-            for chunk in self._downlink.push(frame):
-                yield chunk
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def wait_for_room(self) -> None:
+        """Return when the play buffer can take one more client message."""
+        while self._pacer.depth > self._room_frames:
+            self._room.clear()
+            await self._room.wait()
 
     def play(self, data: bytes) -> None:
         """Queue one client chunk for playing into the call.
@@ -83,15 +200,34 @@ class Stream:
             InvalidArgument: the chunk is malformed or too large.
             ResourceExhausted: the play buffer is full.
         """
-        if self._uplink is None:
-            raise FailedPrecondition(
-                "this stream is listen-only; audio cannot be sent", reason="LISTEN_ONLY"
-            )
-        if self._input_done:
-            raise FailedPrecondition("input already ended", reason="INPUT_ENDED")
+        self._check_input()
+        assert self._uplink is not None
         audio = self._uplink.decode(data)
         if not self._pacer.push(audio, time.monotonic()):
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
+        self._wake.set()
+
+    def mark(self, name: str) -> None:
+        """Report `name` once everything sent before it has played.
+
+        Raises:
+            FailedPrecondition: the stream is listen-only or its input has ended.
+        """
+        self._check_input()
+        self._pacer.mark(name)
+        self._wake.set()
+
+    def clear(self) -> None:
+        """Drop every queued frame (barge-in) and report where playback was cut.
+
+        Raises:
+            FailedPrecondition: the stream is listen-only.
+        """
+        if self._uplink is None:
+            raise FailedPrecondition("this stream is listen-only", reason="LISTEN_ONLY")
+        cleared: Cleared = self._pacer.clear(time.monotonic())
+        self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
+        self._room.set()
         self._wake.set()
 
     def end_input(self) -> None:
@@ -104,76 +240,212 @@ class Stream:
         self._pacer.end_input()
         self._wake.set()
 
+    def note_hangup_request(self) -> None:
+        """The client asked to hang up the call: report that as the reason."""
+        self._hangup_requested = True
+
+    def fail(self, error: MediaStreamError) -> None:
+        """End the stream because the client broke the contract; `error` says how."""
+        if self.error is None:
+            self.error = error
+        self._ready.set()
+
+    def _check_input(self) -> None:
+        if self._uplink is None:
+            raise FailedPrecondition(
+                "this stream is listen-only; audio cannot be sent", reason="LISTEN_ONLY"
+            )
+        if self._input_done:
+            raise FailedPrecondition("input already ended", reason="INPUT_ENDED")
+
+    def _emit(self, event: StreamEvent) -> None:
+        self._buffer.add_event(event)
+        self._ready.set()
+
     async def _play(self) -> None:
+        assert self.leg is not None
+        leg = self.leg
         while True:
-            now = time.monotonic()
-            out = self._pacer.poll(now)
+            out = self._pacer.poll(time.monotonic())
             for frame in out.frames:
-                self._leg.send_frame(frame)
-            if self._input_done and self._pacer.idle:
-                self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
-                return
+                leg.send_frame(frame)
+            for event in out.events:
+                if isinstance(event, MarkPlayed):
+                    self._emit(MarkReached(event.name, event.position_ms))
+                elif isinstance(event, Xoff):
+                    self._emit(Flow(True, event.depth * FRAME_MS))
+                elif isinstance(event, Xon):
+                    self._emit(Flow(False, event.depth * FRAME_MS))
+                elif isinstance(event, InputFinished):
+                    self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
+                    return
+            if self._pacer.depth <= self._room_frames:
+                self._room.set()
             deadline = self._pacer.next_deadline()
             self._wake.clear()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def fail(self, error: MediaStreamError) -> None:
-        """End the stream because the client broke the contract; `error` says how."""
-        if self.error is None:
-            self.error = error
-        self._leg.frames.close(error.message)
-
-    def _on_leg_end(self, fut: asyncio.Future[LegEnd]) -> None:
-        if fut.cancelled():
-            return
-        end = fut.result()
-        self._finish(StreamStopped(end.reason, end.detail))
-
     def _finish(self, stopped: StreamStopped) -> None:
         if not self._stopped.done():
             self._stopped.set_result(stopped)
-        self._leg.frames.close(stopped.detail)
+        self._ready.set()
 
-    async def close(self, reason: StopReason, detail: str) -> None:
+    async def close(self, legs: LegFactory, reason: StopReason, detail: str) -> None:
         """End the stream and remove its Asterisk side."""
         self._finish(StreamStopped(reason, detail))
         if self._player is not None:
             self._player.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._player
-        await self._legs.close(self._leg)
+        if self.leg is not None:
+            await legs.close(self.leg)
 
 
 class StreamManager:
-    """Opens streams and keeps track of the live ones."""
+    """Opens streams, keeps the live ones, and holds detached ones for resume."""
 
-    def __init__(self, legs: LegFactory) -> None:
+    def __init__(self, legs: LegFactory, limits: StreamLimits | None = None) -> None:
         self._legs = legs
+        self.limits = limits or StreamLimits()
         self.streams: dict[str, Stream] = {}
+        self._grace_tasks: dict[str, asyncio.Task[None]] = {}
+        self.draining = False
+        self.resumes = 0
 
     async def open(self, spec: StreamSpec) -> Stream:
         """Attach a new stream to its call or conference.
 
         Raises:
+            Unavailable: the gateway is draining.
+            ResourceExhausted: a stream limit is reached.
             MediaStreamError: anything the Asterisk side refuses.
         """
-        stream_id = str(uuid.uuid4())
-        leg = await self._legs.open(stream_id, spec)
-        stream = Stream(stream_id, spec, leg, self._legs)
-        self.streams[stream_id] = stream
-        log.info("stream %s opened on %s %s", stream_id, spec.target.kind.value, spec.target.id)
+        if self.draining:
+            raise Unavailable(
+                "the gateway is shutting down; connect to another instance", reason="DRAINING"
+            )
+        if len(self.streams) >= self.limits.max_streams:
+            raise ResourceExhausted(
+                f"the gateway already carries {self.limits.max_streams} streams",
+                reason="TOO_MANY_STREAMS",
+                metadata={"limit": str(self.limits.max_streams)},
+            )
+        same = sum(1 for s in self.streams.values() if s.spec.target == spec.target)
+        if same >= self.limits.max_streams_per_target:
+            raise ResourceExhausted(
+                f"{spec.target.kind.value} {spec.target.id} already has {same} streams",
+                reason="TOO_MANY_STREAMS_FOR_TARGET",
+                metadata={"limit": str(self.limits.max_streams_per_target)},
+            )
+        stream = Stream(str(uuid.uuid4()), spec, self.limits)
+        self.streams[stream.id] = stream
+        try:
+            leg = await self._legs.open(stream.id, spec, stream)
+        except BaseException:
+            del self.streams[stream.id]
+            raise
+        stream.start(leg)
+        log.info("stream %s opened on %s %s", stream.id, spec.target.kind.value, spec.target.id)
         return stream
+
+    def resume(self, token: str, spec: StreamSpec) -> Stream:
+        """Take over a stream whose client connection dropped.
+
+        Raises:
+            NotFound: no stream holds that token (expired, ended, or never issued).
+            InvalidArgument: the configuration differs from the stream's.
+        """
+        stream_id = token.split(".", 1)[0]
+        stream = self.streams.get(stream_id)
+        if stream is None or not secrets.compare_digest(stream.resume_token, token):
+            raise NotFound(
+                "no stream to resume with that token (it may have expired)",
+                reason="RESUME_TOKEN_UNKNOWN",
+            )
+        if stream.spec != spec:
+            raise InvalidArgument(
+                "config",
+                "a resumed stream must keep its configuration",
+                reason="RESUME_CONFIG_MISMATCH",
+            )
+        grace = self._grace_tasks.pop(stream_id, None)
+        if grace is not None:
+            grace.cancel()
+        stream.attached = True
+        stream.detached_at = None
+        self.resumes += 1
+        log.info("stream %s resumed", stream_id)
+        return stream
+
+    def detach(self, stream: Stream) -> None:
+        """The client vanished: keep the stream for the grace period, then close it."""
+        if stream.stopped.done() or stream.id not in self.streams:
+            self._schedule_close(stream, 0.0)
+            return
+        stream.attached = False
+        stream.detached_at = time.monotonic()
+        self._schedule_close(stream, self.limits.resume_grace_s)
+        log.info("stream %s detached; resumable for %.0f s", stream.id, self.limits.resume_grace_s)
+
+    def _schedule_close(self, stream: Stream, delay: float) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self._grace_tasks.pop(stream.id, None)
+            await self.close(stream, StopReason.CLIENT_DONE, "client went away")
+
+        old = self._grace_tasks.pop(stream.id, None)
+        if old is not None:
+            old.cancel()
+        self._grace_tasks[stream.id] = asyncio.create_task(later(), name=f"grace-{stream.id}")
 
     async def close(self, stream: Stream, reason: StopReason, detail: str) -> None:
         """End a stream and release everything it holds."""
-        self.streams.pop(stream.id, None)
-        await stream.close(reason, detail)
+        if self.streams.pop(stream.id, None) is None:
+            return
+        grace = self._grace_tasks.pop(stream.id, None)
+        if grace is not None and grace is not asyncio.current_task():
+            grace.cancel()
+        await stream.close(self._legs, reason, detail)
         log.info("stream %s closed: %s", stream.id, detail)
 
+    async def send_dtmf(self, stream: Stream, digits: str, duration_ms: int) -> None:
+        """Send DTMF into the stream's call.
+
+        Raises:
+            InvalidArgument: a digit is not 0-9, *, #, A-D.
+            FailedPrecondition: the stream is on a conference.
+        """
+        if not digits or any(d not in DTMF_DIGITS for d in digits):
+            raise InvalidArgument(
+                "dtmf.digits", "digits must be 0-9, *, #, A-D", reason="INVALID_DTMF"
+            )
+        if stream.spec.target.kind is not TargetKind.CALL:
+            raise FailedPrecondition("DTMF can only be sent into a call", reason="NOT_A_CALL")
+        await self._legs.send_dtmf(stream.spec.target.id, digits, duration_ms or 100)
+
+    async def hangup(self, stream: Stream) -> None:
+        """Hang up the stream's call.
+
+        Raises:
+            FailedPrecondition: the stream is on a conference.
+        """
+        if stream.spec.target.kind is not TargetKind.CALL:
+            raise FailedPrecondition("only a call can be hung up", reason="NOT_A_CALL")
+        stream.note_hangup_request()
+        await self._legs.hangup(stream.spec.target.id)
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new streams; give live ones `timeout` s to end, then end them."""
+        self.draining = True
+        live = [s.stopped for s in self.streams.values() if s.attached and not s.stopped.done()]
+        if live:
+            await asyncio.wait(live, timeout=timeout)
+        await self.close_all(StopReason.SERVER_SHUTDOWN, "gateway shutting down")
+
     async def close_all(self, reason: StopReason, detail: str) -> None:
-        """End every live stream (shutdown)."""
+        """End every stream (shutdown)."""
         await asyncio.gather(
             *(self.close(s, reason, detail) for s in list(self.streams.values())),
             return_exceptions=True,

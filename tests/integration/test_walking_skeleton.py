@@ -15,8 +15,8 @@ from tests.conftest import RunningGateway
 
 
 async def ari_objects(gw: RunningGateway) -> tuple[list[dict], list[dict]]:
-    auth = aiohttp.BasicAuth("asterisk", "asterisk")
-    async with aiohttp.ClientSession(auth=auth) as http:
+    auth = aiohttp.encode_basic_auth("asterisk", "asterisk")
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as http:
         async with http.get(f"{gw.ari_url}/channels") as r:
             channels = await r.json()
         async with http.get(f"{gw.ari_url}/bridges") as r:
@@ -48,7 +48,7 @@ async def test_tone_call_is_heard_at_440_hz(gateway: RunningGateway) -> None:
     ) as stream:
         assert stream.info is not None
         assert (stream.info.sample_rate, stream.info.frame_bytes) == (8000, 320)
-        async for chunk in stream:
+        async for chunk in stream.audio():
             assert len(chunk.data) == 320
             pcm += chunk.data
             if len(pcm) >= 8000 * 2 * 1.2:
@@ -64,7 +64,7 @@ async def test_tone_call_in_ulaw_has_sequence_and_timestamps(gateway: RunningGat
     async with MediaStreamClient(gateway.grpc) as client, client.listen(
         call_id=gateway.demo["tone_call"], format=AudioFormat.ULAW, chunk_ms=100
     ) as stream:
-        async for chunk in stream:
+        async for chunk in stream.audio():
             chunks.append(chunk)
             if len(chunks) == 5:
                 break
@@ -81,7 +81,7 @@ async def test_echo_call_returns_what_is_sent(gateway: RunningGateway) -> None:
     ) as stream:
 
         async def collect() -> None:
-            async for chunk in stream:
+            async for chunk in stream.audio():
                 received.extend(chunk.data)
 
         collector = asyncio.create_task(collect())

@@ -9,19 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import TypeVar
 
 import grpc
 
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.api.status import to_status
+from mediastream.auth import Authenticator, Principal
 from mediastream.core.formats import AudioFormat
 from mediastream.core.stream import (
     Chunk,
     Direction,
+    Dtmf,
     Encapsulation,
+    Flow,
+    MarkReached,
+    PlaybackCleared,
     StopReason,
+    StreamEvent,
     StreamSpec,
     Target,
     TargetKind,
@@ -30,20 +37,22 @@ from mediastream.core.stream import (
     validate_target_id,
 )
 from mediastream.errors import FailedPrecondition, InvalidArgument, MediaStreamError
-from mediastream.streams import Stream, StreamManager
+from mediastream.streams import Stream, StreamManager, StreamStopped
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["MediaStreamService"].full_name
 
-_FORMATS = {
+FORMATS = {
     pb.AUDIO_FORMAT_UNSPECIFIED: AudioFormat.ULAW,
     pb.AUDIO_FORMAT_ULAW: AudioFormat.ULAW,
     pb.AUDIO_FORMAT_SLIN: AudioFormat.SLIN,
     pb.AUDIO_FORMAT_SLIN16: AudioFormat.SLIN16,
 }
-_FORMATS_OUT = {v: k for k, v in _FORMATS.items() if k != pb.AUDIO_FORMAT_UNSPECIFIED}
-_DIRECTIONS = {
+FORMATS_OUT = {v: k for k, v in FORMATS.items() if k != pb.AUDIO_FORMAT_UNSPECIFIED}
+DIRECTIONS = {
     pb.DIRECTION_UNSPECIFIED: Direction.BOTH,
     pb.DIRECTION_BOTH: Direction.BOTH,
     pb.DIRECTION_IN: Direction.IN,
@@ -61,16 +70,25 @@ _TRANSPORTS = {
     pb.MEDIA_TRANSPORT_WEBSOCKET: Transport.WEBSOCKET,
 }
 _TRANSPORTS_OUT = {v: k for k, v in _TRANSPORTS.items()}
+_ENCAPSULATIONS_OUT = {
+    v: k for k, v in _ENCAPSULATIONS.items() if k != pb.ENCAPSULATION_UNSPECIFIED
+}
 _STOP_REASONS = {
     StopReason.CLIENT_DONE: pb.STOP_REASON_CLIENT_DONE,
     StopReason.CALL_HANGUP: pb.STOP_REASON_CALL_HANGUP,
     StopReason.CONFERENCE_ENDED: pb.STOP_REASON_CONFERENCE_ENDED,
     StopReason.SERVER_SHUTDOWN: pb.STOP_REASON_SERVER_SHUTDOWN,
     StopReason.ASTERISK_FAILURE: pb.STOP_REASON_ASTERISK_FAILURE,
+    StopReason.CLIENT_HANGUP: pb.STOP_REASON_CLIENT_HANGUP,
 }
 
 
-def _enum(table: dict[int, object], value: int, field: str) -> object:
+def enum_value(table: Mapping[int, _T], value: int, field: str) -> _T:
+    """The domain value of a proto enum number.
+
+    Raises:
+        InvalidArgument: the number is not one the contract defines.
+    """
     try:
         return table[value]
     except KeyError:
@@ -98,16 +116,14 @@ def spec_from_config(
         raise InvalidArgument(
             "config.target", "set config.call_id or config.conference_id", reason="MISSING_TARGET"
         )
-    fmt = _enum(_FORMATS, config.format, "config.format")
-    direction = _enum(_DIRECTIONS, config.direction, "config.direction")
-    encapsulation = _enum(_ENCAPSULATIONS, config.encapsulation, "config.encapsulation")
+    fmt = enum_value(FORMATS, config.format, "config.format")
+    direction = enum_value(DIRECTIONS, config.direction, "config.direction")
+    encapsulation = enum_value(_ENCAPSULATIONS, config.encapsulation, "config.encapsulation")
     transport = (
         default_transport
         if config.transport == pb.MEDIA_TRANSPORT_UNSPECIFIED
-        else _enum(_TRANSPORTS, config.transport, "config.transport")
+        else enum_value(_TRANSPORTS, config.transport, "config.transport")
     )
-    assert isinstance(fmt, AudioFormat) and isinstance(direction, Direction)
-    assert isinstance(encapsulation, Encapsulation) and isinstance(transport, Transport)
     return StreamSpec(
         target=target,
         format=fmt,
@@ -116,36 +132,96 @@ def spec_from_config(
         encapsulation=encapsulation,
         transport=transport,
         bidirectional=bidirectional,
+        resumable=config.resumable,
     )
 
 
-def _started(stream: Stream) -> pb.StreamStarted:
+def _started(stream: Stream, resumed: bool) -> pb.StreamStarted:
     spec = stream.spec
     return pb.StreamStarted(
         stream_id=stream.id,
-        format=_FORMATS_OUT[spec.format],
+        format=FORMATS_OUT[spec.format],
         sample_rate_hz=spec.format.sample_rate,
         frame_bytes=spec.format.frame_bytes,
         chunk_ms=spec.chunk_ms,
-        encapsulation={
-            v: k for k, v in _ENCAPSULATIONS.items() if k != pb.ENCAPSULATION_UNSPECIFIED
-        }[spec.encapsulation],
+        encapsulation=_ENCAPSULATIONS_OUT[spec.encapsulation],
         transport=_TRANSPORTS_OUT[spec.transport],
+        resume_token=stream.resume_token,
+        resumed=resumed,
+        buffer_high_chunks=stream.buffer_high_ms // spec.chunk_ms,
     )
 
 
-def _audio(chunk: Chunk) -> pb.AudioChunk:
-    return pb.AudioChunk(
-        data=chunk.data, sequence_number=chunk.sequence_number, timestamp=chunk.timestamp
-    )
+def _stopped(stopped: StreamStopped) -> pb.StreamStopped:
+    return pb.StreamStopped(reason=_STOP_REASONS[stopped.reason], detail=stopped.detail)
+
+
+def _response_fields(item: Chunk | StreamEvent) -> dict[str, object]:
+    """The oneof field of a response message carrying `item`."""
+    if isinstance(item, Chunk):
+        return {
+            "audio": pb.AudioChunk(
+                data=item.data, sequence_number=item.sequence_number, timestamp=item.timestamp
+            )
+        }
+    if isinstance(item, Dtmf):
+        return {"dtmf": pb.DtmfReceived(digit=item.digit, duration_ms=item.duration_ms)}
+    if isinstance(item, MarkReached):
+        return {"mark": pb.MarkPlayed(name=item.name, position_ms=item.position_ms)}
+    if isinstance(item, PlaybackCleared):
+        return {
+            "cleared": pb.Cleared(
+                position_ms=item.position_ms, dropped_marks=list(item.dropped_marks)
+            )
+        }
+    assert isinstance(item, Flow)
+    state = pb.FLOW_STATE_PAUSE if item.paused else pb.FLOW_STATE_RESUME
+    return {"flow": pb.FlowControl(state=state, buffered_ms=item.buffered_ms)}
 
 
 class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
     """The gRPC MediaStreamService."""
 
-    def __init__(self, streams: StreamManager, default_transport: Transport) -> None:
+    def __init__(
+        self, streams: StreamManager, default_transport: Transport, auth: Authenticator
+    ) -> None:
         self._streams = streams
         self._default_transport = default_transport
+        self._auth = auth
+
+    async def _attach(
+        self,
+        config: pb.StreamConfig,
+        context: grpc.aio.ServicerContext[object, object],
+        *,
+        bidirectional: bool,
+    ) -> tuple[Stream, bool]:
+        principal: Principal = self._auth.authenticate_metadata(context.invocation_metadata() or ())
+        spec = spec_from_config(
+            config, bidirectional=bidirectional, default_transport=self._default_transport
+        )
+        principal.check(spec.target)
+        if config.HasField("resume"):
+            stream = self._streams.resume(config.resume.token, spec)
+            last = (
+                config.resume.last_sequence_number
+                if config.resume.HasField("last_sequence_number")
+                else None
+            )
+            lost = stream.rewind(last)
+            if lost:
+                log.warning("stream %s resumed with %d chunks no longer held", stream.id, lost)
+            return stream, True
+        return await self._streams.open(spec), False
+
+    async def _release(self, stream: Stream | None) -> None:
+        if stream is None:
+            return
+        if stream.stopped.done() or stream.error is not None or not stream.spec.resumable:
+            await self._streams.close(stream, StopReason.CLIENT_DONE, "stream ended")
+        else:
+            # The client vanished mid-stream: keep it for a resume.
+            self._streams.detach(stream)
 
     async def StreamMedia(
         self,
@@ -161,41 +237,48 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 raise FailedPrecondition(
                     "the first message must carry config", reason="CONFIG_NOT_FIRST"
                 )
-            spec = spec_from_config(
-                first.config, bidirectional=True, default_transport=self._default_transport
-            )
-            stream = await self._streams.open(spec)
-            yield pb.StreamMediaResponse(started=_started(stream))
+            stream, resumed = await self._attach(first.config, context, bidirectional=True)
+            yield pb.StreamMediaResponse(started=_started(stream, resumed))
             reader = asyncio.create_task(self._read_input(request_iterator, stream))
-            async for chunk in stream.chunks():
-                yield pb.StreamMediaResponse(audio=_audio(chunk))
+            async for item in stream.output():
+                yield pb.StreamMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
             if stream.error is not None:
                 raise stream.error
-            stopped = await stream.stopped
-            yield pb.StreamMediaResponse(
-                stopped=pb.StreamStopped(
-                    reason=_STOP_REASONS[stopped.reason], detail=stopped.detail
-                )
-            )
+            yield pb.StreamMediaResponse(stopped=_stopped(await stream.stopped))
         except MediaStreamError as exc:
             log.info("StreamMedia refused: %s (%s)", exc.message, exc.reason)
             await context.abort_with_status(to_status(exc))
         finally:
             if reader is not None:
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+                with contextlib.suppress(asyncio.CancelledError):
                     await reader
-            if stream is not None:
-                await self._streams.close(stream, StopReason.CLIENT_DONE, "client went away")
+            await self._release(stream)
 
     async def _read_input(
         self, requests: AsyncIterator[pb.StreamMediaRequest], stream: Stream
     ) -> None:
         try:
-            async for request in requests:
+            while True:
+                # Stop reading while the play buffer is full: gRPC flow control
+                # then holds the client back, and nothing it sent is lost.
+                await stream.wait_for_room()
+                request = await anext(requests, None)
+                if request is None:
+                    break
                 kind = request.WhichOneof("payload")
                 if kind == "audio":
                     stream.play(request.audio.data)
+                elif kind == "mark":
+                    stream.mark(request.mark.name)
+                elif kind == "clear":
+                    stream.clear()
+                elif kind == "dtmf":
+                    await self._streams.send_dtmf(
+                        stream, request.dtmf.digits, request.dtmf.duration_ms
+                    )
+                elif kind == "hangup":
+                    await self._streams.hangup(stream)
                 elif kind == "config":
                     raise FailedPrecondition(
                         "config may only be sent first", reason="CONFIG_NOT_FIRST"
@@ -212,22 +295,14 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         """Listen-only stream; see the proto for the contract."""
         stream: Stream | None = None
         try:
-            spec = spec_from_config(
-                request.config, bidirectional=False, default_transport=self._default_transport
-            )
-            stream = await self._streams.open(spec)
-            yield pb.ListenMediaResponse(started=_started(stream))
-            async for chunk in stream.chunks():
-                yield pb.ListenMediaResponse(audio=_audio(chunk))
-            stopped = await stream.stopped
-            yield pb.ListenMediaResponse(
-                stopped=pb.StreamStopped(
-                    reason=_STOP_REASONS[stopped.reason], detail=stopped.detail
-                )
-            )
+            stream, resumed = await self._attach(request.config, context, bidirectional=False)
+            yield pb.ListenMediaResponse(started=_started(stream, resumed))
+            async for item in stream.output():
+                if isinstance(item, Chunk | Dtmf):
+                    yield pb.ListenMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
+            yield pb.ListenMediaResponse(stopped=_stopped(await stream.stopped))
         except MediaStreamError as exc:
             log.info("ListenMedia refused: %s (%s)", exc.message, exc.reason)
             await context.abort_with_status(to_status(exc))
         finally:
-            if stream is not None:
-                await self._streams.close(stream, StopReason.CLIENT_DONE, "client went away")
+            await self._release(stream)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
 from mediastream.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ class AriConfig:
     password: str
     app: str = "mediastream"
     request_timeout: float = 10.0
+
+    def media_url(self, connection_id: str) -> str:
+        """URL of chan_websocket's media endpoint for one connection ID."""
+        base = self.url.rstrip("/").removesuffix("/ari")
+        scheme = "wss" if base.startswith("https") else "ws"
+        return f"{scheme}{base[base.index(':') :]}/media/{connection_id}"
 
     @property
     def events_url(self) -> str:
@@ -137,6 +144,13 @@ class AriClient:
         self.asterisk_id: str | None = None
 
     @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (for chan_websocket media connections)."""
+        if self._session is None:
+            raise Unavailable("ARI client is not started")
+        return self._session
+
+    @property
     def connected(self) -> bool:
         """Whether the events WebSocket is up (so the app is registered)."""
         return self._connected.is_set()
@@ -151,9 +165,10 @@ class AriClient:
         Raises:
             Unavailable: if the events WebSocket is not up within `wait` seconds.
         """
-        auth = aiohttp.BasicAuth(self.config.username, self.config.password)
+        auth = aiohttp.encode_basic_auth(self.config.username, self.config.password)
         self._session = aiohttp.ClientSession(
-            auth=auth, timeout=aiohttp.ClientTimeout(total=self.config.request_timeout)
+            headers={"Authorization": auth},
+            timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
         )
         self._events_task = asyncio.create_task(self._run_events(), name="ari-events")
         try:

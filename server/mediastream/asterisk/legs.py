@@ -14,13 +14,17 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import aiohttp
 
 from mediastream.asterisk.ari import AriClient, AriError, Event, EventWatch
-from mediastream.asterisk.transports import FrameQueue, RtpTransport
+from mediastream.asterisk.audiosocket import AudioSocketServer
+from mediastream.asterisk.transports import FrameSink, MediaTransport, RtpTransport
+from mediastream.asterisk.websocket_channel import WebSocketChannelTransport
 from mediastream.core.formats import AudioFormat
 from mediastream.core.stream import StopReason, StreamSpec, Target, TargetKind, Transport
-from mediastream.errors import InternalError, InvalidArgument, NotFound, Unavailable
+from mediastream.errors import InternalError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,42 +43,69 @@ class LegEnd:
     detail: str
 
 
+class LegSink(FrameSink, Protocol):
+    """Receives everything a leg produces: frames, DTMF and its end."""
+
+    def on_leg_end(self, end: LegEnd) -> None:
+        """Asterisk ended the leg (hangup, conference end, failure)."""
+
+
 @dataclass
 class Leg:
     """The Asterisk side of one stream: what the gateway created, and the media.
 
     Attributes:
-        frames: 20 ms frames from Asterisk, in `fmt` (16-bit little-endian if linear).
+        sink: Gets the 20 ms frames from Asterisk, in `fmt` (16-bit little-endian
+            if linear), DTMF, and the leg's end.
         ended: Resolves when Asterisk ends the stream (hangup, conference end, failure).
     """
 
     stream_id: str
     spec: StreamSpec
     fmt: AudioFormat
-    frames: FrameQueue
+    sink: LegSink
     ended: asyncio.Future[LegEnd]
     channel_ids: list[str] = field(default_factory=list)
     bridge_ids: list[str] = field(default_factory=list)
     subscriptions: list[str] = field(default_factory=list)
-    transport: RtpTransport | None = None
+    transport: MediaTransport | None = None
     watch: EventWatch | None = None
     monitor: asyncio.Task[None] | None = None
+    direct: tuple[str, str] | None = None
 
     def send_frame(self, frame: bytes) -> None:
         """Play one 20 ms frame (in `fmt`) into the call or conference."""
         if self.transport is not None:
             self.transport.send_frame(frame)
 
+    def end(self, end: LegEnd) -> None:
+        """Record the leg's end once and tell the sink."""
+        if not self.ended.done():
+            self.ended.set_result(end)
+            self.sink.on_leg_end(end)
 
-class _QueueSink:
-    def __init__(self, queue: FrameQueue) -> None:
-        self.queue = queue
+
+class _TransportSink:
+    """What a transport reports, passed to the leg's sink.
+
+    For a call, DTMF is taken from ARI (ChannelDtmfReceived), which every
+    transport has, so the transport's own DTMF is dropped to avoid doubles.
+    """
+
+    def __init__(self, leg: Leg) -> None:
+        self.leg = leg
+        self.sink = leg.sink
+        self.dtmf = leg.spec.target.kind is TargetKind.CONFERENCE
 
     def on_frame(self, frame: bytes) -> None:
-        self.queue.put(frame)
+        self.sink.on_frame(frame)
+
+    def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
+        if self.dtmf:
+            self.sink.on_dtmf(digit, duration_ms)
 
     def on_transport_closed(self, reason: str) -> None:
-        self.queue.close(reason)
+        self.leg.end(LegEnd(StopReason.ASTERISK_FAILURE, reason))
 
 
 class LegFactory:
@@ -83,31 +114,35 @@ class LegFactory:
     Args:
         ari: The ARI client of that Asterisk.
         media_host: Address Asterisk can reach the gateway's media sockets on.
-        downlink_frames: How many frames from Asterisk may wait for a slow client.
+        audiosocket: The listener AudioSocket channels connect to.
     """
 
-    def __init__(self, ari: AriClient, media_host: str, downlink_frames: int = 50) -> None:
+    def __init__(
+        self, ari: AriClient, media_host: str, audiosocket: AudioSocketServer | None = None
+    ) -> None:
         self.ari = ari
         self.media_host = media_host
-        self.downlink_frames = downlink_frames
+        self.audiosocket = audiosocket
 
-    async def open(self, stream_id: str, spec: StreamSpec) -> Leg:
+    async def open(
+        self, stream_id: str, spec: StreamSpec, sink: LegSink, direct: tuple[str, str] | None = None
+    ) -> Leg:
         """Create everything the stream needs in Asterisk and start media.
+
+        Args:
+            stream_id: The stream's ID (names what is created).
+            spec: What to attach to and how.
+            sink: Gets the frames, DTMF and the end.
+            direct: ``(encapsulation, host:port)`` to have Asterisk send the audio
+                straight to a host of the caller's instead of to the gateway.
 
         Raises:
             NotFound: the call or conference does not exist.
             Unavailable: Asterisk cannot be reached.
             InternalError: Asterisk refused a step it should accept.
         """
-        if spec.transport is not Transport.RTP:
-            raise InvalidArgument(
-                "config.transport",
-                f"transport {spec.transport.value} is not available yet",
-                reason="UNSUPPORTED_TRANSPORT",
-            )
         loop = asyncio.get_running_loop()
-        queue = FrameQueue(self.downlink_frames)
-        leg = Leg(stream_id, spec, spec.asterisk_format, queue, loop.create_future())
+        leg = Leg(stream_id, spec, spec.asterisk_format, sink, loop.create_future(), direct=direct)
         leg.watch = self.ari.watch()
         try:
             await self._build(leg)
@@ -165,19 +200,91 @@ class LegFactory:
 
     async def _external_media(self, leg: Leg) -> str:
         assert leg.watch is not None
-        transport = await RtpTransport.bind(self.media_host, leg.fmt, _QueueSink(leg.frames))
-        leg.transport = transport
         channel_id = str(uuid.uuid4())
         leg.watch.add(channel_id)
         params = {
             "app": self.ari.config.app,
-            "external_host": transport.external_host,
             "format": leg.fmt.value,
-            "encapsulation": "rtp",
-            "transport": "udp",
             "channelId": channel_id,
-            "data": f"{NAME_PREFIX}{leg.stream_id}",
         }
+        sink = _TransportSink(leg)
+        transport = leg.spec.transport
+        if leg.direct is not None:
+            # Asterisk sends straight to the named host; the gateway only sets it up.
+            encapsulation, host = leg.direct
+            params |= {
+                "encapsulation": encapsulation,
+                "external_host": host,
+                "transport": "tcp" if encapsulation == "audiosocket" else "udp",
+                "data": str(uuid.uuid4())
+                if encapsulation == "audiosocket"
+                else f"{NAME_PREFIX}{leg.stream_id}",
+            }
+            await self._create_external_media(leg, params)
+            await self._wait_stasis(leg.watch, channel_id)
+        elif transport is Transport.RTP:
+            rtp = await RtpTransport.bind(self.media_host, leg.fmt, sink)
+            leg.transport = rtp
+            params |= {
+                "encapsulation": "rtp",
+                "transport": "udp",
+                "external_host": rtp.external_host,
+                "data": f"{NAME_PREFIX}{leg.stream_id}",
+            }
+            variables = await self._create_external_media(leg, params)
+            try:
+                rtp.set_remote(
+                    variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"])
+                )
+            except (KeyError, ValueError) as exc:
+                raise InternalError(
+                    "Asterisk did not say where to send RTP (UNICASTRTP_LOCAL_ADDRESS/PORT)"
+                ) from exc
+            await self._wait_stasis(leg.watch, channel_id)
+        elif transport is Transport.AUDIOSOCKET:
+            if self.audiosocket is None:
+                raise Unavailable("the AudioSocket listener is not running")
+            key = uuid.uuid4()
+            connected = self.audiosocket.expect(key, sink)
+            params |= {
+                "encapsulation": "audiosocket",
+                "transport": "tcp",
+                "external_host": self.audiosocket.external_host,
+                "data": str(key),
+            }
+            try:
+                await self._create_external_media(leg, params)
+                # Asterisk connects while it handles the POST, so this is quick.
+                leg.transport = await asyncio.wait_for(connected, STASIS_TIMEOUT)
+            except TimeoutError:
+                raise Unavailable("Asterisk did not connect to the AudioSocket listener") from None
+            finally:
+                self.audiosocket.forget(key)
+            await self._wait_stasis(leg.watch, channel_id)
+        else:
+            params |= {
+                "encapsulation": "none",
+                "transport": "websocket",
+                "connection_type": "server",
+                "external_host": "INCOMING",
+                "transport_data": "f(json)",
+                "data": f"{NAME_PREFIX}{leg.stream_id}",
+            }
+            variables = await self._create_external_media(leg, params)
+            connection_id = variables.get("MEDIA_WEBSOCKET_CONNECTION_ID")
+            if not connection_id:
+                raise InternalError("Asterisk did not give MEDIA_WEBSOCKET_CONNECTION_ID")
+            try:
+                leg.transport = await WebSocketChannelTransport.connect(
+                    self.ari.session, self.ari.media_url(connection_id), sink, json_format=True
+                )
+            except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+                raise Unavailable(f"media WebSocket to Asterisk failed: {exc}") from exc
+            # chan_websocket answers, and enters Stasis, only once connected.
+            await self._wait_stasis(leg.watch, channel_id)
+        return channel_id
+
+    async def _create_external_media(self, leg: Leg, params: dict[str, str]) -> dict[str, str]:
         try:
             channel = await self.ari.request("POST", "/channels/externalMedia", params)
         except AriError as exc:
@@ -185,18 +292,9 @@ class LegFactory:
                 f"Asterisk refused the externalMedia channel: {exc.message}",
                 reason="ASTERISK_REFUSED",
             ) from exc
-        leg.channel_ids.append(channel_id)
+        leg.channel_ids.append(params["channelId"])
         variables = channel.get("channelvars", {}) if isinstance(channel, dict) else {}
-        try:
-            transport.set_remote(
-                variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"])
-            )
-        except (KeyError, ValueError) as exc:
-            raise InternalError(
-                "Asterisk did not say where to send RTP (UNICASTRTP_LOCAL_ADDRESS/PORT)"
-            ) from exc
-        await self._wait_stasis(leg.watch, channel_id)
-        return channel_id
+        return {str(k): str(v) for k, v in variables.items()}
 
     async def _get(self, path: str, target: Target) -> Any:
         try:
@@ -258,9 +356,40 @@ class LegFactory:
                 end = LegEnd(StopReason.CONFERENCE_ENDED, "conference ended")
             elif subject in ours and kind in ("StasisEnd", "ChannelDestroyed"):
                 end = LegEnd(StopReason.ASTERISK_FAILURE, f"Asterisk ended channel {subject}")
+            elif (
+                kind == "ChannelDtmfReceived"
+                and subject == target.id
+                and isinstance(event.get("digit"), str)
+            ):
+                leg.sink.on_dtmf(event["digit"], int(event.get("duration_ms") or 0))
             if end is not None:
-                leg.ended.set_result(end)
-                leg.frames.close(end.detail)
+                leg.end(end)
+
+    async def send_dtmf(self, channel_id: str, digits: str, duration_ms: int) -> None:
+        """Play DTMF into a call's channel.
+
+        Raises:
+            NotFound: the call is gone.
+        """
+        try:
+            await self.ari.request(
+                "POST",
+                f"/channels/{channel_id}/dtmf",
+                {"dtmf": digits, "duration": str(duration_ms)},
+            )
+        except AriError as exc:
+            raise self._translate(exc, Target(TargetKind.CALL, channel_id)) from exc
+
+    async def hangup(self, channel_id: str) -> None:
+        """Hang up a call's channel.
+
+        Raises:
+            NotFound: the call is gone.
+        """
+        try:
+            await self.ari.request("DELETE", f"/channels/{channel_id}")
+        except AriError as exc:
+            raise self._translate(exc, Target(TargetKind.CALL, channel_id)) from exc
 
     async def close(self, leg: Leg) -> None:
         """Remove everything the leg created; safe to call more than once."""
@@ -287,7 +416,6 @@ class LegFactory:
         leg.subscriptions.clear()
         if leg.watch is not None:
             leg.watch.close()
-        leg.frames.close("stream closed")
         if not leg.ended.done():
             leg.ended.cancel()
 

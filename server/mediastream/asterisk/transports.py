@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 from mediastream.core.formats import AudioFormat
 from mediastream.core.pcm import swap16
@@ -25,6 +24,9 @@ class FrameSink(Protocol):
 
     def on_frame(self, frame: bytes) -> None:
         """One 20 ms frame arrived from Asterisk."""
+
+    def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
+        """Asterisk reported the end of a DTMF digit."""
 
     def on_transport_closed(self, reason: str) -> None:
         """The transport ended; no more frames will come."""
@@ -86,8 +88,8 @@ class RtpTransport(asyncio.DatagramProtocol):
         self._remote = (host, port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # The selector loop's UDP transport does not subclass DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:  # noqa: D102
         if self._remote is not None and (addr[0], addr[1]) != self._remote:
@@ -120,37 +122,3 @@ class RtpTransport(asyncio.DatagramProtocol):
         """Close the socket."""
         if self._transport is not None:
             self._transport.close()
-
-
-class FrameQueue:
-    """A bounded queue of frames from Asterisk; when full the oldest is dropped."""
-
-    def __init__(self, maxlen: int) -> None:
-        self._frames: deque[bytes] = deque()
-        self._maxlen = maxlen
-        self._ready = asyncio.Event()
-        self.dropped = 0
-        self.closed_reason: str | None = None
-
-    def put(self, frame: bytes) -> None:
-        """Queue a frame, dropping the oldest if the queue is full."""
-        if len(self._frames) >= self._maxlen:
-            self._frames.popleft()
-            self.dropped += 1
-        self._frames.append(frame)
-        self._ready.set()
-
-    def close(self, reason: str) -> None:
-        """No more frames will be put; readers drain then stop."""
-        if self.closed_reason is None:
-            self.closed_reason = reason
-        self._ready.set()
-
-    async def get(self) -> bytes | None:
-        """The next frame, or None once closed and drained."""
-        while not self._frames:
-            if self.closed_reason is not None:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        return self._frames.popleft()

@@ -1,4 +1,9 @@
-"""G.711 mu-law and A-law, bit-exact with the ITU-T reference (Sun ``g711.c``).
+"""G.711 mu-law and A-law, bit-exact with the classic reference code.
+
+* mu-law: the 16-bit Sun / Craig Reese algorithm (bias 0x84, magnitude clipped at
+  32635), which is also what Asterisk's ``ulaw.c`` does.
+* A-law: Sun ``g711.c`` (13-bit, ``-(x >> 3) - 1`` for negative samples, even bits
+  toggled with 0x55), which agrees with ITU-T G.191's ``alaw_compress``.
 
 Linear PCM is always 16-bit signed little-endian. Every function works on a whole
 buffer through lookup tables built once at import (``ndarray.take`` on the bytes viewed as
@@ -68,11 +73,12 @@ def _build_ulaw_encode() -> npt.NDArray[np.uint8]:
 def _build_alaw_encode() -> npt.NDArray[np.uint8]:
     pcm = np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.int32)
     mask = np.where(pcm >= 0, 0xD5, 0x55)
-    # The reference maps a negative x to magnitude -x - 8 (so -1..-8 share code 0x55).
-    mag = np.where(pcm >= 0, pcm, -pcm - 8)
+    # One's-complement magnitude (~x = -x - 1), as g711.c's ``-(x >> 3) - 1`` on the
+    # 13-bit value and G.191 do: -1..-16 share a code with 0..15, symmetric around -0.5.
+    mag = np.where(pcm >= 0, pcm, ~pcm)
     seg = _segment(mag)
     shift = np.where(seg < 2, 4, seg + 3)
-    code = np.where(seg >= 8, 0x7F, (np.minimum(seg, 7) << 4) | ((mag >> shift) & 0x0F))
+    code = (seg << 4) | ((mag >> shift) & 0x0F)
     return (code ^ mask).astype(np.uint8)
 
 

@@ -74,6 +74,7 @@ class StopReason(enum.Enum):
     CONFERENCE_ENDED = "conference_ended"
     SERVER_SHUTDOWN = "server_shutdown"
     ASTERISK_FAILURE = "asterisk_failure"
+    CLIENT_HANGUP = "client_hangup"
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class StreamSpec:
         encapsulation: Wire form of each chunk.
         transport: Transport towards Asterisk.
         bidirectional: Whether the client sends audio into the call.
+        resumable: Whether the stream outlives a dropped connection for a resume.
     """
 
     target: Target
@@ -97,6 +99,7 @@ class StreamSpec:
     encapsulation: Encapsulation = Encapsulation.SLN
     transport: Transport = Transport.RTP
     bidirectional: bool = True
+    resumable: bool = False
 
     @property
     def chunk_bytes(self) -> int:
@@ -286,3 +289,116 @@ def _audiosocket_audio(data: bytes) -> bytes:
             )
         out += m.payload
     return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """A DTMF digit from the call."""
+
+    digit: str
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MarkReached:
+    """The audio before a client's mark has been played."""
+
+    name: str
+    position_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackCleared:
+    """A clear dropped queued audio."""
+
+    position_ms: int
+    dropped_marks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Tell the client to hold off (paused) or resume sending."""
+
+    paused: bool
+    buffered_ms: int
+
+
+StreamEvent = Dtmf | MarkReached | PlaybackCleared | Flow
+"""Anything besides audio a stream tells its client."""
+
+
+class DownlinkBuffer:
+    """What a stream has produced for its client, kept for replay.
+
+    Audio chunks are numbered from 0 and kept in a ring of the last
+    `capacity` chunks: a reader that falls further behind skips ahead and the
+    skipped chunks are counted as dropped, so one slow client never holds
+    memory or delays anyone. A reader that reconnects (resume) starts again
+    from any sequence number still in the ring. Events are kept in order with
+    the number of the audio chunk they follow, until read.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._chunks: list[Chunk | None] = [None] * capacity
+        self._next = 0
+        self._events: list[tuple[int, StreamEvent]] = []
+        self.cursor = 0
+        self.dropped = 0
+
+    @property
+    def produced(self) -> int:
+        """Number of audio chunks produced so far."""
+        return self._next
+
+    @property
+    def oldest(self) -> int:
+        """Sequence number of the oldest chunk still held."""
+        return max(0, self._next - self.capacity)
+
+    def add_chunk(self, chunk: Chunk) -> None:
+        """Append the next audio chunk (its sequence number must be `produced`)."""
+        if chunk.sequence_number != self._next:
+            raise ValueError(f"chunk {chunk.sequence_number} out of order, expected {self._next}")
+        self._chunks[self._next % self.capacity] = chunk
+        self._next += 1
+
+    def add_event(self, event: StreamEvent) -> None:
+        """Append an event, after the audio produced so far."""
+        self._events.append((self._next, event))
+
+    def rewind(self, last_received: int | None) -> int:
+        """Restart reading after `last_received` (None: from the start).
+
+        Returns:
+            How many chunks asked for are no longer held.
+        """
+        want = 0 if last_received is None else last_received + 1
+        want = min(want, self._next)
+        lost = max(0, self.oldest - want)
+        self.cursor = max(want, self.oldest)
+        return lost
+
+    def take(self) -> list[Chunk | StreamEvent]:
+        """Everything not read yet, in order; advances the read position."""
+        out: list[Chunk | StreamEvent] = []
+        if self.cursor < self.oldest:
+            self.dropped += self.oldest - self.cursor
+            self.cursor = self.oldest
+        events = self._events
+        i = 0
+        while self.cursor < self._next or i < len(events):
+            if i < len(events) and events[i][0] <= self.cursor:
+                out.append(events[i][1])
+                i += 1
+                continue
+            if self.cursor >= self._next:
+                break
+            chunk = self._chunks[self.cursor % self.capacity]
+            assert chunk is not None
+            out.append(chunk)
+            self.cursor += 1
+        del events[:i]
+        return out

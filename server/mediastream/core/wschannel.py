@@ -189,6 +189,7 @@ _PLAIN_ID_EVENTS = frozenset({MEDIA_MARK_PROCESSED, MEDIA_BUFFERING_COMPLETED})
 
 # jansson writes \u escapes with upper-case hex; Python writes lower case. Only match a
 # backslash that is itself not escaped (an odd run of backslashes).
+_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _LOWER_U_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u([0-9a-f]{4})")
 
 
@@ -341,8 +342,9 @@ def parse_event(text: str) -> ControlEvent:
         The event.
 
     Raises:
-        WsChannelError: If the text is empty, or JSON that is not an object with a
-            string ``event``.
+        WsChannelError: If the text is empty, plain text that does not start with an
+            upper-case event name or has a field without ``key:``, or JSON that is not
+            an object with a string ``event``.
     """
     stripped = text.lstrip()
     if not stripped:
@@ -357,6 +359,8 @@ def parse_event(text: str) -> ControlEvent:
         name = obj.pop("event")
         return ControlEvent(name, obj)
     name, _, rest = text.partition(" ")
+    if not _EVENT_NAME.fullmatch(name):
+        raise WsChannelError(f"not an event name: {name[:40]!r}")
     fields: dict[str, object] = {}
     if name in _PLAIN_ID_EVENTS:
         if rest:

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from mediastream_client.client import MediaStreamClient
+from mediastream_client.client import DuplexStream, MediaStreamClient
 from mediastream_client.errors import RPCError
 from mediastream_client.types import AudioFormat
 from mediastream_client.wav import level_dbfs, read_wav, write_wav
@@ -32,7 +32,7 @@ async def record(
         MediaStreamClient(server) as client,
         client.listen(call_id=call_id, conference_id=conference_id, format=fmt) as stream,
     ):
-        async for chunk in stream:
+        async for chunk in stream.audio():
             pcm += chunk.data
             if len(pcm) >= want:
                 break
@@ -60,8 +60,8 @@ async def play(server: str, call_id: str | None, conference_id: str | None, path
     return len(pcm) / 2 / fmt.sample_rate
 
 
-async def _drain(stream: object) -> None:
-    async for _ in stream:  # type: ignore[attr-defined]
+async def _drain(stream: DuplexStream) -> None:
+    async for _ in stream.events():
         pass
 
 

@@ -3,12 +3,14 @@
 Example:
     async with MediaStreamClient("127.0.0.1:50051") as client:
         async with client.listen(call_id=CALL, format=AudioFormat.SLIN) as stream:
-            async for chunk in stream:
+            async for chunk in stream.audio():
                 handle(chunk.data)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -21,13 +23,20 @@ from mediastream_client.errors import RPCError
 from mediastream_client.types import (
     AudioChunk,
     AudioFormat,
+    Cleared,
     Direction,
+    DtmfReceived,
     Encapsulation,
+    FlowControl,
+    MarkPlayed,
     Stopped,
     StopReason,
+    StreamEvent,
     StreamInfo,
     Transport,
 )
+
+log = logging.getLogger(__name__)
 
 _FORMATS = {
     AudioFormat.ULAW: pb.AUDIO_FORMAT_ULAW,
@@ -56,7 +65,13 @@ _STOP_REASONS = {
     pb.STOP_REASON_CONFERENCE_ENDED: StopReason.CONFERENCE_ENDED,
     pb.STOP_REASON_SERVER_SHUTDOWN: StopReason.SERVER_SHUTDOWN,
     pb.STOP_REASON_ASTERISK_FAILURE: StopReason.ASTERISK_FAILURE,
+    pb.STOP_REASON_CLIENT_HANGUP: StopReason.CLIENT_HANGUP,
 }
+
+RESUMABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+)
+"""Codes after which a stream is resumed (a dropped connection, not a refusal)."""
 
 
 def _reverse(table: dict[Any, int]) -> dict[int, Any]:
@@ -71,10 +86,12 @@ def _config(
     chunk_ms: int,
     encapsulation: Encapsulation,
     transport: Transport | None,
+    resumable: bool,
 ) -> pb.StreamConfig:
     if (call_id is None) == (conference_id is None):
         raise ValueError("give exactly one of call_id and conference_id")
     config = pb.StreamConfig(
+        resumable=resumable,
         format=_FORMATS[fmt],
         direction=_DIRECTIONS[direction],
         chunk_ms=chunk_ms,
@@ -98,31 +115,71 @@ def _info(started: Any) -> StreamInfo:
         chunk_ms=started.chunk_ms,
         encapsulation=_reverse(_ENCAPSULATIONS)[started.encapsulation],
         transport=_reverse(_TRANSPORTS)[started.transport],
+        resume_token=started.resume_token,
+        resumed=started.resumed,
     )
+
+
+def _event(msg: Any) -> StreamEvent | None:
+    kind = msg.WhichOneof("payload")
+    if kind == "audio":
+        return AudioChunk(msg.audio.data, msg.audio.sequence_number, msg.audio.timestamp)
+    if kind == "dtmf":
+        return DtmfReceived(msg.dtmf.digit, msg.dtmf.duration_ms)
+    if kind == "mark":
+        return MarkPlayed(msg.mark.name, msg.mark.position_ms)
+    if kind == "cleared":
+        return Cleared(msg.cleared.position_ms, tuple(msg.cleared.dropped_marks))
+    if kind == "flow":
+        return FlowControl(msg.flow.state == pb.FLOW_STATE_PAUSE, msg.flow.buffered_ms)
+    if kind == "stopped":
+        return Stopped(
+            _STOP_REASONS.get(msg.stopped.reason, StopReason.UNSPECIFIED), msg.stopped.detail
+        )
+    return None
 
 
 class _Stream:
     """Shared machinery of listen-only and two-way streams."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        stub: pb_grpc.MediaStreamServiceStub,
+        config: pb.StreamConfig,
+        metadata: tuple[tuple[str, str], ...],
+        timeout: float | None,
+        auto_resume: bool,
+    ) -> None:
+        self._stub, self._config, self._metadata = stub, config, metadata
+        self._timeout, self._auto_resume = timeout, auto_resume
         self._call: Any = None
+        self._last_sequence: int | None = None
         self.info: StreamInfo | None = None
         """What the server confirmed; set once the stream has started."""
         self.stopped: Stopped | None = None
         """The final event; set once the server has ended the stream."""
+        self.resumes = 0
+        """How many times the stream was resumed after a dropped connection."""
 
-    async def _open(self) -> None:
+    def _open_call(self, config: pb.StreamConfig) -> Any:
         raise NotImplementedError
 
-    async def __aenter__(self) -> _Stream:
+    async def _start(self, config: pb.StreamConfig) -> None:
         try:
-            await self._open()
+            self._call = self._open_call(config)
+            await self._after_open(config)
             first = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise RPCError.from_aio(exc) from None
         if first is grpc.aio.EOF or first.WhichOneof("payload") != "started":
             raise RPCError(grpc.StatusCode.INTERNAL, "server did not confirm the stream", None)
         self.info = _info(first.started)
+
+    async def _after_open(self, config: pb.StreamConfig) -> None:
+        """Hook for two-way streams, which send the config as a message."""
+
+    async def __aenter__(self) -> _Stream:
+        await self._start(self._config)
         return self
 
     async def __aexit__(
@@ -135,40 +192,60 @@ class _Stream:
         if self._call is not None and not self._call.done():
             self._call.cancel()
 
-    def __aiter__(self) -> AsyncIterator[AudioChunk]:
-        return self._chunks()
+    async def _resume(self) -> None:
+        assert self.info is not None
+        config = pb.StreamConfig()
+        config.CopyFrom(self._config)
+        config.resume.token = self.info.resume_token
+        if self._last_sequence is not None:
+            config.resume.last_sequence_number = self._last_sequence
+        await self._start(config)
+        self.resumes += 1
 
-    async def _chunks(self) -> AsyncIterator[AudioChunk]:
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self.events()
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Every event of the stream: audio chunks, DTMF, marks, clears, flow, stop."""
         while True:
             try:
                 msg = await self._call.read()
             except grpc.aio.AioRpcError as exc:
+                if self._auto_resume and exc.code() in RESUMABLE and self.info is not None:
+                    log.info(
+                        "stream %s dropped (%s); resuming", self.info.stream_id, exc.code().name
+                    )
+                    await self._resume()
+                    continue
                 raise RPCError.from_aio(exc) from None
             if msg is grpc.aio.EOF:
                 return
-            kind = msg.WhichOneof("payload")
-            if kind == "audio":
-                a = msg.audio
-                yield AudioChunk(a.data, a.sequence_number, a.timestamp)
-            elif kind == "stopped":
-                self.stopped = Stopped(
-                    _STOP_REASONS.get(msg.stopped.reason, StopReason.UNSPECIFIED),
-                    msg.stopped.detail,
-                )
+            event = _event(msg)
+            if isinstance(event, AudioChunk):
+                self._last_sequence = event.sequence_number
+            elif isinstance(event, Stopped):
+                self.stopped = event
+            elif isinstance(event, FlowControl):
+                self._on_flow(event)
+            if event is not None:
+                yield event
+
+    async def audio(self) -> AsyncIterator[AudioChunk]:
+        """Only the audio chunks of the stream."""
+        async for event in self.events():
+            if isinstance(event, AudioChunk):
+                yield event
+
+    def _on_flow(self, event: FlowControl) -> None:
+        """Hook for two-way streams."""
 
 
 class ListenStream(_Stream):
-    """A listen-only stream: iterate it for the call's audio."""
+    """A listen-only stream: iterate it for the call's audio and DTMF."""
 
-    def __init__(
-        self, stub: pb_grpc.MediaStreamServiceStub, config: pb.StreamConfig, timeout: float | None
-    ) -> None:
-        super().__init__()
-        self._stub, self._config, self._timeout = stub, config, timeout
-
-    async def _open(self) -> None:
-        self._call = self._stub.ListenMedia(
-            pb.ListenMediaRequest(config=self._config), timeout=self._timeout
+    def _open_call(self, config: pb.StreamConfig) -> Any:
+        return self._stub.ListenMedia(
+            pb.ListenMediaRequest(config=config), timeout=self._timeout, metadata=self._metadata
         )
 
     async def __aenter__(self) -> ListenStream:
@@ -177,28 +254,61 @@ class ListenStream(_Stream):
 
 
 class DuplexStream(_Stream):
-    """A two-way stream: iterate it for the call's audio, `send` audio into the call."""
+    """A two-way stream: iterate it for the call's audio, `send` audio into the call.
 
-    def __init__(
-        self, stub: pb_grpc.MediaStreamServiceStub, config: pb.StreamConfig, timeout: float | None
-    ) -> None:
-        super().__init__()
-        self._stub, self._config, self._timeout = stub, config, timeout
+    `send` waits while the server has asked to pause (FlowControl), so a client
+    that sends faster than real time is held back without losing audio.
+    """
 
-    async def _open(self) -> None:
-        self._call = self._stub.StreamMedia(timeout=self._timeout)
-        await self._call.write(pb.StreamMediaRequest(config=self._config))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._may_send = asyncio.Event()
+        self._may_send.set()
+
+    def _open_call(self, config: pb.StreamConfig) -> Any:
+        return self._stub.StreamMedia(timeout=self._timeout, metadata=self._metadata)
+
+    async def _after_open(self, config: pb.StreamConfig) -> None:
+        await self._call.write(pb.StreamMediaRequest(config=config))
 
     async def __aenter__(self) -> DuplexStream:
         await super().__aenter__()
         return self
 
-    async def send(self, data: bytes) -> None:
-        """Send one chunk (in the stream's format and encapsulation) to be played."""
+    def _on_flow(self, event: FlowControl) -> None:
+        if event.paused:
+            self._may_send.clear()
+        else:
+            self._may_send.set()
+
+    async def _write(self, request: pb.StreamMediaRequest) -> None:
         try:
-            await self._call.write(pb.StreamMediaRequest(audio=pb.AudioChunk(data=data)))
+            await self._call.write(request)
         except grpc.aio.AioRpcError as exc:
             raise RPCError.from_aio(exc) from None
+
+    async def send(self, data: bytes) -> None:
+        """Send one chunk (in the stream's format and encapsulation) to be played."""
+        await self._may_send.wait()
+        await self._write(pb.StreamMediaRequest(audio=pb.AudioChunk(data=data)))
+
+    async def send_dtmf(self, digits: str, duration_ms: int = 0) -> None:
+        """Send DTMF digits into the call."""
+        await self._write(
+            pb.StreamMediaRequest(dtmf=pb.SendDtmf(digits=digits, duration_ms=duration_ms))
+        )
+
+    async def mark(self, name: str) -> None:
+        """Ask for a MarkPlayed event once everything sent so far has been played."""
+        await self._write(pb.StreamMediaRequest(mark=pb.Mark(name=name)))
+
+    async def clear(self) -> None:
+        """Drop all audio queued for playing (barge-in); a Cleared event follows."""
+        await self._write(pb.StreamMediaRequest(clear=pb.Clear()))
+
+    async def hangup(self) -> None:
+        """Hang up the call."""
+        await self._write(pb.StreamMediaRequest(hangup=pb.HangupCall()))
 
     async def done_sending(self) -> None:
         """End input: the server plays what it has, then stops the stream."""
@@ -210,15 +320,37 @@ class MediaStreamClient:
 
     Args:
         target: ``host:port`` of the gateway's gRPC endpoint.
+        token: Bearer token (API key or JWT) sent with every call.
+        root_certificates: PEM CA to verify the server with; enables TLS.
+        private_key: PEM client key for mTLS.
+        certificate_chain: PEM client certificate for mTLS.
         channel: An existing channel to use instead (not closed by this client).
     """
 
     def __init__(
-        self, target: str = "127.0.0.1:50051", *, channel: grpc.aio.Channel | None = None
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         self._own = channel is None
-        self._channel = channel or grpc.aio.insecure_channel(target)
+        if channel is None:
+            if root_certificates is not None:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates, private_key, certificate_chain
+                )
+                channel = grpc.aio.secure_channel(target, creds)
+            else:
+                channel = grpc.aio.insecure_channel(target)
+        self._channel = channel
         self._stub = pb_grpc.MediaStreamServiceStub(self._channel)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
 
     async def __aenter__(self) -> MediaStreamClient:
         return self
@@ -244,12 +376,29 @@ class MediaStreamClient:
         encapsulation: Encapsulation = Encapsulation.SLN,
         transport: Transport | None = None,
         timeout: float | None = None,
+        auto_resume: bool = False,
     ) -> ListenStream:
-        """A listen-only stream of a call or conference (use with ``async with``)."""
+        """A listen-only stream of a call or conference (use with ``async with``).
+
+        With `auto_resume`, the stream is opened resumable and re-attached with
+        no chunk lost when its connection drops; the server then keeps it for
+        its grace period after it is closed, too.
+        """
         return ListenStream(
             self._stub,
-            _config(call_id, conference_id, format, direction, chunk_ms, encapsulation, transport),
+            _config(
+                call_id,
+                conference_id,
+                format,
+                direction,
+                chunk_ms,
+                encapsulation,
+                transport,
+                auto_resume,
+            ),
+            self._metadata,
             timeout,
+            auto_resume,
         )
 
     def stream(
@@ -263,10 +412,27 @@ class MediaStreamClient:
         encapsulation: Encapsulation = Encapsulation.SLN,
         transport: Transport | None = None,
         timeout: float | None = None,
+        auto_resume: bool = False,
     ) -> DuplexStream:
-        """A two-way stream of a call or conference (use with ``async with``)."""
+        """A two-way stream of a call or conference (use with ``async with``).
+
+        With `auto_resume`, the stream is opened resumable and re-attached when
+        its connection drops: received audio continues with no chunk lost;
+        audio being written while the connection was down must be re-sent.
+        """
         return DuplexStream(
             self._stub,
-            _config(call_id, conference_id, format, direction, chunk_ms, encapsulation, transport),
+            _config(
+                call_id,
+                conference_id,
+                format,
+                direction,
+                chunk_ms,
+                encapsulation,
+                transport,
+                auto_resume,
+            ),
+            self._metadata,
             timeout,
+            auto_resume,
         )

@@ -60,6 +60,7 @@ class StopReason(enum.Enum):
     CONFERENCE_ENDED = "conference_ended"
     SERVER_SHUTDOWN = "server_shutdown"
     ASTERISK_FAILURE = "asterisk_failure"
+    CLIENT_HANGUP = "client_hangup"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class StreamInfo:
     chunk_ms: int
     encapsulation: Encapsulation
     transport: Transport
+    resume_token: str = ""
+    resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,39 @@ class Stopped:
 
     reason: StopReason
     detail: str
+
+
+@dataclass(frozen=True)
+class DtmfReceived:
+    """A DTMF digit the call sent (reported at the digit's end)."""
+
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class MarkPlayed:
+    """Everything sent before the mark named `name` has been played."""
+
+    name: str
+    position_ms: int
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """A clear dropped queued audio: where playback was cut, and the marks dropped."""
+
+    position_ms: int
+    dropped_marks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FlowControl:
+    """The server asks to hold off (`paused`) or resume sending audio."""
+
+    paused: bool
+    buffered_ms: int
+
+
+StreamEvent = AudioChunk | DtmfReceived | MarkPlayed | Cleared | FlowControl | Stopped
+"""Anything a stream delivers."""

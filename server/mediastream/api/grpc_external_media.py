@@ -1,0 +1,171 @@
+"""gRPC adapter: ExternalMediaService over the external media manager."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from mediastream._proto import external_media_pb2 as em_pb
+from mediastream._proto import external_media_pb2_grpc as em_grpc
+from mediastream._proto import mediastream_pb2 as pb
+from mediastream.api.grpc_service import DIRECTIONS, FORMATS, FORMATS_OUT, enum_value
+from mediastream.api.status import to_status
+from mediastream.auth import Authenticator
+from mediastream.core.stream import Direction, Target, TargetKind, validate_target_id
+from mediastream.errors import InvalidArgument, MediaStreamError, PermissionDenied
+from mediastream.external_media import (
+    ExternalEncapsulation,
+    ExternalMedia,
+    ExternalMediaManager,
+    ExternalStatus,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = em_pb.DESCRIPTOR.services_by_name["ExternalMediaService"].full_name
+
+_ENCAPSULATIONS = {
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED: ExternalEncapsulation.RTP,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_RTP: ExternalEncapsulation.RTP,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET: ExternalEncapsulation.AUDIOSOCKET,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_SLN: ExternalEncapsulation.SLN,
+}
+_ENCAPSULATIONS_OUT = {
+    v: k for k, v in _ENCAPSULATIONS.items() if k != em_pb.EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED
+}
+_STATUS = {
+    ExternalStatus.RUNNING: em_pb.EXTERNAL_MEDIA_STATUS_RUNNING,
+    ExternalStatus.TERMINATING: em_pb.EXTERNAL_MEDIA_STATUS_TERMINATING,
+    ExternalStatus.TERMINATED: em_pb.EXTERNAL_MEDIA_STATUS_TERMINATED,
+}
+_DIRECTIONS_OUT = {
+    Direction.BOTH: pb.DIRECTION_BOTH,
+    Direction.IN: pb.DIRECTION_IN,
+    Direction.OUT: pb.DIRECTION_OUT,
+}
+
+
+def _target(message: object, oneof: str, *, required: bool) -> Target | None:
+    which = message.WhichOneof(oneof)  # type: ignore[attr-defined]
+    if which == "call_id":
+        return Target(TargetKind.CALL, validate_target_id("call_id", message.call_id))  # type: ignore[attr-defined]
+    if which == "conference_id":
+        return Target(
+            TargetKind.CONFERENCE, validate_target_id("conference_id", message.conference_id)
+        )  # type: ignore[attr-defined]
+    if required:
+        raise InvalidArgument(oneof, "set call_id or conference_id", reason="MISSING_TARGET")
+    return None
+
+
+def _to_proto(media: ExternalMedia) -> em_pb.ExternalMedia:
+    created = timestamp_pb2.Timestamp()
+    created.FromNanoseconds(int(media.created * 1e9))
+    out = em_pb.ExternalMedia(
+        id=media.id,
+        external_host=media.external_host,
+        encapsulation=_ENCAPSULATIONS_OUT[media.encapsulation],
+        format=FORMATS_OUT[media.format],
+        direction=_DIRECTIONS_OUT[media.direction],
+        status=_STATUS[media.status],
+        create_time=created,
+        end_reason=media.end_reason,
+    )
+    if media.target.kind is TargetKind.CALL:
+        out.call_id = media.target.id
+    else:
+        out.conference_id = media.target.id
+    return out
+
+
+class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
+    """The gRPC ExternalMediaService."""
+
+    def __init__(self, manager: ExternalMediaManager, auth: Authenticator) -> None:
+        self._manager = manager
+        self._auth = auth
+
+    def _authorize(
+        self, context: grpc.aio.ServicerContext[object, object], target: Target | None
+    ) -> None:
+        principal = self._auth.authenticate_metadata(context.invocation_metadata() or ())
+        if target is not None:
+            principal.check(target)
+        elif principal.scope is not None:
+            raise PermissionDenied(
+                "a scoped token may only list its own call or conference", reason="TOKEN_SCOPE"
+            )
+
+    async def StartExternalMedia(
+        self,
+        request: em_pb.StartExternalMediaRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> em_pb.StartExternalMediaResponse:
+        """Start sending audio to a host."""
+        try:
+            target = _target(request, "target", required=True)
+            assert target is not None
+            self._authorize(context, target)
+            fmt = enum_value(FORMATS, request.format, "format")
+            direction = enum_value(DIRECTIONS, request.direction, "direction")
+            encapsulation = enum_value(_ENCAPSULATIONS, request.encapsulation, "encapsulation")
+            media = await self._manager.start(
+                target, request.external_host, encapsulation, fmt, direction
+            )
+            return em_pb.StartExternalMediaResponse(external_media=_to_proto(media))
+        except MediaStreamError as exc:
+            await context.abort_with_status(to_status(exc))
+            raise AssertionError("unreachable") from exc
+
+    async def StopExternalMedia(
+        self,
+        request: em_pb.StopExternalMediaRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> em_pb.StopExternalMediaResponse:
+        """Stop one external media, or all of a call or conference."""
+        try:
+            if request.WhichOneof("selector") == "id":
+                media = self._manager.get(request.id)
+                self._authorize(context, media.target)
+                stopped = [await self._manager.stop(request.id)]
+            else:
+                target = _target(request, "selector", required=True)
+                assert target is not None
+                self._authorize(context, target)
+                stopped = await self._manager.stop_target(target)
+            return em_pb.StopExternalMediaResponse(external_media=[_to_proto(m) for m in stopped])
+        except MediaStreamError as exc:
+            await context.abort_with_status(to_status(exc))
+            raise AssertionError("unreachable") from exc
+
+    async def GetExternalMedia(
+        self,
+        request: em_pb.GetExternalMediaRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> em_pb.GetExternalMediaResponse:
+        """One external media."""
+        try:
+            media = self._manager.get(request.id)
+            self._authorize(context, media.target)
+            return em_pb.GetExternalMediaResponse(external_media=_to_proto(media))
+        except MediaStreamError as exc:
+            await context.abort_with_status(to_status(exc))
+            raise AssertionError("unreachable") from exc
+
+    async def ListExternalMedia(
+        self,
+        request: em_pb.ListExternalMediaRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> em_pb.ListExternalMediaResponse:
+        """External media of a call or conference, or all."""
+        try:
+            target = _target(request, "target", required=False)
+            self._authorize(context, target)
+            return em_pb.ListExternalMediaResponse(
+                external_media=[_to_proto(m) for m in self._manager.list(target)]
+            )
+        except MediaStreamError as exc:
+            await context.abort_with_status(to_status(exc))
+            raise AssertionError("unreachable") from exc

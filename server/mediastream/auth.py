@@ -1,0 +1,117 @@
+"""Who may open which stream: static API keys and JWTs, optionally scoped.
+
+A request carries a bearer token. An API key from the configuration grants
+everything. A JWT is verified with the configured HMAC secret or public key;
+its ``exp`` is enforced, and if it names a ``call_id`` or ``conference_id``
+claim it opens only that call or conference. With neither keys nor a JWT key
+configured, authentication is off (the embedded demo); the gateway logs that.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jwt
+
+from mediastream.core.stream import Target, TargetKind
+from mediastream.errors import PermissionDenied, Unauthenticated
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    Attributes:
+        subject: Who it is (the JWT ``sub``, or ``api-key``).
+        scope: The only target it may open; None for any.
+    """
+
+    subject: str
+    scope: Target | None = None
+
+    def check(self, target: Target) -> None:
+        """Raise PermissionDenied unless this principal may open `target`."""
+        if self.scope is not None and self.scope != target:
+            raise PermissionDenied(
+                f"token is scoped to {self.scope.kind.value} {self.scope.id}",
+                reason="TOKEN_SCOPE",
+                metadata={"scope": f"{self.scope.kind.value}:{self.scope.id}"},
+            )
+
+
+ANONYMOUS = Principal("anonymous")
+
+
+class Authenticator:
+    """Verifies bearer tokens.
+
+    Args:
+        api_keys: Static keys that grant full access.
+        jwt_key: HMAC secret (HS256) or PEM public key (RS256/ES256) for JWTs.
+        jwt_audience: Required ``aud`` claim, if set.
+    """
+
+    def __init__(
+        self, api_keys: Iterable[str] = (), jwt_key: str = "", jwt_audience: str = ""
+    ) -> None:
+        self._keys = [k.encode() for k in api_keys if k]
+        self._jwt_key = jwt_key
+        self._audience = jwt_audience or None
+        self._algorithms = (
+            ["RS256", "ES256"] if jwt_key.lstrip().startswith("-----BEGIN") else ["HS256"]
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any credential is required."""
+        return bool(self._keys or self._jwt_key)
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal a bearer token stands for.
+
+        Raises:
+            Unauthenticated: authentication is on and the token is missing or invalid.
+        """
+        if not self.enabled:
+            return ANONYMOUS
+        if not token:
+            raise Unauthenticated("a bearer token is required", reason="TOKEN_MISSING")
+        candidate = token.encode()
+        if any(hmac.compare_digest(candidate, k) for k in self._keys):
+            return Principal("api-key")
+        if not self._jwt_key:
+            raise Unauthenticated("unknown API key", reason="TOKEN_INVALID")
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                options={"require": ["exp"], "verify_aud": bool(self._audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired", reason="TOKEN_EXPIRED") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token: {exc}", reason="TOKEN_INVALID") from None
+        scope = None
+        if isinstance(claims.get("call_id"), str):
+            scope = Target(TargetKind.CALL, claims["call_id"])
+        elif isinstance(claims.get("conference_id"), str):
+            scope = Target(TargetKind.CONFERENCE, claims["conference_id"])
+        return Principal(str(claims.get("sub", "jwt")), scope)
+
+    def authenticate_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:
+        """Authenticate from gRPC metadata (``authorization: Bearer <token>``).
+
+        Raises:
+            Unauthenticated: as `authenticate`.
+        """
+        token = None
+        for key, value in metadata:
+            if key.lower() == "authorization" and isinstance(value, str):
+                scheme, _, rest = value.partition(" ")
+                if scheme.lower() == "bearer":
+                    token = rest.strip()
+        return self.authenticate(token)

@@ -1,0 +1,143 @@
+"""Stream framing: frames from Asterisk to client chunks, and client chunks back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mediastream.core import audiosocket
+from mediastream.core.formats import AudioFormat
+from mediastream.core.pcm import swap16
+from mediastream.core.rtp import PT_VOIPBIN, RtpPacket, parse_rtp
+from mediastream.core.stream import (
+    Direction,
+    Downlink,
+    Encapsulation,
+    StreamSpec,
+    Target,
+    TargetKind,
+    Transport,
+    Uplink,
+    validate_chunk_ms,
+    validate_target_id,
+)
+from mediastream.errors import InvalidArgument
+
+CALL = Target(TargetKind.CALL, "c1")
+
+
+def spec(**kw: object) -> StreamSpec:
+    return StreamSpec(target=CALL, **kw)  # type: ignore[arg-type]
+
+
+def test_asterisk_side_format_follows_what_asterisk_accepts() -> None:
+    assert spec(format=AudioFormat.ULAW).asterisk_format is AudioFormat.ULAW
+    assert spec(format=AudioFormat.SLIN16, bidirectional=False).asterisk_format is AudioFormat.SLIN16
+    # RTP drops PT 118 coming in: a two-way slin16 stream rides on 8 kHz slin.
+    assert spec(format=AudioFormat.SLIN16).asterisk_format is AudioFormat.SLIN
+    # AudioSocket input is always read as 8 kHz slin.
+    assert spec(format=AudioFormat.ULAW, transport=Transport.AUDIOSOCKET).asterisk_format is (
+        AudioFormat.SLIN)
+    assert spec(format=AudioFormat.SLIN16, transport=Transport.WEBSOCKET).asterisk_format is (
+        AudioFormat.SLIN16)
+
+
+def test_whisper_goes_to_the_party_heard() -> None:
+    assert [d.whisper for d in Direction] == ["both", "out", "in"]
+
+
+@pytest.mark.parametrize("chunk_ms", [0, 20, 40, 100, 200])
+def test_valid_chunk_ms(chunk_ms: int) -> None:
+    assert validate_chunk_ms(chunk_ms) == (chunk_ms or 20)
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 30, 220, 1000])
+def test_invalid_chunk_ms_names_field(chunk_ms: int) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_chunk_ms(chunk_ms)
+    assert err.value.field == "config.chunk_ms"
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "../etc", "x" * 129, "é"])
+def test_invalid_ids(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        validate_target_id("config.call_id", bad)
+
+
+@pytest.mark.parametrize("good", ["1795515126.1745", "00000000-0000-4000-8000-000000000440"])
+def test_asterisk_and_uuid_ids_are_valid(good: str) -> None:
+    assert validate_target_id("config.call_id", good) == good
+
+
+def test_downlink_groups_frames_into_chunks_with_seq_and_timestamp() -> None:
+    down = Downlink(spec(format=AudioFormat.ULAW, chunk_ms=60))
+    chunks = [c for i in range(7) for c in down.push(bytes([i]) * 160)]
+    assert [len(c.data) for c in chunks] == [480, 480]
+    assert [(c.sequence_number, c.timestamp) for c in chunks] == [(0, 0), (1, 480)]
+    assert chunks[1].data == bytes([3]) * 160 + bytes([4]) * 160 + bytes([5]) * 160
+
+
+def test_downlink_rtp_is_voipbin_form() -> None:
+    down = Downlink(spec(format=AudioFormat.ULAW, encapsulation=Encapsulation.RTP))
+    first, second = (down.push(b"\x11" * 160)[0], down.push(b"\x22" * 160)[0])
+    p1, p2 = parse_rtp(first.data), parse_rtp(second.data)
+    assert (p1.payload_type, p1.sequence_number, p2.sequence_number) == (PT_VOIPBIN, 1, 2)
+    assert p2.timestamp - p1.timestamp == 160 and p1.ssrc == p2.ssrc
+    assert len(first.data) == 172 and p1.payload == b"\x11" * 160
+
+
+def test_downlink_rtp_linear_is_big_endian() -> None:
+    down = Downlink(spec(format=AudioFormat.SLIN, encapsulation=Encapsulation.RTP))
+    frame = bytes(range(256)) + bytes(64)
+    packet = parse_rtp(down.push(frame)[0].data)
+    assert packet.payload == swap16(frame)
+
+
+def test_downlink_audiosocket_is_one_message() -> None:
+    down = Downlink(spec(format=AudioFormat.SLIN, encapsulation=Encapsulation.AUDIOSOCKET))
+    data = down.push(b"\x01\x02" * 160)[0].data
+    assert data[:3] == b"\x10\x01\x40" and data[3:] == b"\x01\x02" * 160
+
+
+@given(st.binary(min_size=1, max_size=1600).filter(lambda b: len(b) % 2 == 0))
+def test_uplink_sln_slin_is_identity(samples: bytes) -> None:
+    assert Uplink(spec(format=AudioFormat.SLIN)).decode(samples) == samples
+
+
+@given(st.binary(min_size=0, max_size=800))
+def test_uplink_rtp_takes_payload_whatever_the_header(payload: bytes) -> None:
+    up = Uplink(spec(format=AudioFormat.ULAW, encapsulation=Encapsulation.RTP))
+    packet = RtpPacket(payload_type=96, sequence_number=7, timestamp=9, ssrc=1,
+                       payload=payload).serialize()
+    assert up.decode(packet) == payload
+
+
+def test_uplink_audiosocket_must_be_audio() -> None:
+    up = Uplink(spec(format=AudioFormat.SLIN, encapsulation=Encapsulation.AUDIOSOCKET))
+    assert up.decode(audiosocket.encode(audiosocket.Kind.AUDIO, b"\x00\x01" * 160)) == (
+        b"\x00\x01" * 160)
+    with pytest.raises(InvalidArgument, match="not audio"):
+        up.decode(audiosocket.encode(audiosocket.Kind.DTMF, b"1"))
+    with pytest.raises(InvalidArgument, match="truncated"):
+        up.decode(audiosocket.encode(audiosocket.Kind.AUDIO, b"\x00" * 320)[:100])
+
+
+def test_uplink_refuses_oversized_chunk_whole() -> None:
+    up = Uplink(spec(format=AudioFormat.ULAW))
+    assert len(up.decode(b"\xff" * 1600)) == 1600
+    with pytest.raises(InvalidArgument) as err:
+        up.decode(b"\xff" * 1601)
+    assert err.value.reason == "CHUNK_TOO_LARGE" and err.value.field == "audio.data"
+
+
+def test_uplink_refuses_partial_sample() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        Uplink(spec(format=AudioFormat.SLIN)).decode(b"\x00" * 321)
+    assert err.value.reason == "PARTIAL_SAMPLE"
+
+
+def test_uplink_rejects_garbage_rtp() -> None:
+    up = Uplink(spec(format=AudioFormat.ULAW, encapsulation=Encapsulation.RTP))
+    with pytest.raises(InvalidArgument, match="not an RTP packet"):
+        up.decode(b"\x00" * 5)
