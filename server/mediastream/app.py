@@ -27,6 +27,7 @@ from mediastream.asterisk.ari import AriClient, AriConfig
 from mediastream.asterisk.audiosocket import AudioSocketServer
 from mediastream.asterisk.legs import LegFactory
 from mediastream.auth import Authenticator
+from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.config import Settings
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
 from mediastream.streams import StreamLimits, StreamManager
@@ -51,7 +52,7 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._emulator: object | None = None
+        self._emulator: Emulator | None = None
         self._ari: AriClient | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
@@ -66,8 +67,6 @@ class Gateway:
         s = self.settings
         ari_url, user, password = s.ari_url, s.ari_user, s.ari_password
         if s.embedded:
-            from mediastream.emulator import Emulator, EmulatorConfig
-
             emulator = Emulator(
                 EmulatorConfig(host="127.0.0.1", port=0, username=user, password=password)
             )
@@ -122,6 +121,17 @@ class Gateway:
         self.endpoints = Endpoints(f"{host}:{port}", ari_url, s.embedded)
         return self.endpoints
 
+    @property
+    def emulator(self) -> Emulator | None:
+        """The embedded Asterisk emulator, when there is one."""
+        return self._emulator
+
+    @property
+    def streams(self) -> StreamManager:
+        """The stream manager (for tests and metrics)."""
+        assert self._streams is not None
+        return self._streams
+
     def _bind(self, server: grpc.aio.Server) -> int:
         s = self.settings
         if not s.tls_cert:
@@ -163,9 +173,6 @@ class Gateway:
         if self._ari is not None:
             await self._ari.close()
         if self._emulator is not None:
-            from mediastream.emulator import Emulator
-
-            assert isinstance(self._emulator, Emulator)
             await self._emulator.stop()
 
     async def run_until_signal(self) -> None:

@@ -21,9 +21,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from mediastream.asterisk.legs import Leg, LegEnd, LegFactory
-from mediastream.core.formats import FRAME_MS
+from mediastream.core.dtmf import DIGITS, dtmf_tones
+from mediastream.core.formats import FRAME_MS, AudioFormat
 from mediastream.core.pacer import Cleared, InputFinished, MarkPlayed, Pacer, Xoff, Xon
-from mediastream.core.pcm import silence
+from mediastream.core.pcm import Transcoder, silence
 from mediastream.core.stream import (
     Chunk,
     Downlink,
@@ -48,8 +49,6 @@ from mediastream.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
 @dataclass(frozen=True)
@@ -207,6 +206,31 @@ class Stream:
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
         self._wake.set()
 
+    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+        """Play DTMF tones into the call after the audio already queued.
+
+        Raises:
+            InvalidArgument: a digit is not 0-9, *, #, A-D, or the duration is
+                outside 40-2000 ms.
+            FailedPrecondition: the stream is listen-only or its input has ended.
+        """
+        if not digits or any(d not in DIGITS for d in digits):
+            raise InvalidArgument(
+                "dtmf.digits", "digits must be 0-9, *, #, A-D", reason="INVALID_DTMF"
+            )
+        duration_ms = duration_ms or 100
+        if not 40 <= duration_ms <= 2000:
+            raise InvalidArgument(
+                "dtmf.duration_ms", "duration_ms must be 40-2000", reason="INVALID_DTMF"
+            )
+        self._check_input()
+        fmt = self.spec.asterisk_format
+        pcm = dtmf_tones(digits, fmt.sample_rate, duration_ms)
+        audio = pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm)
+        if not self._pacer.push(audio, time.monotonic()):
+            raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
+        self._wake.set()
+
     def mark(self, name: str) -> None:
         """Report `name` once everything sent before it has played.
 
@@ -311,6 +335,7 @@ class StreamManager:
         self.limits = limits or StreamLimits()
         self.streams: dict[str, Stream] = {}
         self._grace_tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False
         self.resumes = 0
 
@@ -401,29 +426,23 @@ class StreamManager:
         self._grace_tasks[stream.id] = asyncio.create_task(later(), name=f"grace-{stream.id}")
 
     async def close(self, stream: Stream, reason: StopReason, detail: str) -> None:
-        """End a stream and release everything it holds."""
-        if self.streams.pop(stream.id, None) is None:
-            return
-        grace = self._grace_tasks.pop(stream.id, None)
-        if grace is not None and grace is not asyncio.current_task():
-            grace.cancel()
-        await stream.close(self._legs, reason, detail)
-        log.info("stream %s closed: %s", stream.id, detail)
+        """End a stream and release everything it holds.
 
-    async def send_dtmf(self, stream: Stream, digits: str, duration_ms: int) -> None:
-        """Send DTMF into the stream's call.
-
-        Raises:
-            InvalidArgument: a digit is not 0-9, *, #, A-D.
-            FailedPrecondition: the stream is on a conference.
+        The release runs as a task of its own, so that a cancelled caller (a
+        client that went away) cannot leave half of it undone, and shutdown
+        can wait for it.
         """
-        if not digits or any(d not in DTMF_DIGITS for d in digits):
-            raise InvalidArgument(
-                "dtmf.digits", "digits must be 0-9, *, #, A-D", reason="INVALID_DTMF"
-            )
-        if stream.spec.target.kind is not TargetKind.CALL:
-            raise FailedPrecondition("DTMF can only be sent into a call", reason="NOT_A_CALL")
-        await self._legs.send_dtmf(stream.spec.target.id, digits, duration_ms or 100)
+        if self.streams.pop(stream.id, None) is not None:
+            grace = self._grace_tasks.pop(stream.id, None)
+            if grace is not None and grace is not asyncio.current_task():
+                grace.cancel()
+            task = asyncio.create_task(stream.close(self._legs, reason, detail))
+            self._closing[stream.id] = task
+            task.add_done_callback(lambda _: self._closing.pop(stream.id, None))
+            log.info("stream %s closing: %s", stream.id, detail)
+        task = self._closing.get(stream.id)
+        if task is not None:
+            await asyncio.shield(task)
 
     async def hangup(self, stream: Stream) -> None:
         """Hang up the stream's call.
@@ -450,3 +469,4 @@ class StreamManager:
             *(self.close(s, reason, detail) for s in list(self.streams.values())),
             return_exceptions=True,
         )
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)

@@ -274,9 +274,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 elif kind == "clear":
                     stream.clear()
                 elif kind == "dtmf":
-                    await self._streams.send_dtmf(
-                        stream, request.dtmf.digits, request.dtmf.duration_ms
-                    )
+                    stream.send_dtmf(request.dtmf.digits, request.dtmf.duration_ms)
                 elif kind == "hangup":
                     await self._streams.hangup(stream)
                 elif kind == "config":

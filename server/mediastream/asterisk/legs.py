@@ -365,21 +365,6 @@ class LegFactory:
             if end is not None:
                 leg.end(end)
 
-    async def send_dtmf(self, channel_id: str, digits: str, duration_ms: int) -> None:
-        """Play DTMF into a call's channel.
-
-        Raises:
-            NotFound: the call is gone.
-        """
-        try:
-            await self.ari.request(
-                "POST",
-                f"/channels/{channel_id}/dtmf",
-                {"dtmf": digits, "duration": str(duration_ms)},
-            )
-        except AriError as exc:
-            raise self._translate(exc, Target(TargetKind.CALL, channel_id)) from exc
-
     async def hangup(self, channel_id: str) -> None:
         """Hang up a call's channel.
 

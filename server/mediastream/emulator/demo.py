@@ -54,7 +54,7 @@ def _tone(frequency: float) -> Program:
 
 
 async def _echo(r: DialplanRunner) -> None:
-    r.echo = True
+    r.start_echo()
     await asyncio.Event().wait()
 
 

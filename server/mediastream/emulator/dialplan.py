@@ -91,6 +91,8 @@ class DialplanRunner:
         self._tone: ToneGenerator | None = None
         self._to_native = FormatConverter(channel.native_format)
         self._heard = asyncio.Event()
+        self._deferring = False
+        self._deferred: list[Frame] = []
         self._ticker = clock.add(self._tick, order=0)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -99,6 +101,10 @@ class DialplanRunner:
 
     def write_frame(self, frame: Frame) -> None:
         """The dialplan hears ``frame``; Echo() sends it straight back."""
+        if self._deferring:
+            # Answer() puts the frame that ended its wait back on the channel, and
+            # later frames queue behind it, so the next application (Echo) gets them.
+            self._deferred.append(frame)
         self._heard.set()
         if self.echo:
             self.channel.read(frame)
@@ -150,6 +156,7 @@ class DialplanRunner:
 
     async def answer(self) -> None:
         """``Answer()``: return at the first frame heard, or after 500 ms."""
+        self._deferring = True
         heard = asyncio.ensure_future(self._heard.wait())
         timeout = asyncio.ensure_future(self.clock.wait_ticks(_ticks(ANSWER_WAIT_MS)))
         try:
@@ -159,6 +166,19 @@ class DialplanRunner:
             timeout.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(heard, timeout, return_exceptions=True)
+
+    def start_echo(self) -> None:
+        """``Echo()``: from now on send back what is heard, starting with deferred frames."""
+        self.echo = True
+        self._deferring = False
+        deferred, self._deferred = self._deferred, []
+        for frame in deferred:
+            self.channel.read(frame)
+
+    def discard_deferred(self) -> None:
+        """Applications other than Echo() just read and drop the deferred frame."""
+        self._deferring = False
+        self._deferred.clear()
 
     def play_tones(self, *frequencies: float) -> None:
         """``Playtones(f1+f2...)``: start a steady tone (runs until stopped)."""
@@ -189,6 +209,7 @@ class DialplanRunner:
 
 async def _tone(r: DialplanRunner, frequency: float, wait: float) -> None:
     await r.answer()
+    r.discard_deferred()
     await r.app("PlayTones", f"{frequency:g}")
     r.play_tones(frequency)
     await r.app("Wait", f"{wait:g}")
@@ -209,13 +230,14 @@ async def ext_echo(r: DialplanRunner) -> None:
     """``echo``: Answer, Echo()."""
     await r.answer()
     await r.app("Echo", "")
-    r.echo = True
+    r.start_echo()
     await asyncio.Event().wait()
 
 
 async def ext_dtmf(r: DialplanRunner) -> None:
     """``dtmf``: Answer, Playtones(440), Wait(0.4), SendDTMF(12#,100,120), ..."""
     await r.answer()
+    r.discard_deferred()
     await r.app("PlayTones", "440")
     r.play_tones(440)
     await r.app("Wait", "0.4")

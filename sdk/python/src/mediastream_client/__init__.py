@@ -5,10 +5,15 @@ from mediastream_client.errors import FieldViolation, MediaStreamClientError, RP
 from mediastream_client.types import (
     AudioChunk,
     AudioFormat,
+    Cleared,
     Direction,
+    DtmfReceived,
     Encapsulation,
-    Stopped,
+    FlowControl,
+    MarkPlayed,
     StopReason,
+    Stopped,
+    StreamEvent,
     StreamInfo,
     Transport,
 )

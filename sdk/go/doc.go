@@ -1,0 +1,38 @@
+// Package mediastream is a Go client for the mediastream gateway, which streams
+// the live audio of Asterisk calls and conferences over gRPC.
+//
+// Listen to a call:
+//
+//	client, err := mediastream.Dial(ctx, "127.0.0.1:50051")
+//	if err != nil { ... }
+//	defer client.Close()
+//	stream, err := client.Listen(ctx, mediastream.Config{CallID: id, Format: mediastream.FormatSLIN})
+//	if err != nil { ... }
+//	defer stream.Close()
+//	for {
+//		ev, err := stream.Recv()
+//		if err == io.EOF {
+//			break
+//		}
+//		if err != nil { ... }
+//		switch ev := ev.(type) {
+//		case mediastream.AudioChunk:
+//			handle(ev.Data)
+//		case mediastream.Stopped:
+//			log.Println("stopped:", ev.Reason)
+//		}
+//	}
+//
+// Talk into a call with [Client.Stream]: the [DuplexStream] adds Send,
+// SendDTMF, Mark, Clear, Hangup and CloseSend. [Stream.AudioReader] and
+// [DuplexStream.AudioWriter] adapt a stream's audio to io.Reader and io.Writer.
+//
+// Every error the server returns is an [*RPCError] carrying the gRPC code and
+// the google.rpc.Status details (ErrorInfo reason, domain and metadata;
+// BadRequest field violations):
+//
+//	var rpcErr *mediastream.RPCError
+//	if errors.As(err, &rpcErr) && rpcErr.Reason == "CALL_NOT_FOUND" { ... }
+//
+// The generated protobuf and gRPC code is in the mediastreamv1 subpackage.
+package mediastream
