@@ -32,16 +32,24 @@ def _python_outputs(proto_root: Path) -> dict[str, str]:
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_root}", f"-I{well_known}",
-            f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}", *protos,
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto_root}",
+            f"-I{well_known}",
+            f"--python_out={tmp}",
+            f"--pyi_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            *protos,
         ]
         subprocess.run(cmd, check=True)
         out: dict[str, str] = {}
         for path in sorted(Path(tmp).rglob("*.py*")):
             text = path.read_text()
             # voipbin/mediastream/v1/x_pb2 -> flat private module x_pb2
-            text = re.sub(r"^from voipbin\.mediastream\.v1 import ", "from . import ", text,
-                          flags=re.M)
+            text = re.sub(
+                r"^from voipbin\.mediastream\.v1 import ", "from . import ", text, flags=re.M
+            )
             out[path.name] = HEADER + text
         out["__init__.py"] = HEADER + '"""Generated protobuf and gRPC modules (private)."""\n'
         return out
@@ -50,8 +58,12 @@ def _python_outputs(proto_root: Path) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if generated code is stale")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="repository root (default: this script's repository)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="repository root (default: this script's repository)",
+    )
     args = parser.parse_args()
     root: Path = args.root.resolve()
     outputs = _python_outputs(root / "proto")
@@ -64,9 +76,15 @@ def main() -> int:
             if current != text:
                 stale.append(str(path.relative_to(root)))
                 if args.check:
-                    sys.stdout.writelines(difflib.unified_diff(
-                        current.splitlines(True), text.splitlines(True),
-                        str(path), "regenerated", n=1))
+                    sys.stdout.writelines(
+                        difflib.unified_diff(
+                            current.splitlines(True),
+                            text.splitlines(True),
+                            str(path),
+                            "regenerated",
+                            n=1,
+                        )
+                    )
         for name in existing - outputs.keys():
             stale.append(str((target / name).relative_to(root)))
         if not args.check:

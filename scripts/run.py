@@ -32,7 +32,9 @@ def main() -> int:
     args = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-m", "mediastream.cli", "serve"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert server.stdout is not None
@@ -41,20 +43,32 @@ def main() -> int:
             print("the gateway did not start; see the log above", file=sys.stderr)
             return 1
         ready = json.loads(line)
-        print(f"gateway ready: gRPC on {ready['grpc']}, Asterisk: "
-              f"{'embedded emulator' if ready['embedded_asterisk'] else ready['ari_url']}")
+        print(
+            f"gateway ready: gRPC on {ready['grpc']}, Asterisk: "
+            f"{'embedded emulator' if ready['embedded_asterisk'] else ready['ari_url']}"
+        )
         for name, ident in ready.get("demo", {}).items():
             print(f"  demo {name:<11} {ident}")
         out = ROOT / "out"
         out.mkdir(exist_ok=True)
         wav = out / "tone.wav"
-        pcm = asyncio.run(record(ready["grpc"], ready["demo"]["tone_call"], None,
-                                 args.seconds, AudioFormat.SLIN, str(wav)))
+        pcm = asyncio.run(
+            record(
+                ready["grpc"],
+                ready["demo"]["tone_call"],
+                None,
+                args.seconds,
+                AudioFormat.SLIN,
+                str(wav),
+            )
+        )
         samples = np.frombuffer(pcm, "<i2").astype(np.float64)
         spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
         peak_hz = np.fft.rfftfreq(len(samples), 1 / 8000)[int(np.argmax(spectrum))]
-        print(f"recorded {wav.relative_to(ROOT)}: {len(samples) / 8000:.2f} s, "
-              f"level {level_dbfs(pcm):.1f} dBFS, dominant frequency {peak_hz:.0f} Hz")
+        print(
+            f"recorded {wav.relative_to(ROOT)}: {len(samples) / 8000:.2f} s, "
+            f"level {level_dbfs(pcm):.1f} dBFS, dominant frequency {peak_hz:.0f} Hz"
+        )
         if args.once:
             return 0
         print("serving; Ctrl-C to stop")

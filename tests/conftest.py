@@ -27,9 +27,19 @@ class RunningGateway:
 def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGateway:
     """Start `mediastream serve` on free ports and wait for its ready line."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "mediastream.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-         "--log-level", "WARNING", *extra],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mediastream.cli",
+            "serve",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert process.stdout is not None

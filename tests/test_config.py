@@ -46,7 +46,9 @@ def test_password_is_not_printed() -> None:
 
 def test_check_config_exits_2_with_the_reason() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mediastream.cli", "serve", "--check-config",
-         "--transport", "fax"], capture_output=True, text=True)
+        [sys.executable, "-m", "mediastream.cli", "serve", "--check-config", "--transport", "fax"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "transport must be one of" in result.stderr

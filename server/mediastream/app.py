@@ -27,8 +27,8 @@ from mediastream.asterisk.ari import AriClient, AriConfig
 from mediastream.asterisk.audiosocket import AudioSocketServer
 from mediastream.asterisk.legs import LegFactory
 from mediastream.auth import Authenticator
-from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.config import Settings
+from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
 from mediastream.streams import StreamLimits, StreamManager
 
@@ -135,7 +135,7 @@ class Gateway:
     def _bind(self, server: grpc.aio.Server) -> int:
         s = self.settings
         if not s.tls_cert:
-            return server.add_insecure_port(s.grpc_listen)
+            return int(server.add_insecure_port(s.grpc_listen))
         with open(s.tls_cert, "rb") as f:
             cert = f.read()
         with open(s.tls_key, "rb") as f:
@@ -147,7 +147,7 @@ class Gateway:
         creds = grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
-        return server.add_secure_port(s.grpc_listen, creds)
+        return int(server.add_secure_port(s.grpc_listen, creds))
 
     def _on_asterisk(self, up: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._set_health(up))

@@ -287,7 +287,7 @@ class ExternalMediaManager:
             )
         return media
 
-    def list(self, target: Target | None = None) -> list[ExternalMedia]:
+    def list_for(self, target: Target | None = None) -> list[ExternalMedia]:
         """External media of `target` (all if None), newest first."""
         self._expire()
         items = [m for m in self._items.values() if target is None or m.target == target]
@@ -305,7 +305,7 @@ class ExternalMediaManager:
 
     async def stop_target(self, target: Target) -> list[ExternalMedia]:
         """Stop every running external media of a call or conference."""
-        running = [m for m in self.list(target) if m.status is ExternalStatus.RUNNING]
+        running = [m for m in self.list_for(target) if m.status is ExternalStatus.RUNNING]
         await asyncio.gather(*(self._terminate(m, "stopped by request") for m in running))
         return running
 

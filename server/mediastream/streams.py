@@ -436,13 +436,13 @@ class StreamManager:
             grace = self._grace_tasks.pop(stream.id, None)
             if grace is not None and grace is not asyncio.current_task():
                 grace.cancel()
-            task = asyncio.create_task(stream.close(self._legs, reason, detail))
-            self._closing[stream.id] = task
-            task.add_done_callback(lambda _: self._closing.pop(stream.id, None))
+            closing = asyncio.create_task(stream.close(self._legs, reason, detail))
+            self._closing[stream.id] = closing
+            closing.add_done_callback(lambda _: self._closing.pop(stream.id, None))
             log.info("stream %s closing: %s", stream.id, detail)
-        task = self._closing.get(stream.id)
-        if task is not None:
-            await asyncio.shield(task)
+        pending = self._closing.get(stream.id)
+        if pending is not None:
+            await asyncio.shield(pending)
 
     async def hangup(self, stream: Stream) -> None:
         """Hang up the stream's call.

@@ -38,8 +38,12 @@ async def test_routes_by_uuid_and_delivers_audio_and_dtmf() -> None:
         key, sink = uuid.uuid4(), Sink()
         connected = server.expect(key, sink)
         reader, writer = await connect(server)
-        stream = (audiosocket.encode_uuid(key) + audiosocket.encode_audio(b"\x01\x00" * 160)
-                  + audiosocket.encode_dtmf("5") + audiosocket.encode_audio(b"\x02\x00" * 160))
+        stream = (
+            audiosocket.encode_uuid(key)
+            + audiosocket.encode_audio(b"\x01\x00" * 160)
+            + audiosocket.encode_dtmf("5")
+            + audiosocket.encode_audio(b"\x02\x00" * 160)
+        )
         # Split mid-header: routing must not depend on how TCP cuts the stream.
         writer.write(stream[:20])
         await writer.drain()

@@ -16,7 +16,9 @@ from mediastream.core.rtp import RtpPacket, parse_rtp, seq_distance
 from tests.asterisk_fixtures import records
 
 
-def pkt(seq: int, *, ts: int | None = None, payload: bytes | None = None, ssrc: int = 1) -> RtpPacket:
+def pkt(
+    seq: int, *, ts: int | None = None, payload: bytes | None = None, ssrc: int = 1
+) -> RtpPacket:
     seq &= 0xFFFF
     body = payload if payload is not None else seq.to_bytes(2, "big") * 80
     return RtpPacket(0, seq, (seq * 160 if ts is None else ts) & 0xFFFFFFFF, ssrc, body)
@@ -41,7 +43,14 @@ def test_reorder_within_prefetch_is_repaired() -> None:
     jb = JitterBuffer(8, 160, prefetch=3)
     for s in (2, 0, 1, 4, 3, 5):
         jb.push(pkt(s))
-    assert [f.sequence_number for f in (jb.pop_frame() for _ in range(6)) if f] == [0, 1, 2, 3, 4, 5]
+    assert [f.sequence_number for f in (jb.pop_frame() for _ in range(6)) if f] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
     assert jb.stats.reordered == 3  # 0, 1 and 3 came after a higher number
 
 
@@ -150,7 +159,15 @@ def test_sequence_and_timestamp_wrap() -> None:
         jb.push(pkt(s, ts=2**32 - 3 * 160 + (s - 65533) % 65536 * 160))
     out = [jb.pop_frame() for _ in range(len(seqs))]
     assert [f.sequence_number for f in out if f] == [65533, 65534, 65535, 0, 1, 2, 3]
-    assert [f.timestamp for f in out if f] == [2**32 - 480, 2**32 - 320, 2**32 - 160, 0, 160, 320, 480]
+    assert [f.timestamp for f in out if f] == [
+        2**32 - 480,
+        2**32 - 320,
+        2**32 - 160,
+        0,
+        160,
+        320,
+        480,
+    ]
     assert jb.stats.gap_frames == 0 and jb.stats.lost == 0
 
 
@@ -227,7 +244,9 @@ def test_never_over_capacity_never_out_of_order(
     assert len(jb) == 0  # the trailing pops drained it
 
 
-@pytest.mark.parametrize("bad", [{"capacity": 0}, {"prefetch": 0}, {"prefetch": 11}, {"frame_bytes": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"capacity": 0}, {"prefetch": 0}, {"prefetch": 11}, {"frame_bytes": 0}]
+)
 def test_invalid_sizes(bad: dict[str, int]) -> None:
     kw = {"capacity": 10, "frame_bytes": 160, "prefetch": 2, **bad}
     with pytest.raises(ValueError):

@@ -33,14 +33,18 @@ def spec(**kw: object) -> StreamSpec:
 
 def test_asterisk_side_format_follows_what_asterisk_accepts() -> None:
     assert spec(format=AudioFormat.ULAW).asterisk_format is AudioFormat.ULAW
-    assert spec(format=AudioFormat.SLIN16, bidirectional=False).asterisk_format is AudioFormat.SLIN16
+    assert (
+        spec(format=AudioFormat.SLIN16, bidirectional=False).asterisk_format is AudioFormat.SLIN16
+    )
     # RTP drops PT 118 coming in: a two-way slin16 stream rides on 8 kHz slin.
     assert spec(format=AudioFormat.SLIN16).asterisk_format is AudioFormat.SLIN
     # AudioSocket input is always read as 8 kHz slin.
     assert spec(format=AudioFormat.ULAW, transport=Transport.AUDIOSOCKET).asterisk_format is (
-        AudioFormat.SLIN)
+        AudioFormat.SLIN
+    )
     assert spec(format=AudioFormat.SLIN16, transport=Transport.WEBSOCKET).asterisk_format is (
-        AudioFormat.SLIN16)
+        AudioFormat.SLIN16
+    )
 
 
 def test_whisper_goes_to_the_party_heard() -> None:
@@ -108,15 +112,17 @@ def test_uplink_sln_slin_is_identity(samples: bytes) -> None:
 @given(st.binary(min_size=0, max_size=800))
 def test_uplink_rtp_takes_payload_whatever_the_header(payload: bytes) -> None:
     up = Uplink(spec(format=AudioFormat.ULAW, encapsulation=Encapsulation.RTP))
-    packet = RtpPacket(payload_type=96, sequence_number=7, timestamp=9, ssrc=1,
-                       payload=payload).serialize()
+    packet = RtpPacket(
+        payload_type=96, sequence_number=7, timestamp=9, ssrc=1, payload=payload
+    ).serialize()
     assert up.decode(packet) == payload
 
 
 def test_uplink_audiosocket_must_be_audio() -> None:
     up = Uplink(spec(format=AudioFormat.SLIN, encapsulation=Encapsulation.AUDIOSOCKET))
     assert up.decode(audiosocket.encode(audiosocket.Kind.AUDIO, b"\x00\x01" * 160)) == (
-        b"\x00\x01" * 160)
+        b"\x00\x01" * 160
+    )
     with pytest.raises(InvalidArgument, match="not audio"):
         up.decode(audiosocket.encode(audiosocket.Kind.DTMF, b"1"))
     with pytest.raises(InvalidArgument, match="truncated"):

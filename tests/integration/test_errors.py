@@ -63,14 +63,16 @@ async def test_bad_config_is_invalid_argument_naming_the_field(
 
 async def test_audio_before_config_is_failed_precondition(harness: Harness) -> None:
     err = await raw_stream_error(
-        harness, pb.StreamMediaRequest(audio=pb.AudioChunk(data=b"\xff" * 160)))
+        harness, pb.StreamMediaRequest(audio=pb.AudioChunk(data=b"\xff" * 160))
+    )
     assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CONFIG_NOT_FIRST")
 
 
 async def test_second_config_is_failed_precondition(harness: Harness) -> None:
     config = pb.StreamConfig(call_id=ECHO_CALL_ID)
     err = await raw_stream_error(
-        harness, pb.StreamMediaRequest(config=config), pb.StreamMediaRequest(config=config))
+        harness, pb.StreamMediaRequest(config=config), pb.StreamMediaRequest(config=config)
+    )
     assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CONFIG_NOT_FIRST")
 
 
@@ -90,8 +92,7 @@ async def test_hangup_of_a_conference_is_failed_precondition(harness: Harness) -
         with pytest.raises(RPCError) as err:
             async for _ in stream:
                 pass
-    assert (err.value.code, err.value.reason) == (
-        grpc.StatusCode.FAILED_PRECONDITION, "NOT_A_CALL")
+    assert (err.value.code, err.value.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_A_CALL")
 
 
 @pytest.mark.settings(max_streams_per_target=1)
@@ -99,10 +100,13 @@ async def test_streams_per_call_limit_is_resource_exhausted(harness: Harness) ->
     async with harness.client() as client, client.listen(call_id=TONE_CALL_ID):
         err = await open_error(harness, call_id=TONE_CALL_ID)
     assert (err.code, err.reason) == (
-        grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_STREAMS_FOR_TARGET")
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "TOO_MANY_STREAMS_FOR_TARGET",
+    )
     assert err.metadata == {"limit": "1"}
 
 
+@pytest.mark.leaves_streams
 async def test_asterisk_gone_is_unavailable(harness: Harness) -> None:
     await harness.emulator.stop()
     err = await open_error(harness, call_id=TONE_CALL_ID)
@@ -128,7 +132,8 @@ async def test_authentication_and_scopes(harness: Harness) -> None:
     other = await open_error(harness, token(call_id=ECHO_CALL_ID), call_id=TONE_CALL_ID)
     assert (other.code, other.reason) == (grpc.StatusCode.PERMISSION_DENIED, "TOKEN_SCOPE")
     for good in ("key-2", token(call_id=TONE_CALL_ID), token(sub="svc")):
-        async with MediaStreamClient(harness.grpc, token=good) as client, client.listen(
-            call_id=TONE_CALL_ID, format=AudioFormat.ULAW
-        ) as stream:
+        async with (
+            MediaStreamClient(harness.grpc, token=good) as client,
+            client.listen(call_id=TONE_CALL_ID, format=AudioFormat.ULAW) as stream,
+        ):
             assert stream.info is not None

@@ -21,8 +21,8 @@ from mediastream_client import (
     FlowControl,
     MarkPlayed,
     RPCError,
-    StopReason,
     Stopped,
+    StopReason,
 )
 from tests.audio_checks import dominant_hz, pcm16, sine, tone_level
 from tests.integration.conftest import Harness
@@ -60,9 +60,10 @@ def goertzel_digit(samples: np.ndarray, rate: int) -> str | None:
 
 async def test_dtmf_sent_is_heard_on_the_call_as_tones(harness: Harness) -> None:
     got = bytearray()
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
         await stream.send_dtmf("1#9", duration_ms=100)
         await stream.done_sending()
         async for chunk in stream.audio():
@@ -88,9 +89,10 @@ async def test_mark_is_reported_when_its_audio_has_played(harness: Harness) -> N
     tone = sine(1000, 1.0, 8000)
     last_loud_at = mark_at = 0.0
     mark: MarkPlayed | None = None
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
         # All of it at once: the gateway paces, so the mark comes after ~1 s of play.
         for i in range(0, len(tone), FRAME):
             await stream.send(tone[i : i + FRAME])
@@ -114,9 +116,10 @@ async def test_clear_cuts_playback_and_drops_pending_marks(harness: Harness) -> 
     tone = sine(1000, 3.0, 8000)
     cleared: Cleared | None = None
     silence_after = None
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
         for i in range(0, len(tone), FRAME):
             await stream.send(tone[i : i + FRAME])
         await stream.mark("never")
@@ -144,14 +147,16 @@ async def test_clear_cuts_playback_and_drops_pending_marks(harness: Harness) -> 
 
 async def test_flow_control_holds_a_fast_sender_without_loss(harness: Harness) -> None:
     harness.gateway.streams.limits = dataclasses.replace(
-        harness.gateway.streams.limits, play_buffer_ms=2000, pause_at_ms=1600, resume_at_ms=800)
+        harness.gateway.streams.limits, play_buffer_ms=2000, pause_at_ms=1600, resume_at_ms=800
+    )
     tone = sine(1000, 4.0, 8000)
     frames = [tone[i : i + FRAME] for i in range(0, len(tone), FRAME)]
     flows: list[FlowControl] = []
     echoed_loud = 0
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
 
         async def read() -> None:
             nonlocal echoed_loud
@@ -176,6 +181,7 @@ async def test_flow_control_holds_a_fast_sender_without_loss(harness: Harness) -
     assert elapsed > 3.5  # it was paced at real time, not at the sender's speed
 
 
+@pytest.mark.settings(resume_grace_s=0.5)
 async def test_resume_continues_without_a_missing_chunk(harness: Harness) -> None:
     config = pb.StreamConfig(call_id=TONE_CALL_ID, format=pb.AUDIO_FORMAT_ULAW, resumable=True)
     received: list[int] = []
@@ -191,7 +197,8 @@ async def test_resume_continues_without_a_missing_chunk(harness: Harness) -> Non
     config.resume.last_sequence_number = received[-1]
     async with grpc.aio.insecure_channel(harness.grpc) as channel2:
         call2 = pb_grpc.MediaStreamServiceStub(channel2).ListenMedia(
-            pb.ListenMediaRequest(config=config))
+            pb.ListenMediaRequest(config=config)
+        )
         again = (await call2.read()).started
         assert again.resumed and again.stream_id == started.stream_id
         for _ in range(30):
@@ -201,12 +208,27 @@ async def test_resume_continues_without_a_missing_chunk(harness: Harness) -> Non
     assert harness.gateway.streams.resumes == 1
 
 
+@pytest.mark.settings(resume_grace_s=0.8)
+async def test_resumable_stream_is_released_after_the_grace_period(harness: Harness) -> None:
+    config = pb.StreamConfig(call_id=TONE_CALL_ID, resumable=True)
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        call = pb_grpc.MediaStreamServiceStub(channel).ListenMedia(
+            pb.ListenMediaRequest(config=config)
+        )
+        await call.read()
+        call.cancel()
+    await asyncio.sleep(0.2)
+    assert len(harness.gateway.streams.streams) == 1  # kept for a resume
+    assert harness.gateway_objects()
+
+
 async def test_resume_with_an_unknown_token_is_not_found(harness: Harness) -> None:
     config = pb.StreamConfig(call_id=TONE_CALL_ID)
     config.resume.token = "nope.nope"
     async with grpc.aio.insecure_channel(harness.grpc) as channel:
         call = pb_grpc.MediaStreamServiceStub(channel).ListenMedia(
-            pb.ListenMediaRequest(config=config))
+            pb.ListenMediaRequest(config=config)
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call.read()
     assert err.value.code() is grpc.StatusCode.NOT_FOUND
@@ -238,9 +260,10 @@ async def test_call_hangup_ends_the_stream_with_the_reason(harness: Harness) -> 
 async def test_echo_round_trip_in_slin16_is_resampled(harness: Harness) -> None:
     sent = sine(3000, 1.0, 16000)
     got = bytearray()
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN16
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN16) as stream,
+    ):
         for i in range(0, len(sent), 640):
             await stream.send(sent[i : i + 640])
         await stream.done_sending()

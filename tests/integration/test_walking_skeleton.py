@@ -27,8 +27,11 @@ async def ari_objects(gw: RunningGateway) -> tuple[list[dict], list[dict]]:
 async def gateway_made(gw: RunningGateway) -> tuple[list[str], list[str]]:
     """Names of externalMedia/snoop channels and bridges the gateway created."""
     channels, bridges = await ari_objects(gw)
-    ours = [c["name"] for c in channels
-            if c["name"].startswith(("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/"))]
+    ours = [
+        c["name"]
+        for c in channels
+        if c["name"].startswith(("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/"))
+    ]
     return ours, [b["name"] for b in bridges if b.get("name", "").startswith("mediastream-")]
 
 
@@ -43,9 +46,10 @@ async def wait_clean(gw: RunningGateway) -> tuple[list[str], list[str]]:
 
 async def test_tone_call_is_heard_at_440_hz(gateway: RunningGateway) -> None:
     pcm = bytearray()
-    async with MediaStreamClient(gateway.grpc) as client, client.listen(
-        call_id=gateway.demo["tone_call"], format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        MediaStreamClient(gateway.grpc) as client,
+        client.listen(call_id=gateway.demo["tone_call"], format=AudioFormat.SLIN) as stream,
+    ):
         assert stream.info is not None
         assert (stream.info.sample_rate, stream.info.frame_bytes) == (8000, 320)
         async for chunk in stream.audio():
@@ -61,9 +65,12 @@ async def test_tone_call_is_heard_at_440_hz(gateway: RunningGateway) -> None:
 
 async def test_tone_call_in_ulaw_has_sequence_and_timestamps(gateway: RunningGateway) -> None:
     chunks = []
-    async with MediaStreamClient(gateway.grpc) as client, client.listen(
-        call_id=gateway.demo["tone_call"], format=AudioFormat.ULAW, chunk_ms=100
-    ) as stream:
+    async with (
+        MediaStreamClient(gateway.grpc) as client,
+        client.listen(
+            call_id=gateway.demo["tone_call"], format=AudioFormat.ULAW, chunk_ms=100
+        ) as stream,
+    ):
         async for chunk in stream.audio():
             chunks.append(chunk)
             if len(chunks) == 5:
@@ -76,9 +83,10 @@ async def test_tone_call_in_ulaw_has_sequence_and_timestamps(gateway: RunningGat
 async def test_echo_call_returns_what_is_sent(gateway: RunningGateway) -> None:
     sent = sine(1000, 1.0, 8000)
     received = bytearray()
-    async with MediaStreamClient(gateway.grpc) as client, client.stream(
-        call_id=gateway.demo["echo_call"], format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        MediaStreamClient(gateway.grpc) as client,
+        client.stream(call_id=gateway.demo["echo_call"], format=AudioFormat.SLIN) as stream,
+    ):
 
         async def collect() -> None:
             async for chunk in stream.audio():

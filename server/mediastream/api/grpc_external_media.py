@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -47,14 +48,14 @@ _DIRECTIONS_OUT = {
 }
 
 
-def _target(message: object, oneof: str, *, required: bool) -> Target | None:
-    which = message.WhichOneof(oneof)  # type: ignore[attr-defined]
+def _target(message: Any, oneof: str, *, required: bool) -> Target | None:
+    which = message.WhichOneof(oneof)
     if which == "call_id":
-        return Target(TargetKind.CALL, validate_target_id("call_id", message.call_id))  # type: ignore[attr-defined]
+        return Target(TargetKind.CALL, validate_target_id("call_id", message.call_id))
     if which == "conference_id":
         return Target(
             TargetKind.CONFERENCE, validate_target_id("conference_id", message.conference_id)
-        )  # type: ignore[attr-defined]
+        )
     if required:
         raise InvalidArgument(oneof, "set call_id or conference_id", reason="MISSING_TARGET")
     return None
@@ -164,7 +165,7 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
             target = _target(request, "target", required=False)
             self._authorize(context, target)
             return em_pb.ListExternalMediaResponse(
-                external_media=[_to_proto(m) for m in self._manager.list(target)]
+                external_media=[_to_proto(m) for m in self._manager.list_for(target)]
             )
         except MediaStreamError as exc:
             await context.abort_with_status(to_status(exc))

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -83,7 +83,7 @@ _STOP_REASONS = {
 }
 
 
-def enum_value(table: Mapping[int, _T], value: int, field: str) -> _T:
+def enum_value(table: Mapping[Any, _T], value: int, field: str) -> _T:
     """The domain value of a proto enum number.
 
     Raises:

@@ -30,12 +30,6 @@ class AudioSocketTransport:
         self.sink = sink
         self.malformed = 0
 
-    @property
-    def external_host(self) -> str:
-        """Not used: the listener's address is what Asterisk is given."""
-        host, port = self._writer.get_extra_info("sockname")[:2]
-        return f"{host}:{port}"
-
     def send_frame(self, frame: bytes) -> None:
         """Send one frame of 8 kHz slin: Asterisk reads every audio message as that."""
         if frame and not self._writer.is_closing():

@@ -276,7 +276,10 @@ class LegFactory:
                 raise InternalError("Asterisk did not give MEDIA_WEBSOCKET_CONNECTION_ID")
             try:
                 leg.transport = await WebSocketChannelTransport.connect(
-                    self.ari.session, self.ari.media_url(connection_id), sink, json_format=True
+                    self.ari.session,
+                    self.ari.config.media_url(connection_id),
+                    sink,
+                    json_format=True,
                 )
             except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
                 raise Unavailable(f"media WebSocket to Asterisk failed: {exc}") from exc

@@ -35,10 +35,6 @@ class FrameSink(Protocol):
 class MediaTransport(Protocol):
     """What a stream needs from a transport."""
 
-    @property
-    def external_host(self) -> str:
-        """The ``host:port`` to give Asterisk as externalMedia ``external_host``."""
-
     def send_frame(self, frame: bytes) -> None:
         """Send one 20 ms frame to Asterisk."""
 

@@ -332,9 +332,11 @@ class Pacer:
     def end_input(self) -> None:
         """Declare the input finished: pad the remainder with silence into a last frame.
 
-        :class:`InputFinished` follows once everything is emitted. A later
-        :meth:`push` starts new input.
+        :class:`InputFinished` follows once everything is emitted. Calling it again
+        before another :meth:`push` does nothing; a later push starts new input.
         """
+        if self._ended:
+            return
         if self._remainder:
             tail = self._remainder + self._silence[len(self._remainder) :]
             self._remainder = b""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -37,6 +37,9 @@ from mediastream_client.types import (
 )
 
 log = logging.getLogger(__name__)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 _FORMATS = {
     AudioFormat.ULAW: pb.AUDIO_FORMAT_ULAW,
@@ -74,7 +77,7 @@ RESUMABLE = frozenset(
 """Codes after which a stream is resumed (a dropped connection, not a refusal)."""
 
 
-def _reverse(table: dict[Any, int]) -> dict[int, Any]:
+def _reverse(table: Mapping[_K, _V]) -> dict[_V, _K]:
     return {v: k for k, v in table.items()}
 
 

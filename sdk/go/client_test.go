@@ -1,0 +1,273 @@
+package mediastream_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	mediastream "github.com/voipbin/mediastream/sdk/go"
+	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
+)
+
+// fakeServer is an in-process MediaStreamService: it refuses the call "missing"
+// with rich details, and on StreamMedia echoes every request as an event.
+type fakeServer struct {
+	pb.UnimplementedMediaStreamServiceServer
+	received chan *pb.AudioChunk
+}
+
+func notFound(callID string) error {
+	st, _ := status.New(codes.NotFound, "no such call").WithDetails(
+		&errdetails.ErrorInfo{Reason: "CALL_NOT_FOUND", Domain: "test", Metadata: map[string]string{"call_id": callID}},
+	)
+	return st.Err()
+}
+
+func started(cfg *pb.StreamConfig) *pb.StreamStarted {
+	return &pb.StreamStarted{StreamId: "s1", Format: cfg.GetFormat(), SampleRateHz: 8000, FrameBytes: 320,
+		ChunkMs: max(cfg.GetChunkMs(), 20), Encapsulation: pb.Encapsulation_ENCAPSULATION_SLN, ResumeToken: "tok"}
+}
+
+func (f *fakeServer) ListenMedia(req *pb.ListenMediaRequest, srv grpc.ServerStreamingServer[pb.ListenMediaResponse]) error {
+	if req.GetConfig().GetCallId() == "missing" {
+		return notFound("missing")
+	}
+	if req.GetConfig().GetChunkMs() == 30 {
+		st, _ := status.New(codes.InvalidArgument, "bad chunk").WithDetails(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "config.chunk_ms", Description: "multiple of 20"}},
+		})
+		return st.Err()
+	}
+	srv.Send(&pb.ListenMediaResponse{Payload: &pb.ListenMediaResponse_Started{Started: started(req.GetConfig())}})
+	for i := range 3 {
+		data := bytes.Repeat([]byte{byte(i)}, 320)
+		srv.Send(&pb.ListenMediaResponse{Payload: &pb.ListenMediaResponse_Audio{Audio: &pb.AudioChunk{Data: data, SequenceNumber: uint64(i), Timestamp: uint64(160 * i)}}})
+	}
+	srv.Send(&pb.ListenMediaResponse{Payload: &pb.ListenMediaResponse_Dtmf{Dtmf: &pb.DtmfReceived{Digit: "5", DurationMs: 120}}})
+	return srv.Send(&pb.ListenMediaResponse{Payload: &pb.ListenMediaResponse_Stopped{Stopped: &pb.StreamStopped{Reason: pb.StopReason_STOP_REASON_CALL_HANGUP, Detail: "bye"}}})
+}
+
+func (f *fakeServer) StreamMedia(srv grpc.BidiStreamingServer[pb.StreamMediaRequest, pb.StreamMediaResponse]) error {
+	first, err := srv.Recv()
+	if err != nil {
+		return err
+	}
+	srv.Send(&pb.StreamMediaResponse{Payload: &pb.StreamMediaResponse_Started{Started: started(first.GetConfig())}})
+	for {
+		req, err := srv.Recv()
+		if err == io.EOF {
+			return srv.Send(&pb.StreamMediaResponse{Payload: &pb.StreamMediaResponse_Stopped{Stopped: &pb.StreamStopped{Reason: pb.StopReason_STOP_REASON_CLIENT_DONE}}})
+		}
+		if err != nil {
+			return err
+		}
+		var resp pb.StreamMediaResponse
+		switch p := req.GetPayload().(type) {
+		case *pb.StreamMediaRequest_Audio:
+			f.received <- p.Audio
+			resp.Payload = &pb.StreamMediaResponse_Audio{Audio: p.Audio}
+		case *pb.StreamMediaRequest_Dtmf:
+			resp.Payload = &pb.StreamMediaResponse_Dtmf{Dtmf: &pb.DtmfReceived{Digit: p.Dtmf.GetDigits(), DurationMs: p.Dtmf.GetDurationMs()}}
+		case *pb.StreamMediaRequest_Mark:
+			resp.Payload = &pb.StreamMediaResponse_Mark{Mark: &pb.MarkPlayed{Name: p.Mark.GetName(), PositionMs: 40}}
+		case *pb.StreamMediaRequest_Clear:
+			resp.Payload = &pb.StreamMediaResponse_Cleared{Cleared: &pb.Cleared{PositionMs: 60, DroppedMarks: []string{"a", "b"}}}
+		case *pb.StreamMediaRequest_Hangup:
+			resp.Payload = &pb.StreamMediaResponse_Flow{Flow: &pb.FlowControl{State: pb.FlowState_FLOW_STATE_PAUSE, BufferedMs: 80}}
+		}
+		if err := srv.Send(&resp); err != nil {
+			return err
+		}
+	}
+}
+
+func fakeClient(t *testing.T) (*mediastream.Client, *fakeServer) {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	fake := &fakeServer{received: make(chan *pb.AudioChunk, 100)}
+	pb.RegisterMediaStreamServiceServer(srv, fake)
+	go srv.Serve(lis)
+	conn, err := grpc.NewClient("passthrough:///fake",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); srv.Stop() })
+	return mediastream.NewClient(conn), fake
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestListenDeliversTypedEventsThenEOF(t *testing.T) {
+	client, _ := fakeClient(t)
+	stream, err := client.Listen(testContext(t), mediastream.Config{CallID: "c", Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if info := stream.Info(); info.StreamID != "s1" || info.ChunkBytes() != 320 || info.ResumeToken != "tok" {
+		t.Fatalf("Info() = %+v", info)
+	}
+	var got []mediastream.Event
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev)
+	}
+	if len(got) != 5 {
+		t.Fatalf("got %d events: %#v", len(got), got)
+	}
+	if a := got[2].(mediastream.AudioChunk); a.SequenceNumber != 2 || a.Timestamp != 320 || len(a.Data) != 320 || a.Data[0] != 2 {
+		t.Errorf("third chunk = seq %d ts %d len %d", a.SequenceNumber, a.Timestamp, len(a.Data))
+	}
+	if d := got[3].(mediastream.DTMF); d.Digit != "5" || d.Duration != 120*time.Millisecond {
+		t.Errorf("dtmf = %+v", d)
+	}
+	want := mediastream.Stopped{Reason: mediastream.StopReasonCallHangup, Detail: "bye"}
+	if s := got[4].(mediastream.Stopped); s != want || *stream.Stopped() != want {
+		t.Errorf("stopped = %+v", s)
+	}
+	if r := stream.ResumeFrom(); r.Token != "tok" || r.LastSequenceNumber == nil || *r.LastSequenceNumber != 2 {
+		t.Errorf("ResumeFrom() = %+v", r)
+	}
+}
+
+func TestAudioReaderReturnsOnlyAudioBytes(t *testing.T) {
+	client, _ := fakeClient(t)
+	stream, err := client.Listen(testContext(t), mediastream.Config{CallID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(stream.AudioReader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(bytes.Repeat([]byte{0}, 320), bytes.Repeat([]byte{1}, 320)...), bytes.Repeat([]byte{2}, 320)...)
+	if !bytes.Equal(data, want) {
+		t.Errorf("read %d bytes, want the 960 bytes of three chunks", len(data))
+	}
+}
+
+func TestErrorsCarryStatusDetails(t *testing.T) {
+	client, _ := fakeClient(t)
+	_, err := client.Listen(testContext(t), mediastream.Config{CallID: "missing"})
+	var rpcErr *mediastream.RPCError
+	if !errors.As(err, &rpcErr) {
+		t.Fatalf("err = %v (%T), want *RPCError", err, err)
+	}
+	if rpcErr.Code != codes.NotFound || rpcErr.Reason != "CALL_NOT_FOUND" || rpcErr.Domain != "test" || rpcErr.Metadata["call_id"] != "missing" {
+		t.Errorf("err = %+v", rpcErr)
+	}
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("status.Code(err) = %v", status.Code(err))
+	}
+	_, err = client.Listen(testContext(t), mediastream.Config{CallID: "c", ChunkMS: 30})
+	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.InvalidArgument || rpcErr.Field() != "config.chunk_ms" || rpcErr.FieldViolations[0].Description != "multiple of 20" {
+		t.Errorf("err = %+v", err)
+	}
+	if _, err := client.Listen(testContext(t), mediastream.Config{CallID: "c", ConferenceID: "d"}); !errors.Is(err, mediastream.ErrBothTargets) {
+		t.Errorf("both targets: err = %v", err)
+	}
+}
+
+func TestDuplexSendsEveryKindOfRequest(t *testing.T) {
+	client, _ := fakeClient(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: "c", Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	steps := []struct {
+		send func() error
+		want mediastream.Event
+	}{
+		{func() error { return stream.SendDTMF("7", 90*time.Millisecond) }, mediastream.DTMF{Digit: "7", Duration: 90 * time.Millisecond}},
+		{func() error { return stream.Mark("m") }, mediastream.MarkPlayed{Name: "m", Position: 40 * time.Millisecond}},
+		{func() error { return stream.Hangup() }, mediastream.FlowControl{State: mediastream.FlowPause, Buffered: 80 * time.Millisecond}},
+	}
+	for _, step := range steps {
+		if err := step.send(); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := stream.Recv()
+		if err != nil || ev != step.want {
+			t.Errorf("got %#v, %v; want %#v", ev, err, step.want)
+		}
+	}
+	if err := stream.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if c, ok := ev.(mediastream.Cleared); err != nil || !ok || c.Position != 60*time.Millisecond || len(c.DroppedMarks) != 2 {
+		t.Errorf("cleared: %#v, %v", ev, err)
+	}
+}
+
+func TestAudioWriterCutsChunksAndCloseEndsInput(t *testing.T) {
+	client, fake := fakeClient(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: "c", Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := stream.AudioWriter()
+	payload := make([]byte, 1000) // 3 chunks of 320 and 40 bytes left
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	if _, err := w.Write(payload[:500]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(payload[500:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for i := range 4 {
+		chunk := <-fake.received
+		if chunk.GetSequenceNumber() != uint64(i) || chunk.GetTimestamp() != uint64(160*i) {
+			t.Errorf("chunk %d: seq %d ts %d", i, chunk.GetSequenceNumber(), chunk.GetTimestamp())
+		}
+		got = append(got, chunk.GetData()...)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Errorf("the server got %d bytes that differ from what was written", len(got))
+	}
+	var last mediastream.Event
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ev
+	}
+	if s, ok := last.(mediastream.Stopped); !ok || s.Reason != mediastream.StopReasonClientDone {
+		t.Errorf("last event = %#v", last)
+	}
+}

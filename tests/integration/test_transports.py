@@ -1,0 +1,83 @@
+"""Each Asterisk transport x (call, conference): the audio that should arrive, arrives."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
+from mediastream_client import AudioFormat, Direction, Transport
+from tests.audio_checks import dominant_hz, pcm16, sine, tone_level
+from tests.integration.conftest import Harness
+
+TRANSPORTS = [Transport.RTP, Transport.AUDIOSOCKET, Transport.WEBSOCKET]
+
+
+async def record(harness: Harness, seconds: float, **kw: object) -> bytes:
+    got = bytearray()
+    async with harness.client() as client, client.listen(**kw) as stream:  # type: ignore[arg-type]
+        assert stream.info is not None
+        want = int(seconds * stream.info.sample_rate) * 2
+        async with asyncio.timeout(seconds + 5):
+            async for chunk in stream.audio():
+                got += chunk.data
+                if len(got) >= want:
+                    break
+    return bytes(got)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fmt", [AudioFormat.SLIN, AudioFormat.SLIN16])
+async def test_call_tone_arrives(harness: Harness, transport: Transport, fmt: AudioFormat) -> None:
+    samples = pcm16(
+        await record(harness, 1.0, call_id=TONE_CALL_ID, format=fmt, transport=transport)
+    )
+    assert abs(dominant_hz(samples, fmt.sample_rate) - 440) < 3
+    assert tone_level(samples, fmt.sample_rate, 440) > 4000
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_conference_mix_arrives(harness: Harness, transport: Transport) -> None:
+    samples = pcm16(
+        await record(
+            harness, 1.0, conference_id=CONFERENCE_ID, format=AudioFormat.SLIN, transport=transport
+        )
+    )
+    # Both participants, each at full level: softmix does not attenuate.
+    assert tone_level(samples, 8000, 440) > 4000
+    assert tone_level(samples, 8000, 880) > 4000
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_call_echo_round_trip(harness: Harness, transport: Transport) -> None:
+    sent = sine(1200, 1.0, 8000)
+    got = bytearray()
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN, transport=transport) as stream,
+    ):
+        for i in range(0, len(sent), 320):
+            await stream.send(sent[i : i + 320])
+        await stream.done_sending()
+        async with asyncio.timeout(10):
+            async for chunk in stream.audio():
+                got += chunk.data
+    back = pcm16(bytes(got))
+    assert abs(dominant_hz(back, 8000) - 1200) < 3
+    assert tone_level(back, 8000, 1200) > 2000
+
+
+@pytest.mark.parametrize(
+    ("direction", "hears_tone"), [(Direction.IN, True), (Direction.OUT, False)]
+)
+async def test_direction_selects_whose_audio_is_heard(
+    harness: Harness, direction: Direction, hears_tone: bool
+) -> None:
+    # The tone call *sends* 440 Hz: heard with spy=in, not with spy=out.
+    samples = pcm16(
+        await record(
+            harness, 0.6, call_id=TONE_CALL_ID, format=AudioFormat.SLIN, direction=direction
+        )
+    )
+    assert (tone_level(samples, 8000, 440) > 4000) is hears_tone
