@@ -2,7 +2,7 @@
 
 Run: ``uv run python bench/core_bench.py [--json PATH] [--scale X]``.
 
-Each figure is the best of several ``timeit`` repeats divided by the loop count,
+Each figure is the best of 5 ``timeit`` repeats divided by the loop count,
 i.e. the steady-state cost of handling one 20 ms frame, in microseconds.
 """
 
@@ -112,14 +112,14 @@ def measure(fn: Callable[[], object], scale: float) -> float:
     timer = timeit.Timer(fn)
     number, _ = timer.autorange()  # calls that take >= 0.2 s
     number = max(1, int(number * scale))
-    return min(timer.repeat(repeat=7, number=number)) / number * 1e6
+    return min(timer.repeat(repeat=5, number=number)) / number * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the loop counts (e.g. 0.1 for a quick run)"
+        "--scale", type=float, default=1.0, help="multiply the loop counts (0.1: a quick run)"
     )
     args = parser.parse_args(argv)
 

@@ -28,7 +28,7 @@ def test_flag_beats_environment_beats_default() -> None:
     [
         (["--grpc-listen", "nohost"], "grpc_listen must be host:port"),
         (["--grpc-listen", "127.0.0.1:99999"], "grpc_listen must be host:port"),
-        (["--ari-url", "pbx:8088"], "ari_url must be an http(s) URL"),
+        (["--ari-url", "pbx:8088"], "ari_url must be http(s) URLs"),
         (["--ari-app", "a,b"], "ari_app must be a plain name"),
         (["--media-host", ""], "media_host must be set"),
         (["--transport", "carrier-pigeon"], "transport must be one of rtp, audiosocket, websocket"),

@@ -33,6 +33,21 @@ func WithGRPCDialOptions(opts ...grpc.DialOption) DialOption {
 	return func(o *dialOptions) { o.grpc = append(o.grpc, opts...) }
 }
 
+// WithToken sends token (an API key or a JWT) as "authorization: Bearer
+// <token>" with every call. Use it with TLS (WithGRPCDialOptions and
+// grpc.WithTransportCredentials) anywhere but on a trusted network.
+func WithToken(token string) DialOption {
+	return func(o *dialOptions) { o.grpc = append(o.grpc, grpc.WithPerRPCCredentials(bearer(token))) }
+}
+
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
 // WithoutWaiting makes Dial return at once instead of waiting until the
 // connection is ready.
 func WithoutWaiting() DialOption {
@@ -151,6 +166,7 @@ func (cfg Config) proto() (*pb.StreamConfig, error) {
 		ChunkMs:       cfg.ChunkMS,
 		Encapsulation: cfg.Encapsulation,
 		Transport:     cfg.Transport,
+		Resumable:     cfg.Resumable,
 	}
 	switch {
 	case cfg.CallID != "" && cfg.ConferenceID != "":

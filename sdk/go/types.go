@@ -99,7 +99,12 @@ type Config struct {
 	Encapsulation Encapsulation
 	// Transport is how the gateway takes the audio from Asterisk (default: the gateway's).
 	Transport Transport
-	// Resume, if set, takes over a stream whose connection dropped.
+	// Resumable keeps the stream for the server's resume grace period when
+	// its RPC ends without Stopped (a dropped connection or a cancel), so
+	// that a new stream with Resume can take it over.
+	Resumable bool
+	// Resume, if set, takes over a stream whose connection dropped. The
+	// other fields must match the original stream's.
 	Resume *Resume
 }
 

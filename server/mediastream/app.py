@@ -26,6 +26,7 @@ from mediastream.api.grpc_service import SERVICE_NAME, MediaStreamServicer
 from mediastream.asterisk.ari import AriClient, AriConfig
 from mediastream.asterisk.audiosocket import AudioSocketServer
 from mediastream.asterisk.legs import LegFactory
+from mediastream.asterisk.pool import AsteriskPool
 from mediastream.auth import Authenticator
 from mediastream.config import Settings
 from mediastream.emulator import Emulator, EmulatorConfig
@@ -53,7 +54,8 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._emulator: Emulator | None = None
-        self._ari: AriClient | None = None
+        self._aris: list[AriClient] = []
+        self._pool: AsteriskPool | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._streams: StreamManager | None = None
@@ -65,29 +67,38 @@ class Gateway:
     async def start(self) -> Endpoints:
         """Bring everything up; return where it listens."""
         s = self.settings
-        ari_url, user, password = s.ari_url, s.ari_user, s.ari_password
+        urls, user, password = s.ari_urls, s.ari_user, s.ari_password
         if s.embedded:
             emulator = Emulator(
                 EmulatorConfig(host="127.0.0.1", port=0, username=user, password=password)
             )
             await emulator.start()
             self._emulator = emulator
-            ari_url = emulator.ari_url
-            log.info("embedded Asterisk emulator at %s", ari_url)
-        self._ari = AriClient(AriConfig(ari_url, user, password, app=s.ari_app))
-        self._ari.on_connection_change(self._on_asterisk)
-        await self._ari.start()
+            urls = [emulator.ari_url]
+            log.info("embedded Asterisk emulator at %s", emulator.ari_url)
         self._audiosocket = AudioSocketServer()
         await self._audiosocket.start(s.media_host, s.audiosocket_port)
+        for url in urls:
+            ari = AriClient(AriConfig(url, user, password, app=s.ari_app))
+            ari.on_connection_change(self._on_asterisk)
+            self._aris.append(ari)
+        # Every Asterisk must be up at start-up: a gateway that cannot see one
+        # of its Asterisks should fail loudly rather than serve half the calls.
+        await asyncio.gather(*(ari.start() for ari in self._aris))
+        factories = [
+            LegFactory(ari, s.media_host, audiosocket=self._audiosocket) for ari in self._aris
+        ]
+        for factory in factories:
+            await factory.sweep_orphans()
+        self._pool = AsteriskPool(factories)
         limits = StreamLimits(
             max_streams=s.max_streams,
             max_streams_per_target=s.max_streams_per_target,
             resume_grace_s=s.resume_grace_s,
         )
-        legs = LegFactory(self._ari, s.media_host, audiosocket=self._audiosocket)
-        self._streams = StreamManager(legs, limits)
+        self._streams = StreamManager(self._pool, limits)
         self._external = ExternalMediaManager(
-            legs, parse_allow_list(s.external_media_allow), s.max_streams_per_target
+            self._pool, parse_allow_list(s.external_media_allow), s.max_streams_per_target
         )
         auth = Authenticator(s.api_key_list, s.jwt_verification_key(), s.jwt_audience)
         if not auth.enabled:
@@ -116,9 +127,9 @@ class Gateway:
         port = self._bind(server)
         await server.start()
         self._server = server
-        await self._set_health(self._ari.connected)
+        await self._set_health(self._pool.connected)
         host = s.grpc_listen.rpartition(":")[0]
-        self.endpoints = Endpoints(f"{host}:{port}", ari_url, s.embedded)
+        self.endpoints = Endpoints(f"{host}:{port}", ",".join(urls), s.embedded)
         return self.endpoints
 
     @property
@@ -150,6 +161,8 @@ class Gateway:
         return int(server.add_secure_port(s.grpc_listen, creds))
 
     def _on_asterisk(self, up: bool) -> None:
+        # Serving while at least one Asterisk is reachable.
+        up = self._pool.connected if self._pool is not None else up
         task = asyncio.get_running_loop().create_task(self._set_health(up))
         self._health_tasks.add(task)
         task.add_done_callback(self._health_tasks.discard)
@@ -170,8 +183,8 @@ class Gateway:
             await self._server.stop(grace)
         if self._audiosocket is not None:
             await self._audiosocket.close()
-        if self._ari is not None:
-            await self._ari.close()
+        for ari in self._aris:
+            await ari.close()
         if self._emulator is not None:
             await self._emulator.stop()
 

@@ -31,7 +31,8 @@ class Settings:
 
     Attributes:
         grpc_listen: ``host:port`` the gRPC server binds (port 0: any free port).
-        ari_url: Base URL of a real Asterisk's ARI; empty starts the embedded emulator.
+        ari_url: ARI base URL of a real Asterisk, or several comma-separated;
+            empty starts the embedded emulator.
         ari_user: ARI user name.
         ari_password: ARI password.
         ari_app: Stasis application name the gateway registers.
@@ -74,6 +75,11 @@ class Settings:
     external_media_allow: str = "127.0.0.0/8,::1/128"
 
     @property
+    def ari_urls(self) -> list[str]:
+        """Every configured Asterisk's ARI URL (``ari_url`` is comma-separated)."""
+        return [u.strip() for u in self.ari_url.split(",") if u.strip()]
+
+    @property
     def api_key_list(self) -> list[str]:
         """The configured API keys."""
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
@@ -99,10 +105,10 @@ class Settings:
         host, sep, port = self.grpc_listen.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"grpc_listen must be host:port, got {self.grpc_listen!r}")
-        if self.ari_url:
-            parsed = urlparse(self.ari_url)
+        for url in self.ari_urls:
+            parsed = urlparse(url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ConfigError(f"ari_url must be an http(s) URL, got {self.ari_url!r}")
+                raise ConfigError(f"ari_url must be http(s) URLs, comma-separated, got {url!r}")
         if not self.ari_app or any(c in self.ari_app for c in ",/?&= "):
             raise ConfigError(f"ari_app must be a plain name, got {self.ari_app!r}")
         if not self.media_host:

@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mediastream.asterisk.legs import Leg, LegEnd, LegFactory
+from mediastream.asterisk.legs import Leg, LegEnd
+from mediastream.asterisk.pool import AsteriskPool
 from mediastream.core.formats import AudioFormat
 from mediastream.core.stream import Direction, StreamSpec, Target, Transport
 from mediastream.errors import (
@@ -139,7 +140,7 @@ class ExternalMediaManager:
 
     def __init__(
         self,
-        legs: LegFactory,
+        legs: AsteriskPool,
         allow: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
         max_per_target: int = 5,
         keep_terminated_s: float = 300.0,

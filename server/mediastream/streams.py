@@ -20,7 +20,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from mediastream.asterisk.legs import Leg, LegEnd, LegFactory
+from mediastream.asterisk.legs import Leg, LegEnd
+from mediastream.asterisk.pool import AsteriskPool
 from mediastream.core.dtmf import DIGITS, dtmf_tones
 from mediastream.core.formats import FRAME_MS, AudioFormat
 from mediastream.core.pacer import Cleared, InputFinished, MarkPlayed, Pacer, Xoff, Xon
@@ -316,7 +317,7 @@ class Stream:
             self._stopped.set_result(stopped)
         self._ready.set()
 
-    async def close(self, legs: LegFactory, reason: StopReason, detail: str) -> None:
+    async def close(self, legs: AsteriskPool, reason: StopReason, detail: str) -> None:
         """End the stream and remove its Asterisk side."""
         self._finish(StreamStopped(reason, detail))
         if self._player is not None:
@@ -330,7 +331,7 @@ class Stream:
 class StreamManager:
     """Opens streams, keeps the live ones, and holds detached ones for resume."""
 
-    def __init__(self, legs: LegFactory, limits: StreamLimits | None = None) -> None:
+    def __init__(self, legs: AsteriskPool, limits: StreamLimits | None = None) -> None:
         self._legs = legs
         self.limits = limits or StreamLimits()
         self.streams: dict[str, Stream] = {}

@@ -40,6 +40,12 @@ class Source:
         self.made = 0
         self.offset = 0  # bytes handed out
 
+    def restart(self, k: int) -> None:
+        """Continue from frame(k), forgetting what was made but not handed out."""
+        self.buf.clear()
+        self.made = k
+        self.offset = k * FB
+
     def take(self, n: int) -> bytes:
         while len(self.buf) < n:
             self.buf += frame(self.made)
@@ -73,6 +79,7 @@ def simulate_hour(pattern: str, seed: int) -> None:
     t_prod = 0.0
     start = 0.0  # the first push, and so the first frame, is at t = 0
     emitted = 0
+    clears = 0
     while emitted < total:
         deadline = pacer.next_deadline()
         if deadline is not None and deadline <= t_prod:
@@ -107,9 +114,19 @@ def simulate_hour(pattern: str, seed: int) -> None:
                 data = pending or src.take(min(8000, room))
                 pending = b"" if pacer.push(data, t) else data
             t_prod += 0.1
-        elif pattern == "trickle":
+        elif pattern in ("trickle", "barge-in"):
             # Odd-sized pieces at exactly real-time rate with +-5 ms jitter, 10 frames ahead.
-            n = min(rng.randint(1, 400), room) if src.offset >= 10 * FB else 10 * FB
+            if pattern == "barge-in" and emitted and rng.random() < 0.002:
+                # Interrupt: flush, then new audio at once. The cadence must not break.
+                cleared = pacer.clear(t)
+                assert cleared.position_ms == emitted * 20
+                assert sorted(cleared.dropped_marks) == sorted(marks)
+                assert cleared.dropped_frames == src.offset // FB - emitted
+                marks.clear()
+                clears += 1
+                src.restart(emitted)  # the next frame out must be frame(emitted)
+            prebuffer = src.offset < (emitted + 10) * FB
+            n = min(rng.randint(1, 400), room) if not prebuffer else 10 * FB
             assert pacer.push(src.take(n), t)
             t_prod = (src.offset - 10 * FB) / 8000 + rng.uniform(0.0, 0.005)
         else:  # "giant": 64000-byte messages back to back until refused, then every 100 ms
@@ -125,9 +142,12 @@ def simulate_hour(pattern: str, seed: int) -> None:
     assert log.frames[-1][0] == pytest.approx((total - 1) * MS, abs=1e-6)
     assert not marks or all(v >= total for v in marks.values())
     assert pacer.stats.frames == total and pacer.stats.resyncs == 0
+    assert pacer.stats.clears == clears
+    if pattern == "barge-in":
+        assert clears > 50
 
 
-@pytest.mark.parametrize("pattern", ["burst10x", "trickle", "giant"])
+@pytest.mark.parametrize("pattern", ["burst10x", "trickle", "giant", "barge-in"])
 def test_one_frame_per_20ms_for_an_hour(pattern: str) -> None:
     simulate_hour(pattern, seed=len(pattern))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -111,10 +112,8 @@ class Ari:
             if left <= 0:
                 raise TimeoutError("event not received")
             self._new.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), left)
-            except TimeoutError:
-                pass
 
     async def stasis_start(self, channel_id: str) -> Event:
         return await self.wait_event(
@@ -273,7 +272,9 @@ def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
 
 
-def sine(frequency: float, samples: int, rate: int, amplitude: float = 8000, start: int = 0) -> bytes:
+def sine(
+    frequency: float, samples: int, rate: int, amplitude: float = 8000, start: int = 0
+) -> bytes:
     n = np.arange(start, start + samples)
     wave = amplitude * np.sin(2 * np.pi * frequency * n / rate)
     return np.rint(wave).astype("<i2").tobytes()

@@ -29,9 +29,7 @@ async def _scene(ari: Ari) -> dict[str, str]:
     """A Stasis call (and its ;2 half), an unconnected websocket channel and a bridge."""
     call = await ari.originate("tone")
     two = next(
-        c
-        for c in await ari.ok("GET", "/channels")
-        if c["name"] == call["name"].replace(";1", ";2")
+        c for c in await ari.ok("GET", "/channels") if c["name"] == call["name"].replace(";1", ";2")
     )
     ws = await ari.ok(
         "POST",

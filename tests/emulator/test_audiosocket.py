@@ -15,7 +15,9 @@ from tests.asterisk_fixtures import case, records
 from tests.emulator.conftest import APP, Ari, AudioSocketPeer, level, pcm, rms, ulaw
 
 
-async def leg(ari: Ari, fmt: str, exten: str | None = "tone") -> tuple[Any, Any, AudioSocketPeer, float]:
+async def leg(
+    ari: Ari, fmt: str, exten: str | None = "tone"
+) -> tuple[Any, Any, AudioSocketPeer, float]:
     call = await ari.originate(exten) if exten else None
     bridge = await ari.ok("POST", "/bridges", type="mixing")
     peer = await AudioSocketPeer.open()
@@ -39,7 +41,9 @@ async def leg(ari: Ari, fmt: str, exten: str | None = "tone") -> tuple[Any, Any,
     return em, bridge, peer, time.monotonic()
 
 
-async def wait_audio(peer: AudioSocketPeer, n: int, timeout: float = 3.0) -> list[tuple[float, bytes]]:
+async def wait_audio(
+    peer: AudioSocketPeer, n: int, timeout: float = 3.0
+) -> list[tuple[float, bytes]]:
     deadline = time.monotonic() + timeout
     while len(peer.audio()) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -80,7 +84,9 @@ async def test_ulaw_sends_ulaw_bytes_as_kind_0x10(emulator: Emulator, ari: Ari) 
     assert abs(level(ulaw(audio[15][1]), 440, 8000) - observed["mid_frame_440hz_level"]) < 300
 
 
-async def _roundtrip(ari: Ari, fmt: str, name: str, paced: bool) -> tuple[list[tuple[float, bytes]], list[float]]:
+async def _roundtrip(
+    ari: Ari, fmt: str, name: str, paced: bool
+) -> tuple[list[tuple[float, bytes]], list[float]]:
     sent = [d for _, d in records(f"{name}_to_asterisk.bin")]
     _, _, peer, _ = await leg(ari, fmt, exten="echo")
     times = []
@@ -148,8 +154,14 @@ async def test_conference_mix_matches_recording(emulator: Emulator, ari: Ari) ->
     await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{a['id']},{b['id']}")
     peer = await AudioSocketPeer.open()
     em = await ari.ok(
-        "POST", "/channels/externalMedia", app=APP, external_host=peer.address,
-        encapsulation="audiosocket", transport="tcp", format="ulaw", data=str(uuid.uuid4()),
+        "POST",
+        "/channels/externalMedia",
+        app=APP,
+        external_host=peer.address,
+        encapsulation="audiosocket",
+        transport="tcp",
+        format="ulaw",
+        data=str(uuid.uuid4()),
     )
     await ari.stasis_start(em["id"])
     joined = time.monotonic()
@@ -165,9 +177,11 @@ async def test_conference_mix_matches_recording(emulator: Emulator, ari: Ari) ->
     snapshot = await ari.ok("GET", f"/bridges/{bridge['id']}")
     want_get = next(s for s in recorded["steps"] if s["request"].startswith("GET /ari/bridges"))
     assert snapshot["technology"] == want_get["response"]["technology"] == "softmix"
-    entered = [e for e in ari.of(em["id"]) if e["type"] == "ChannelEnteredBridge"][0]
+    entered = next(e for e in ari.of(em["id"]) if e["type"] == "ChannelEnteredBridge")
     assert entered["bridge"]["technology"] == "simple_bridge"  # the snapshot before the switch
-    peers = [e for _, e in ari.events if e["type"] == "ChannelVarset" and e["variable"] == "BRIDGEPEER"]
+    peers = [
+        e for _, e in ari.events if e["type"] == "ChannelVarset" and e["variable"] == "BRIDGEPEER"
+    ]
     assert [e["channel"]["id"] for e in peers[-3:]] == [em["id"], a["id"], b["id"]]
     assert peers[-3]["value"] == ",".join(sorted([a["name"], b["name"]]))
     await ari.ok("DELETE", f"/channels/{em['id']}")

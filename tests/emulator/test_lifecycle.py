@@ -28,6 +28,7 @@ async def emulator() -> AsyncIterator[Emulator]:
     yield emu
     await emu.stop()
 
+
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 
 
@@ -84,7 +85,9 @@ async def run_scenario(ari: Ari, exten: str, hangup_by_app: bool) -> list[dict[s
         steps.append({"request": f"{method} /ari{path}", "status": r.status, "response": r.json})
         return r.json
 
-    call = await step("POST", "/channels", endpoint=f"Local/{exten}@default", app=APP, formats="ulaw")
+    call = await step(
+        "POST", "/channels", endpoint=f"Local/{exten}@default", app=APP, formats="ulaw"
+    )
     await ari.stasis_start(call["id"])  # the recorder's GET came after the StasisStart
     await step("GET", "/channels")
     bridge = await step("POST", "/bridges", type="mixing")
@@ -130,7 +133,9 @@ def _compare(name: str, live_steps: list[dict[str, Any]], ari: Ari) -> None:
     got = normalize(live_events, live_roles)
     for e in expected + got:
         e["asterisk_id"] = "<asterisk>"
-    exp_types = [(e["type"], (e.get("channel") or e.get("peer") or {}).get("name")) for e in expected]
+    exp_types = [
+        (e["type"], (e.get("channel") or e.get("peer") or {}).get("name")) for e in expected
+    ]
     got_types = [(e["type"], (e.get("channel") or e.get("peer") or {}).get("name")) for e in got]
     assert got_types == exp_types
     for want, have in zip(expected, got, strict=True):
@@ -149,8 +154,6 @@ async def test_lifecycle_with_ari_hangup_matches_recording(emulator: Emulator, a
     _compare("ari_lifecycle", steps, ari)
 
 
-async def test_lifecycle_with_remote_hangup_matches_recording(
-    emulator: Emulator, ari: Ari
-) -> None:
+async def test_lifecycle_with_remote_hangup_matches_recording(emulator: Emulator, ari: Ari) -> None:
     steps = await run_scenario(ari, "short", hangup_by_app=False)
     _compare("ari_lifecycle_remote_hangup", steps, ari)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,9 @@ from tests.asterisk_fixtures import case, records
 from tests.emulator.conftest import APP, Ari, UdpPeer, level, pcm, rtp_header, ulaw
 
 
-async def rtp_leg(ari: Ari, exten: str, fmt: str) -> tuple[dict[str, Any], UdpPeer, tuple[str, int], float]:
+async def rtp_leg(
+    ari: Ari, exten: str, fmt: str
+) -> tuple[dict[str, Any], UdpPeer, tuple[str, int], float]:
     """The recorded setup: call, bridge, RTP externalMedia, addChannel."""
     call = await ari.originate(exten)
     bridge = await ari.ok("POST", "/bridges", type="mixing")
@@ -24,7 +27,10 @@ async def rtp_leg(ari: Ari, exten: str, fmt: str) -> tuple[dict[str, Any], UdpPe
     await ari.stasis_start(em["id"])
     await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{call['id']},{em['id']}")
     joined = time.monotonic()
-    local = (em["channelvars"]["UNICASTRTP_LOCAL_ADDRESS"], int(em["channelvars"]["UNICASTRTP_LOCAL_PORT"]))
+    local = (
+        em["channelvars"]["UNICASTRTP_LOCAL_ADDRESS"],
+        int(em["channelvars"]["UNICASTRTP_LOCAL_PORT"]),
+    )
     return em, peer, local, joined
 
 
@@ -46,12 +52,21 @@ async def test_ulaw_stream_matches_recording(emulator: Emulator, ari: Ari) -> No
     headers = [rtp_header(d) for _, d, _ in packets]
     first = headers[0]
     want = observed["first_header"]
-    for key in ("version", "padding", "extension", "csrc_count", "marker", "payload_type", "timestamp", "payload_len"):
+    for key in (
+        "version",
+        "padding",
+        "extension",
+        "csrc_count",
+        "marker",
+        "payload_type",
+        "timestamp",
+        "payload_len",
+    ):
         assert first[key] == want[key], key
     assert {h["payload_type"] for h in headers} == set(observed["payload_types"])
     assert {h["payload_len"] for h in headers} == set(observed["payload_lens"])
-    assert {(b["seq"] - a["seq"]) % 65536 for a, b in zip(headers, headers[1:])} == {1}
-    assert {b["timestamp"] - a["timestamp"] for a, b in zip(headers, headers[1:])} == {160}
+    assert {(b["seq"] - a["seq"]) % 65536 for a, b in pairwise(headers)} == {1}
+    assert {b["timestamp"] - a["timestamp"] for a, b in pairwise(headers)} == {160}
     assert len({h["ssrc"] for h in headers}) == 1
     assert not any(h["marker"] for h in headers)
     assert {addr for _, _, addr in packets} == {local}
@@ -76,7 +91,7 @@ async def test_slin16_is_pt118_big_endian(emulator: Emulator, ari: Ari) -> None:
     assert {h["payload_type"] for h in headers} == {118} == set(observed["payload_types"])
     assert {h["payload_len"] for h in headers} == {640}
     assert headers[0]["timestamp"] == observed["first_header"]["timestamp"] == 320
-    assert {b["timestamp"] - a["timestamp"] for a, b in zip(headers, headers[1:])} == {320}
+    assert {b["timestamp"] - a["timestamp"] for a, b in pairwise(headers)} == {320}
     mid = peer.packets[15][1][12:]
     assert abs(level(pcm(mid, ">"), 440, 16000) - 7100) < 500  # big-endian: the tone
     assert level(pcm(mid, "<"), 440, 16000) < 2000  # little-endian: noise
@@ -103,7 +118,7 @@ async def test_echo_returns_our_payloads_byte_identical_with_our_timestamps(
         assert h["marker"] == 0 and h["ssrc"] != mine["ssrc"]
         assert t - t_sent < 0.01  # relayed at once, no jitter buffer
     seqs = [rtp_header(d)["seq"] for _, d, _ in back]
-    assert {(b - a) % 65536 for a, b in zip(seqs, seqs[1:])} == {1}
+    assert {(b - a) % 65536 for a, b in pairwise(seqs)} == {1}
 
 
 async def test_burst_comes_back_as_a_burst(emulator: Emulator, ari: Ari) -> None:

@@ -40,11 +40,12 @@ async def sending(peer: AudioSocketPeer, frequency: float) -> AsyncIterator[None
     """Send slin 8 kHz ``frequency`` into an AudioSocket, paced at 20 ms."""
 
     async def run() -> None:
-        n = 0
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
         while True:
             peer.send(audiosocket.encode(0x10, sine(frequency, 160, 8000, 8000, start=n)))
             n += 160
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(max(0.0, start + n / 8000 - loop.time()))
 
     await peer.connected.wait()
     task = asyncio.create_task(run())
@@ -121,12 +122,17 @@ async def test_snoop_directions_and_whisper_match_recordings(emulator: Emulator,
             await ari.ok("DELETE", f"/channels/{snoop['id']}")
             await ari.ok("DELETE", f"/bridges/{tap_bridge['id']}")
             await asyncio.sleep(0.05)
-            gone = [e["type"] for _, e in ari.events[mark:] if e.get("channel", {}).get("id") == snoop["id"]]
+            gone = [
+                e["type"]
+                for _, e in ari.events[mark:]
+                if e.get("channel", {}).get("id") == snoop["id"]
+            ]
             rec_snoop = [
                 e["event"]["type"]
                 for e in recorded["events"]
                 if e["event"].get("channel", {}).get("name", "").startswith("Snoop/")
-                and e["event"]["type"] in ("ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd", "ChannelDestroyed")
+                and e["event"]["type"]
+                in ("ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd", "ChannelDestroyed")
             ]
             assert [t for t in gone if t != "ChannelVarset"] == rec_snoop
             assert "ChannelDestroyed" not in gone
@@ -149,7 +155,9 @@ async def test_snoop_on_demo_call_streams_silence_then_tone(emulator: Emulator, 
     spy_out = await ari.ok("POST", f"/channels/{TONE_CALL_ID}/snoop", spy="out", app=APP)
     await ari.stasis_start(spy_out["id"])
     tap, peer = await audiosocket_leg(ari, "slin")
-    await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{spy_in['id']},{tap['id']}")
+    await ari.ok(
+        "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{spy_in['id']},{tap['id']}"
+    )
     await asyncio.sleep(0.3)
     frames = [p for _, p in peer.audio()]
     assert len(frames) >= 12 and {len(f) for f in frames} == {320}
@@ -157,7 +165,9 @@ async def test_snoop_on_demo_call_streams_silence_then_tone(emulator: Emulator, 
     # The demo call hears nothing, so an out-spy of it is pure silence.
     bridge2 = await ari.ok("POST", "/bridges", type="mixing")
     tap2, peer2 = await audiosocket_leg(ari, "slin")
-    await ari.ok("POST", f"/bridges/{bridge2['id']}/addChannel", channel=f"{spy_out['id']},{tap2['id']}")
+    await ari.ok(
+        "POST", f"/bridges/{bridge2['id']}/addChannel", channel=f"{spy_out['id']},{tap2['id']}"
+    )
     await asyncio.sleep(0.2)
     silent = [p for _, p in peer2.audio()]
     assert len(silent) >= 7 and all(not any(f) for f in silent)
@@ -175,7 +185,9 @@ async def test_whisper_into_echo_call_comes_back_on_the_spy(
     )
     await ari.stasis_start(snoop["id"])
     tap, peer = await audiosocket_leg(ari, "slin")
-    await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{snoop['id']},{tap['id']}")
+    await ari.ok(
+        "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{snoop['id']},{tap['id']}"
+    )
     async with sending(peer, 1000):
         await asyncio.sleep(0.4)
     frames = [p for _, p in peer.audio()][5:]

@@ -396,7 +396,12 @@ type StreamConfig struct {
 	Transport MediaTransport `protobuf:"varint,7,opt,name=transport,proto3,enum=voipbin.mediastream.v1.MediaTransport" json:"transport,omitempty"`
 	// Set to take over a stream whose connection dropped, within the server's
 	// resume grace period. The other fields must match the original stream.
-	Resume        *ResumeRequest `protobuf:"bytes,8,opt,name=resume,proto3" json:"resume,omitempty"`
+	Resume *ResumeRequest `protobuf:"bytes,8,opt,name=resume,proto3" json:"resume,omitempty"`
+	// Keep the stream for the server's resume grace period when its RPC ends
+	// without a StreamStopped (dropped connection, cancel), so that it can be
+	// resumed. A resumable stream is ended by a half-close (StreamMedia), a
+	// hangup, or the grace period running out. Off: the stream ends with its RPC.
+	Resumable     bool `protobuf:"varint,9,opt,name=resumable,proto3" json:"resumable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -496,6 +501,13 @@ func (x *StreamConfig) GetResume() *ResumeRequest {
 		return x.Resume
 	}
 	return nil
+}
+
+func (x *StreamConfig) GetResumable() bool {
+	if x != nil {
+		return x.Resumable
+	}
+	return false
 }
 
 type isStreamConfig_Target interface {
@@ -824,12 +836,14 @@ func (x *StreamStopped) GetDetail() string {
 	return ""
 }
 
-// SendDtmf sends DTMF digits into the call.
+// SendDtmf plays DTMF digits into the call or conference as tones (in-band),
+// after the audio already sent. ARI cannot signal DTMF on a channel outside
+// the gateway's own Stasis app, which a call reached by snoop is.
 type SendDtmf struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Digits to send: 0-9, *, #, A-D.
 	Digits string `protobuf:"bytes,1,opt,name=digits,proto3" json:"digits,omitempty"`
-	// Duration of each digit in milliseconds; 0 means 100.
+	// Duration of each digit in milliseconds: 0 (meaning 100), or 40 to 2000.
 	DurationMs    uint32 `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1343,7 +1357,7 @@ type StreamMediaRequest_Audio struct {
 }
 
 type StreamMediaRequest_Dtmf struct {
-	// DTMF to send into the call.
+	// DTMF to play into the call or conference.
 	Dtmf *SendDtmf `protobuf:"bytes,3,opt,name=dtmf,proto3,oneof"`
 }
 
@@ -1717,7 +1731,7 @@ var File_voipbin_mediastream_v1_mediastream_proto protoreflect.FileDescriptor
 
 const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"\n" +
-	"(voipbin/mediastream/v1/mediastream.proto\x12\x16voipbin.mediastream.v1\"\xc5\x03\n" +
+	"(voipbin/mediastream/v1/mediastream.proto\x12\x16voipbin.mediastream.v1\"\xe3\x03\n" +
 	"\fStreamConfig\x12\x19\n" +
 	"\acall_id\x18\x01 \x01(\tH\x00R\x06callId\x12%\n" +
 	"\rconference_id\x18\x02 \x01(\tH\x00R\fconferenceId\x12;\n" +
@@ -1726,7 +1740,8 @@ const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"\bchunk_ms\x18\x05 \x01(\rR\achunkMs\x12K\n" +
 	"\rencapsulation\x18\x06 \x01(\x0e2%.voipbin.mediastream.v1.EncapsulationR\rencapsulation\x12D\n" +
 	"\ttransport\x18\a \x01(\x0e2&.voipbin.mediastream.v1.MediaTransportR\ttransport\x12=\n" +
-	"\x06resume\x18\b \x01(\v2%.voipbin.mediastream.v1.ResumeRequestR\x06resumeB\b\n" +
+	"\x06resume\x18\b \x01(\v2%.voipbin.mediastream.v1.ResumeRequestR\x06resume\x12\x1c\n" +
+	"\tresumable\x18\t \x01(\bR\tresumableB\b\n" +
 	"\x06target\"u\n" +
 	"\rResumeRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x125\n" +

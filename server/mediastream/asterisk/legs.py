@@ -29,7 +29,10 @@ from mediastream.errors import InternalError, NotFound, Unavailable
 log = logging.getLogger(__name__)
 
 NAME_PREFIX = "mediastream-"
-"""Prefix of every bridge the gateway creates (for orphan clean-up)."""
+"""Prefix of the Stasis args of what the gateway creates (for humans reading ARI)."""
+
+GATEWAY_CHANNELS = ("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/")
+"""Name prefixes of the channels the gateway creates."""
 
 STASIS_TIMEOUT = 5.0
 """Seconds to wait for a created channel's StasisStart."""
@@ -72,6 +75,7 @@ class Leg:
     watch: EventWatch | None = None
     monitor: asyncio.Task[None] | None = None
     direct: tuple[str, str] | None = None
+    factory: LegFactory | None = None
 
     def send_frame(self, frame: bytes) -> None:
         """Play one 20 ms frame (in `fmt`) into the call or conference."""
@@ -142,7 +146,15 @@ class LegFactory:
             InternalError: Asterisk refused a step it should accept.
         """
         loop = asyncio.get_running_loop()
-        leg = Leg(stream_id, spec, spec.asterisk_format, sink, loop.create_future(), direct=direct)
+        leg = Leg(
+            stream_id,
+            spec,
+            spec.asterisk_format,
+            sink,
+            loop.create_future(),
+            direct=direct,
+            factory=self,
+        )
         leg.watch = self.ari.watch()
         try:
             await self._build(leg)
@@ -167,7 +179,7 @@ class LegFactory:
                 {
                     "type": "mixing,proxy_media",
                     "bridgeId": bridge_id,
-                    "name": f"{NAME_PREFIX}{leg.stream_id}",
+                    "name": f"{self.ari.config.app}-{leg.stream_id}",
                 },
             )
             leg.bridge_ids.append(bridge_id)
@@ -367,6 +379,37 @@ class LegFactory:
                 leg.sink.on_dtmf(event["digit"], int(event.get("duration_ms") or 0))
             if end is not None:
                 leg.end(end)
+
+    async def sweep_orphans(self) -> int:
+        """Remove what an earlier run of this gateway left in Asterisk.
+
+        A gateway killed without a chance to clean up leaves its bridges
+        (named after its Stasis app) and its snoop and externalMedia channels
+        (in its Stasis app). Run at start-up only: at that moment nothing of
+        this app's is live. Each gateway instance needs its own app name.
+
+        Returns:
+            How many channels and bridges were removed.
+        """
+        app = self.ari.config.app
+        removed = 0
+        channels = await self.ari.request("GET", "/channels") or []
+        for channel in channels:
+            dialplan = channel.get("dialplan") or {}
+            in_app = dialplan.get("app_name") == "Stasis" and (
+                str(dialplan.get("app_data", "")).split(",")[0] == app
+            )
+            if in_app and str(channel.get("name", "")).startswith(GATEWAY_CHANNELS):
+                await self._quietly("DELETE", f"/channels/{channel['id']}")
+                removed += 1
+        bridges = await self.ari.request("GET", "/bridges") or []
+        for bridge in bridges:
+            if str(bridge.get("name", "")).startswith(f"{app}-"):
+                await self._quietly("DELETE", f"/bridges/{bridge['id']}")
+                removed += 1
+        if removed:
+            log.warning("removed %d channels and bridges left by an earlier run", removed)
+        return removed
 
     async def hangup(self, channel_id: str) -> None:
         """Hang up a call's channel.

@@ -20,9 +20,15 @@ sequence numbers starting at the next one to play, so it can never hold more tha
 Playout starts once ``prefetch`` packets are buffered, or once the first buffered
 packet has waited ``prefetch`` ticks, so packets reordered by up to ``prefetch``
 frames still play in order (until the first frame plays, a packet older than the
-first one received is accepted and played first). When the packet due is missing but later ones are
-buffered it is *lost* and concealed; when the buffer is empty :meth:`pop`
-returns None (an *underrun*) and playout re-buffers.
+first one received is accepted and goes first). When the packet due is missing
+but later ones are buffered it is *lost* and concealed; when the buffer is empty
+:meth:`JitterBuffer.pop` returns None (an *underrun*) and playout re-buffers,
+skipping (not concealing) whatever went missing meanwhile.
+
+Restarts (*resyncs*): a new SSRC drops what is buffered and starts over with the
+new stream; so does a jump ahead that leaves nothing buffered, and a run of more
+than ``max(capacity, 16)`` consecutive sequence numbers all arriving late (a
+sender that restarted its numbering behind us).
 
 Concealment: with a known ``fmt`` the previous frame is repeated at -6 dB, then
 -12 dB, and silence after that (``max_repeats``); without ``fmt`` concealment is

@@ -20,6 +20,9 @@ from mediastream.core.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_en
 
 __all__ = ["Transcoder", "silence", "swap16"]
 
+_BIG_ENDIAN_HOST = sys.byteorder == "big"
+_NATIVE_LE = np.dtype("<i2")
+
 
 def swap16(data: bytes) -> bytes:
     """Swap the two bytes of every 16-bit sample (little-endian <-> big-endian).
@@ -200,20 +203,23 @@ class Transcoder:
 
     def _resample(self, pcm: bytes) -> bytes:
         assert self._stream is not None
-        if sys.byteorder == "little":
-            samples = np.frombuffer(pcm, dtype=np.int16)
-        else:  # pragma: no cover - soxr wants native int16
-            samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        samples = np.frombuffer(pcm, dtype=_NATIVE_LE)
+        if _BIG_ENDIAN_HOST:  # pragma: no cover - soxr wants native int16
+            samples = samples.astype(np.int16)
         out = self._stream.resample_chunk(samples)
-        self._fifo += out.astype("<i2", copy=False).tobytes()
+        fifo = self._fifo
+        # Appending the array's buffer directly saves a copy; a memoryview, because
+        # `bytearray += ndarray` would dispatch to numpy's element-wise add.
+        fifo += memoryview(out if not _BIG_ENDIAN_HOST else out.astype("<i2"))
         self._in_samples += len(samples)
         due = self._in_samples * self._out_rate // self._in_rate
         want = 2 * (due - self._out_samples)
         self._out_samples = due
-        short = want - len(self._fifo)
+        short = want - len(fifo)
         if short > 0:
             self.underruns += 1
-            self._fifo[0:0] = bytes(short)
-        result = bytes(self._fifo[:want])
-        del self._fifo[:want]
+            fifo[0:0] = bytes(short)
+        with memoryview(fifo) as view:
+            result = bytes(view[:want])
+        del fifo[:want]
         return result

@@ -184,12 +184,13 @@ _PLAIN_KEYS: dict[str, tuple[str, ...]] = {
     DTMF_END: ("digit", "channel_id"),
     ERROR: ("channel_id", "error_text"),
 }
+# What the plain form of a known event leaves out of the JSON form.
+_PLAIN_OMITS = {name: frozenset(_JSON_KEYS[name]) - set(keys) for name, keys in _PLAIN_KEYS.items()}
 # Plain events whose whole argument is the correlation id, verbatim.
 _PLAIN_ID_EVENTS = frozenset({MEDIA_MARK_PROCESSED, MEDIA_BUFFERING_COMPLETED})
 
 # jansson writes \u escapes with upper-case hex; Python writes lower case. Only match a
 # backslash that is itself not escaped (an odd run of backslashes).
-_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _LOWER_U_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u([0-9a-f]{4})")
 
 
@@ -332,6 +333,12 @@ def _convert_plain(key: str, value: str) -> object:
     return value
 
 
+_TYPED_KEYS = _INT_KEYS | _BOOL_KEYS
+
+# One encoder for all dumps: json.dumps with non-default options builds a new one per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def parse_event(text: str) -> ControlEvent:
     """Parse an event TEXT frame, JSON or plain text (detected by a leading ``{``).
 
@@ -359,29 +366,30 @@ def parse_event(text: str) -> ControlEvent:
         name = obj.pop("event")
         return ControlEvent(name, obj)
     name, _, rest = text.partition(" ")
-    if not _EVENT_NAME.fullmatch(name):
+    if not (name.isupper() and name[0].isalpha() and name.replace("_", "").isalnum()):
         raise WsChannelError(f"not an event name: {name[:40]!r}")
     fields: dict[str, object] = {}
     if name in _PLAIN_ID_EVENTS:
         if rest:
             fields["correlation_id"] = rest
         return ControlEvent(name, fields)
-    while rest:
-        token, _, after = rest.partition(" ")
+    if not rest:
+        return ControlEvent(name, fields)
+    tokens = rest.split(" ")
+    for i, token in enumerate(tokens):
         key, colon, value = token.partition(":")
         if not colon:
             raise WsChannelError(f"{name}: expected key:value, got {token!r}")
         if key == "error_text":
             # Free text: it runs to the end, spaces and newline included.
-            fields[key] = rest[len(key) + 1 :]
+            fields[key] = " ".join(tokens[i:])[len("error_text:") :]
             break
-        fields[key] = _convert_plain(key, value)
-        rest = after
+        fields[key] = _convert_plain(key, value) if key in _TYPED_KEYS else value
     return ControlEvent(name, fields)
 
 
 def _json_dumps(obj: object) -> str:
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _JSON_ENCODER.encode(obj)
     if "\\u" in text:
         text = _LOWER_U_ESCAPE.sub(lambda m: f"{m.group(1)}\\u{m.group(2).upper()}", text)
     return text
@@ -416,18 +424,19 @@ def format_event(event: ControlEvent, *, json_format: bool) -> str:
     """
     name = event.name
     if json_format:
-        obj: dict[str, object] = {"event": name}
-        obj.update(_ordered(event, _JSON_KEYS.get(name, ())))
-        return _json_dumps(obj)
+        known = _JSON_KEYS.get(name, ())
+        if tuple(event.fields) == known:  # already in Asterisk's order: the usual case
+            return _json_dumps({"event": name, **event.fields})
+        return _json_dumps({"event": name, **dict(_ordered(event, known))})
     if name in _PLAIN_ID_EVENTS:
         cid = event.fields.get("correlation_id")
         return f"{name} {cid}" if cid else name
-    known = _PLAIN_KEYS.get(name)
-    if known is None:
+    plain_keys = _PLAIN_KEYS.get(name)
+    if plain_keys is None:
         items = list(event.fields.items())
     else:
-        json_only = set(_JSON_KEYS[name]) - set(known)
-        items = [(k, v) for k, v in _ordered(event, known) if k not in json_only]
+        json_only = _PLAIN_OMITS[name]
+        items = [(k, v) for k, v in _ordered(event, plain_keys) if k not in json_only]
     parts = [name]
     parts.extend(f"{key}:{_plain_value(value)}" for key, value in items)
     return " ".join(parts)

@@ -61,6 +61,17 @@ class MediaClock:
         self._next_handle = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._tick_time: float | None = None
+
+    def now(self) -> float:
+        """Monotonic time; during a tick, the time the tick was *due*.
+
+        Frames produced on a tick are stamped with the schedule rather than with
+        the event loop's wake-up jitter, as Asterisk's timerfd-driven frames are.
+        """
+        if self._tick_time is not None:
+            return self._tick_time
+        return asyncio.get_running_loop().time()
 
     def add(self, ticker: Ticker, order: int = 0) -> int:
         """Call ``ticker()`` on every tick; returns a handle for :meth:`remove`."""
@@ -114,16 +125,25 @@ class MediaClock:
                 await asyncio.sleep(delay)
             elif -delay > _MAX_LAG_SECONDS:
                 start, n = loop.time(), 0
-            self.tick()
+                due = start
+            self.tick(due)
 
-    def tick(self) -> None:
-        """Run one tick now (the clock task calls this; tests may too)."""
+    def tick(self, due: float | None = None) -> None:
+        """Run one tick now (the clock task calls this; tests may too).
+
+        Args:
+            due: When the tick was scheduled (what :meth:`now` reports meanwhile).
+        """
         self.ticks += 1
-        for ticker in list(self._sorted):
-            try:
-                ticker()
-            except Exception:
-                log.exception("media ticker failed")
+        self._tick_time = due
+        try:
+            for ticker in list(self._sorted):
+                try:
+                    ticker()
+                except Exception:
+                    log.exception("media ticker failed")
+        finally:
+            self._tick_time = None
         if self._waiters:
             due = [w for w in self._waiters if w[0] <= self.ticks]
             self._waiters = [w for w in self._waiters if w[0] > self.ticks]

@@ -571,7 +571,7 @@ class Pbx:
         except OSError as exc:
             raise internal_error() from exc
         channel = self.new_channel(f"UnicastRTP/{external_host}-{_pointer()}", fmt, channel_id)
-        tech = RtpTech(channel, remote)
+        tech = RtpTech(channel, remote, self.clock)
         await tech.open(sock)
         channel.tech = tech
         address, port = tech.local_address

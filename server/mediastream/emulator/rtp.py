@@ -30,6 +30,7 @@ from typing import Any, cast
 from mediastream.core.formats import FRAME_MS, AudioFormat
 from mediastream.core.pcm import swap16
 from mediastream.core.rtp import RtpError, RtpPacket, parse_rtp, seq_distance
+from mediastream.emulator.media import MediaClock
 from mediastream.emulator.model import Channel, Frame
 
 __all__ = ["RtpTech", "bind_rtp_socket"]
@@ -79,9 +80,10 @@ def bind_rtp_socket(host: str, port_start: int, port_end: int) -> socket.socket:
 class RtpTech(asyncio.DatagramProtocol):
     """The RTP endpoint of a UnicastRTP channel."""
 
-    def __init__(self, channel: Channel, remote: tuple[str, int]) -> None:
+    def __init__(self, channel: Channel, remote: tuple[str, int], clock: MediaClock) -> None:
         """Create the endpoint for ``channel``, sending to ``remote``."""
         self.channel = channel
+        self.clock = clock
         self.remote = remote
         self.format = channel.native_format
         self.payload_type = self.format.rtp_payload_type
@@ -131,12 +133,12 @@ class RtpTech(asyncio.DatagramProtocol):
     def _send(self, payload: bytes, samples: int, timing_ms: int | None) -> None:
         if self._transport is None or self._transport.is_closing():
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self.clock.now()
         if self._txcore is None:
             # calc_txstamp(): the reference starts on a 20 ms boundary.
             self._txcore = now - (now % (FRAME_MS / 1000))
-        elapsed_ms = max(0, int((now - self._txcore) * 1000))
+        # ast_tvdiff_ms(): whole microseconds, truncated to milliseconds.
+        elapsed_ms = max(0, round((now - self._txcore) * 1_000_000) // 1000)
         self._txcore = now
         rate_ms = self.format.sample_rate // 1000
         predicted = self._last_ts + samples

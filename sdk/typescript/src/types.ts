@@ -1,0 +1,123 @@
+/**
+ * Plain types of the client API. Enums are the generated protobuf enums
+ * (for example `AudioFormat.SLIN`, `StopReason.CLIENT_DONE`).
+ */
+import {
+  AudioFormat,
+  Direction,
+  Encapsulation,
+  FlowState,
+  MediaTransport,
+  StopReason,
+} from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+
+export { AudioFormat, Direction, Encapsulation, FlowState, MediaTransport, StopReason };
+
+/** What to stream and how. Set exactly one of `callId` and `conferenceId`. */
+export interface StreamConfig {
+  /** The call to stream (by default, the Asterisk channel ID). */
+  callId?: string;
+  /** The conference to stream (by default, the Asterisk bridge ID). */
+  conferenceId?: string;
+  /** Sample format in both directions; the server's default is mu-law. */
+  format?: AudioFormat;
+  /** Whose audio a call stream hears; the default is both sides. */
+  direction?: Direction;
+  /** Milliseconds per chunk: 0 (meaning 20) or a multiple of 20 up to 200. */
+  chunkMs?: number;
+  /** Wire form of each chunk; the default is bare samples. */
+  encapsulation?: Encapsulation;
+  /** How the gateway takes the audio from Asterisk; the default is the gateway's. */
+  transport?: MediaTransport;
+  /** Keep the stream for the server's grace period if the RPC ends without `stopped`. */
+  resumable?: boolean;
+  /** Take over a stream whose connection dropped (see {@link MediaStream.resumeFrom}). */
+  resume?: Resume;
+}
+
+/** Continues a stream after its connection dropped. */
+export interface Resume {
+  /** The `resumeToken` of the stream's {@link StreamInfo}. */
+  token: string;
+  /** Sequence number of the last audio chunk received; unset if none was. */
+  lastSequenceNumber?: number;
+}
+
+/** What the server confirmed when the stream started. */
+export interface StreamInfo {
+  streamId: string;
+  format: AudioFormat;
+  /** 8000 or 16000. */
+  sampleRateHz: number;
+  /** Sample bytes in one 20 ms frame. */
+  frameBytes: number;
+  chunkMs: number;
+  encapsulation: Encapsulation;
+  transport: MediaTransport;
+  /** Opaque token to resume the stream after a dropped connection. */
+  resumeToken: string;
+  /** Whether this stream continues an earlier connection. */
+  resumed: boolean;
+  /** Client chunks the server buffers before it asks the client to hold off. */
+  bufferHighChunks: number;
+}
+
+/** Sample bytes in one chunk of a stream (without encapsulation). */
+export function chunkBytes(info: StreamInfo): number {
+  return (info.frameBytes * info.chunkMs) / 20;
+}
+
+/** One chunk of audio from the call or conference. */
+export interface AudioEvent {
+  kind: "audio";
+  /** `chunkMs` of samples in the stream's format and encapsulation. */
+  data: Uint8Array;
+  /** Position of the chunk, from 0. */
+  sequenceNumber: number;
+  /** Media time of the first sample, in samples from the start of the stream. */
+  timestamp: number;
+}
+
+/** A DTMF digit the call sent. */
+export interface DtmfEvent {
+  kind: "dtmf";
+  /** 0-9, *, #, A-D. */
+  digit: string;
+  /** How long the digit lasted (0 if unknown). */
+  durationMs: number;
+}
+
+/** The audio sent before a mark has been played. */
+export interface MarkEvent {
+  kind: "mark";
+  name: string;
+  /** Milliseconds of client audio played at the mark. */
+  positionMs: number;
+}
+
+/** The effect of a clear: queued audio was dropped. */
+export interface ClearedEvent {
+  kind: "cleared";
+  /** Play position where playback was cut. */
+  positionMs: number;
+  /** Marks dropped with the audio, in order. */
+  droppedMarks: string[];
+}
+
+/** The server asks the client to hold off (`PAUSE`) or resume sending audio. */
+export interface FlowEvent {
+  kind: "flow";
+  state: FlowState;
+  /** Milliseconds of audio buffered when the state changed. */
+  bufferedMs: number;
+}
+
+/** The stream ended; always the last event. */
+export interface StoppedEvent {
+  kind: "stopped";
+  reason: StopReason;
+  detail: string;
+}
+
+/** Anything the server sends on a stream after it started. */
+export type StreamEvent = AudioEvent | DtmfEvent | MarkEvent | ClearedEvent | FlowEvent | StoppedEvent;
