@@ -22,6 +22,7 @@ class RunningGateway:
     grpc: str
     ari_url: str
     demo: dict[str, str]
+    metrics: str
 
 
 def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGateway:
@@ -36,6 +37,8 @@ def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGate
             "127.0.0.1:0",
             "--log-level",
             "WARNING",
+            "--metrics-listen",
+            "127.0.0.1:0",
             *extra,
         ],
         stdout=subprocess.PIPE,
@@ -48,7 +51,9 @@ def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGate
         process.wait(5)
         raise RuntimeError(f"gateway exited with {process.returncode} before it was ready")
     ready: dict[str, Any] = json.loads(line)
-    return RunningGateway(process, ready["grpc"], ready["ari_url"], ready.get("demo", {}))
+    return RunningGateway(
+        process, ready["grpc"], ready["ari_url"], ready.get("demo", {}), ready["metrics"]
+    )
 
 
 def stop_gateway(gw: RunningGateway) -> int:

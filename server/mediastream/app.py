@@ -10,14 +10,18 @@ Asterisk is gone.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from dataclasses import dataclass
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from mediastream import metrics
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.api.grpc_external_media import SERVICE_NAME as EXTERNAL_MEDIA_SERVICE
@@ -46,6 +50,7 @@ class Endpoints:
     grpc: str
     ari_url: str
     embedded: bool
+    metrics: str
 
 
 class Gateway:
@@ -62,6 +67,7 @@ class Gateway:
         self._audiosocket: AudioSocketServer | None = None
         self._external: ExternalMediaManager | None = None
         self._health_tasks: set[asyncio.Task[None]] = set()
+        self._metrics_runner: web.AppRunner | None = None
         self.endpoints: Endpoints | None = None
 
     async def start(self) -> Endpoints:
@@ -128,9 +134,35 @@ class Gateway:
         await server.start()
         self._server = server
         await self._set_health(self._pool.connected)
+        metrics_address = await self._start_metrics()
         host = s.grpc_listen.rpartition(":")[0]
-        self.endpoints = Endpoints(f"{host}:{port}", ",".join(urls), s.embedded)
+        self.endpoints = Endpoints(f"{host}:{port}", ",".join(urls), s.embedded, metrics_address)
         return self.endpoints
+
+    async def _start_metrics(self) -> str:
+        s = self.settings
+        if not s.metrics_listen:
+            return ""
+
+        async def scrape(request: web.Request) -> web.Response:
+            if s.metrics_token and not hmac.compare_digest(
+                request.headers.get("Authorization", ""), f"Bearer {s.metrics_token}"
+            ):
+                return web.Response(status=401, text="metrics need a bearer token\n")
+            return web.Response(
+                body=generate_latest(metrics.REGISTRY),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+
+        app = web.Application()
+        app.router.add_get("/metrics", scrape)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
+        await self._metrics_runner.setup()
+        host, _, port = s.metrics_listen.rpartition(":")
+        site = web.TCPSite(self._metrics_runner, host, int(port))
+        await site.start()
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+        return f"{host}:{bound[1]}"
 
     @property
     def emulator(self) -> Emulator | None:
@@ -185,6 +217,8 @@ class Gateway:
             await self._audiosocket.close()
         for ari in self._aris:
             await ari.close()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         if self._emulator is not None:
             await self._emulator.stop()
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
-from mediastream import config
+from mediastream import config, logs
 from mediastream.app import Gateway
 
 
@@ -22,6 +21,7 @@ def _serve(settings: config.Settings) -> int:
             "grpc": endpoints.grpc,
             "ari_url": endpoints.ari_url,
             "embedded_asterisk": endpoints.embedded,
+            "metrics": endpoints.metrics,
         }
         if endpoints.embedded:
             from mediastream.emulator import demo
@@ -55,11 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"mediastream: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if args.check_config:
         print(settings)
         return 0

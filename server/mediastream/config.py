@@ -40,6 +40,9 @@ class Settings:
         audiosocket_port: TCP port of the AudioSocket listener (0: any free port).
         transport: Default externalMedia transport when a client names none.
         log_level: Python logging level name.
+        log_format: ``text`` or ``json`` (one object per line).
+        metrics_listen: ``host:port`` of the Prometheus /metrics endpoint; empty: off.
+        metrics_token: Bearer token /metrics requires, if set.
         api_keys: Comma-separated static API keys (full access).
         jwt_key: HMAC secret, or path of a PEM public key file, to verify JWTs.
         jwt_audience: Required JWT ``aud``, if any.
@@ -62,6 +65,9 @@ class Settings:
     audiosocket_port: int = 0
     transport: Transport = Transport.RTP
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_listen: str = "127.0.0.1:9464"
+    metrics_token: str = field(default="", repr=False)
     api_keys: str = field(default="", repr=False)
     jwt_key: str = field(default="", repr=False)
     jwt_audience: str = ""
@@ -129,6 +135,12 @@ class Settings:
             parse_allow_list(self.external_media_allow)
         except ValueError as exc:
             raise ConfigError(f"external_media_allow: {exc}") from None
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.metrics_listen:
+            mhost, msep, mport = self.metrics_listen.rpartition(":")
+            if not msep or not mhost or not mport.isdigit() or int(mport) > 65535:
+                raise ConfigError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"

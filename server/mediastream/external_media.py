@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mediastream import metrics
 from mediastream.asterisk.legs import Leg, LegEnd
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.core.formats import AudioFormat
@@ -237,6 +238,7 @@ class ExternalMediaManager:
                 direct=(encapsulation.value, media.external_host),
             )
         self._items[media.id] = media
+        metrics.EXTERNAL_MEDIA.labels(ExternalStatus.RUNNING.value).inc()
         task = asyncio.create_task(self._watch(media, ended))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
@@ -263,6 +265,8 @@ class ExternalMediaManager:
         if media.forwarder is not None:
             media.forwarder.close()
         media.status = ExternalStatus.TERMINATED
+        metrics.EXTERNAL_MEDIA.labels(ExternalStatus.RUNNING.value).dec()
+        metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).inc()
         media.end_reason = reason
         media.ended_at = time.time()
         log.info("external media %s terminated: %s", media.id, reason)
@@ -273,6 +277,7 @@ class ExternalMediaManager:
             k for k, m in self._items.items() if m.ended_at is not None and m.ended_at < cutoff
         ]:
             del self._items[key]
+            metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).dec()
 
     def get(self, media_id: str) -> ExternalMedia:
         """One external media.

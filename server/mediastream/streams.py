@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from mediastream import logs, metrics
 from mediastream.asterisk.legs import Leg, LegEnd
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.core.dtmf import DIGITS, dtmf_tones
@@ -50,6 +51,16 @@ from mediastream.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+FRAMES_IN = metrics.FRAMES.labels("from_asterisk", "relayed")
+FRAMES_DROPPED = metrics.FRAMES.labels("from_asterisk", "dropped")
+FRAMES_OUT = metrics.FRAMES.labels("to_asterisk", "relayed")
+FRAMES_REFUSED = metrics.FRAMES.labels("to_asterisk", "refused")
+
+
+def _labels(spec: StreamSpec) -> tuple[str, str, str, str]:
+    mode = "bidirectional" if spec.bidirectional else "listen"
+    return spec.target.kind.value, spec.transport.value, spec.encapsulation.value, mode
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,8 @@ class Stream:
 
     def on_frame(self, frame: bytes) -> None:
         """A frame from Asterisk: convert it and make it readable."""
-        for chunk in self._downlink.push(frame):
+        FRAMES_IN.inc()
+        for chunk in self._downlink.push(frame, time.monotonic()):
             self._buffer.add_chunk(chunk)
         self._ready.set()
 
@@ -176,7 +188,10 @@ class Stream:
     async def output(self) -> AsyncIterator[Chunk | StreamEvent]:
         """Audio chunks and events for the client, until the stream stops."""
         while True:
+            dropped = self._buffer.dropped
             items = self._buffer.take()
+            if self._buffer.dropped != dropped:
+                FRAMES_DROPPED.inc(self._buffer.dropped - dropped)
             if items:
                 for item in items:
                     yield item
@@ -204,6 +219,7 @@ class Stream:
         assert self._uplink is not None
         audio = self._uplink.decode(data)
         if not self._pacer.push(audio, time.monotonic()):
+            FRAMES_REFUSED.inc()
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
         self._wake.set()
 
@@ -294,6 +310,8 @@ class Stream:
             out = self._pacer.poll(time.monotonic())
             for frame in out.frames:
                 leg.send_frame(frame)
+            if out.frames:
+                FRAMES_OUT.inc(len(out.frames))
             for event in out.events:
                 if isinstance(event, MarkPlayed):
                     self._emit(MarkReached(event.name, event.position_ms))
@@ -366,6 +384,7 @@ class StreamManager:
                 metadata={"limit": str(self.limits.max_streams_per_target)},
             )
         stream = Stream(str(uuid.uuid4()), spec, self.limits)
+        logs.stream_id.set(stream.id)
         self.streams[stream.id] = stream
         try:
             leg = await self._legs.open(stream.id, spec, stream)
@@ -373,6 +392,9 @@ class StreamManager:
             del self.streams[stream.id]
             raise
         stream.start(leg)
+        labels = _labels(spec)
+        metrics.STREAMS_ACTIVE.labels(*labels).inc()
+        metrics.STREAMS_OPENED.labels(labels[0], labels[1]).inc()
         log.info("stream %s opened on %s %s", stream.id, spec.target.kind.value, spec.target.id)
         return stream
 
@@ -401,7 +423,9 @@ class StreamManager:
             grace.cancel()
         stream.attached = True
         stream.detached_at = None
+        logs.stream_id.set(stream_id)
         self.resumes += 1
+        metrics.RESUMES.inc()
         log.info("stream %s resumed", stream_id)
         return stream
 
@@ -434,6 +458,9 @@ class StreamManager:
         can wait for it.
         """
         if self.streams.pop(stream.id, None) is not None:
+            metrics.STREAMS_ACTIVE.labels(*_labels(stream.spec)).dec()
+            ended = stream.stopped.result().reason if stream.stopped.done() else reason
+            metrics.STREAMS_ENDED.labels(ended.value).inc()
             grace = self._grace_tasks.pop(stream.id, None)
             if grace is not None and grace is not asyncio.current_task():
                 grace.cancel()

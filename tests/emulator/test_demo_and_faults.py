@@ -220,7 +220,9 @@ async def test_demo_echo_call_echoes_whisper(emulator: Emulator, ari: Ari) -> No
     )
     await ari.stasis_start(snoop["id"])
     tap, peer = await audiosocket_leg(ari, "slin")
-    await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{snoop['id']},{tap['id']}")
+    await ari.ok(
+        "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{snoop['id']},{tap['id']}"
+    )
     async with sending(peer, 600):
         await asyncio.sleep(0.4)
     frames = [p for _, p in peer.audio()][5:]

@@ -54,7 +54,12 @@ class Harness:
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     marker = request.node.get_closest_marker("settings")
     overrides = marker.kwargs if marker else {}
-    settings = Settings(**{"grpc_listen": "127.0.0.1:0", "drain_timeout_s": 0.5, **overrides})
+    defaults = {
+        "grpc_listen": "127.0.0.1:0",
+        "drain_timeout_s": 0.5,
+        "metrics_listen": "127.0.0.1:0",
+    }
+    settings = Settings(**{**defaults, **overrides})
     settings.validate()
     gateway = Gateway(settings)
     endpoints = await gateway.start()

@@ -15,9 +15,11 @@ GATEWAY_CHANNELS = ("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/")
 
 def gateway_objects(emulator: Emulator) -> list[str]:
     pbx = emulator.pbx
-    return [c.name for c in pbx.channels.values()
-            if not c.hung_up and c.name.startswith(GATEWAY_CHANNELS)] + [
-        b.name for b in pbx.bridges.values() if b.name.startswith("mediastream-")]
+    return [
+        c.name
+        for c in pbx.channels.values()
+        if not c.hung_up and c.name.startswith(GATEWAY_CHANNELS)
+    ] + [b.name for b in pbx.bridges.values() if b.name.startswith("mediastream-")]
 
 
 async def test_sigkill_then_restart_removes_the_orphans() -> None:

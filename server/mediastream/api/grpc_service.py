@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 import grpc
 
+from mediastream import logs, metrics
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.api.status import to_status
@@ -159,6 +161,7 @@ def _stopped(stopped: StreamStopped) -> pb.StreamStopped:
 def _response_fields(item: Chunk | StreamEvent) -> dict[str, object]:
     """The oneof field of a response message carrying `item`."""
     if isinstance(item, Chunk):
+        metrics.ADDED_LATENCY.observe(time.monotonic() - item.arrived)
         return {
             "audio": pb.AudioChunk(
                 data=item.data, sequence_number=item.sequence_number, timestamp=item.timestamp
@@ -200,6 +203,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         spec = spec_from_config(
             config, bidirectional=bidirectional, default_transport=self._default_transport
         )
+        logs.target.set(f"{spec.target.kind.value}:{spec.target.id}")
         principal.check(spec.target)
         if config.HasField("resume"):
             stream = self._streams.resume(config.resume.token, spec)
@@ -246,6 +250,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 raise stream.error
             yield pb.StreamMediaResponse(stopped=_stopped(await stream.stopped))
         except MediaStreamError as exc:
+            metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.info("StreamMedia refused: %s (%s)", exc.message, exc.reason)
             await context.abort_with_status(to_status(exc))
         finally:
@@ -300,6 +305,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                     yield pb.ListenMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
             yield pb.ListenMediaResponse(stopped=_stopped(await stream.stopped))
         except MediaStreamError as exc:
+            metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.info("ListenMedia refused: %s (%s)", exc.message, exc.reason)
             await context.abort_with_status(to_status(exc))
         finally:

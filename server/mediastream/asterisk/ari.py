@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from mediastream import metrics
 from mediastream.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ class AriClient:
         url = self.config.url.rstrip("/") + path
         try:
             async with self._session.request(method, url, params=params, json=body) as resp:
+                metrics.ARI_REQUESTS.labels(method, f"{resp.status // 100}xx").inc()
                 text = await resp.text()
                 data = json.loads(text) if text else None
                 if resp.status >= 400:
@@ -226,6 +228,7 @@ class AriClient:
                     raise AriError(resp.status, message or text, method, path)
                 return data
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            metrics.ARI_REQUESTS.labels(method, "error").inc()
             if isinstance(exc, json.JSONDecodeError):
                 raise Unavailable(f"ARI {method} {path}: unreadable answer") from exc
             raise Unavailable(f"ARI {method} {path}: {exc.__class__.__name__}: {exc}") from exc
@@ -237,6 +240,7 @@ class AriClient:
             self._connected.set()
         else:
             self._connected.clear()
+        metrics.ASTERISK_CONNECTED.labels(self.config.url).set(1 if up else 0)
         for listener in self._state_listeners:
             listener(up)
 

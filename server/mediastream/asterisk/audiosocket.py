@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 
+from mediastream import metrics
 from mediastream.asterisk.transports import FrameSink
 from mediastream.core import audiosocket
 
@@ -96,6 +97,7 @@ class AudioSocketServer:
                         messages, error = exc.messages, exc
         except TimeoutError:
             self.malformed_connections += 1
+            metrics.MALFORMED_INPUT.labels("audiosocket").inc()
             log.warning("AudioSocket connection sent no UUID within %.0f s", FIRST_MESSAGE_TIMEOUT)
             writer.close()
             return
@@ -144,6 +146,7 @@ class AudioSocketServer:
                     return "Asterisk sent AudioSocket hangup"
                 if error is not None:
                     transport.malformed += 1
+                    metrics.MALFORMED_INPUT.labels("audiosocket").inc()
                     log.warning("malformed AudioSocket stream: %s; closing", error)
                     return f"malformed AudioSocket stream: {error}"
                 data = await reader.read(65536)

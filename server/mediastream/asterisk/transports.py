@@ -12,6 +12,7 @@ import logging
 import random
 from typing import Protocol, cast
 
+from mediastream import metrics
 from mediastream.core.formats import AudioFormat
 from mediastream.core.pcm import swap16
 from mediastream.core.rtp import RtpError, RtpSequencer, parse_rtp
@@ -95,6 +96,7 @@ class RtpTransport(asyncio.DatagramProtocol):
             packet = parse_rtp(data)
         except RtpError as exc:
             self.malformed += 1
+            metrics.MALFORMED_INPUT.labels("rtp").inc()
             log.warning("dropped malformed RTP from Asterisk: %s", exc.reason)
             return
         payload = packet.payload

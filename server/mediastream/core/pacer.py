@@ -373,7 +373,8 @@ class Pacer:
 
         Returns:
             The due time of the next frame; a time already passed (the latest
-            ``now`` seen) if events are waiting to be reported; None if idle.
+            ``now`` seen, or -inf before any call took one) if events are waiting
+            to be reported; None if idle.
         """
         if self._pending or self._ready_marks() or self._finish_due():
             return self._last_now

@@ -169,11 +169,14 @@ class Chunk:
         data: Encapsulated bytes.
         sequence_number: 0, 1, 2, ... per stream.
         timestamp: Media time of the first sample, in samples since stream start.
+        arrived: When its last frame came from Asterisk (the caller's clock), for
+            measuring the latency the gateway adds.
     """
 
     data: bytes
     sequence_number: int
     timestamp: int
+    arrived: float = 0.0
 
 
 class Downlink:
@@ -195,17 +198,17 @@ class Downlink:
             timestamp=0,
         )
 
-    def push(self, frame: bytes) -> list[Chunk]:
-        """Take one frame from Asterisk; return the chunks now complete."""
+    def push(self, frame: bytes, now: float = 0.0) -> list[Chunk]:
+        """Take one frame from Asterisk, which arrived at `now`; return the chunks now complete."""
         self._pending += self._transcoder.convert(frame)
         out: list[Chunk] = []
         while len(self._pending) >= self._chunk_bytes:
             samples = bytes(self._pending[: self._chunk_bytes])
             del self._pending[: self._chunk_bytes]
-            out.append(self._chunk(samples))
+            out.append(self._chunk(samples, now))
         return out
 
-    def _chunk(self, samples: bytes) -> Chunk:
+    def _chunk(self, samples: bytes, now: float) -> Chunk:
         seq = self._sequence
         self._sequence += 1
         ts = seq * self._samples_per_chunk
@@ -218,7 +221,7 @@ class Downlink:
             data = audiosocket.encode(audiosocket.Kind.AUDIO, samples)
         else:
             data = samples
-        return Chunk(data, seq, ts)
+        return Chunk(data, seq, ts, now)
 
 
 class Uplink:

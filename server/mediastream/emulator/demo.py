@@ -12,6 +12,7 @@ through a snoop channel and the conference by joining its bridge:
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from mediastream.core.formats import AudioFormat
 from mediastream.emulator.dialplan import DialplanRunner, Program
@@ -25,6 +26,7 @@ __all__ = [
     "DTMF_CALL_ID",
     "ECHO_CALL_ID",
     "TONE_CALL_ID",
+    "add_call",
     "create_demo",
 ]
 
@@ -67,8 +69,40 @@ async def _dtmf(r: DialplanRunner) -> None:
         await r.wait(max(0.02, DTMF_PERIOD_SECONDS - (loop.time() - started)))
 
 
+CALL_KINDS: dict[str, Program] = {
+    "tone": _tone(440),
+    "tone880": _tone(880),
+    "echo": _echo,
+    "dtmf": _dtmf,
+}
+"""What :func:`add_call` can create: the demo calls' behaviours."""
+
+_call_counter = itertools.count(0x100)
+
+
+def add_call(pbx: Pbx, kind: str = "tone", channel_id: str | None = None) -> Channel:
+    """Add an Up call that runs dialplan (not Stasis), like the demo calls.
+
+    Args:
+        pbx: The PBX.
+        kind: ``tone`` (440 Hz), ``tone880``, ``echo`` or ``dtmf``.
+        channel_id: Its id; a fresh uniqueid when omitted.
+
+    Returns:
+        The new channel.
+
+    Raises:
+        ValueError: Unknown ``kind``.
+    """
+    program = CALL_KINDS.get(kind)
+    if program is None:
+        raise ValueError(f"unknown call kind {kind!r}; use one of {sorted(CALL_KINDS)}")
+    name = f"PJSIP/call-{kind}-{next(_call_counter):08x}"
+    return _demo_channel(pbx, channel_id, name, f"call-{kind}", ("Caller", "1000"), program)
+
+
 def _demo_channel(
-    pbx: Pbx, channel_id: str, name: str, exten: str, caller: tuple[str, str], program: Program
+    pbx: Pbx, channel_id: str | None, name: str, exten: str, caller: tuple[str, str], program: Program
 ) -> Channel:
     channel = pbx.new_channel(
         name,

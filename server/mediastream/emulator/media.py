@@ -145,9 +145,9 @@ class MediaClock:
         finally:
             self._tick_time = None
         if self._waiters:
-            due = [w for w in self._waiters if w[0] <= self.ticks]
+            ready = [w for w in self._waiters if w[0] <= self.ticks]
             self._waiters = [w for w in self._waiters if w[0] > self.ticks]
-            for _, future in due:
+            for _, future in ready:
                 if not future.done():
                     future.set_result(None)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mediastream.emulator.ari import AriServer
-from mediastream.emulator.demo import create_demo
+from mediastream.emulator.demo import add_call, create_demo
 from mediastream.emulator.events import EventBus
 from mediastream.emulator.media import MediaClock
 from mediastream.emulator.pbx import Pbx, PbxSettings
@@ -142,6 +142,22 @@ class Emulator:
             return
         for digit in digits:
             channel.read_dtmf_end(digit, duration_ms)
+
+    def add_call(self, kind: str = "tone", channel_id: str | None = None) -> str:
+        """Add an Up call outside Stasis (reach it by snoop), like the demo calls.
+
+        Args:
+            kind: ``tone`` (440 Hz), ``tone880``, ``echo`` or ``dtmf`` (440 Hz and
+                ``1 2 #`` every 2 s).
+            channel_id: Its id; a fresh uniqueid when omitted.
+
+        Returns:
+            The channel id.
+
+        Raises:
+            ValueError: Unknown ``kind``.
+        """
+        return add_call(self.pbx, kind, channel_id).id
 
     def channel_ids(self) -> list[str]:
         """Ids of the live channels."""

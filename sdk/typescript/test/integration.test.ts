@@ -1,0 +1,80 @@
+// The TypeScript SDK against the real gateway and its Asterisk emulator.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { AudioFormat, MediaStreamClient, RPCError, StopReason, chunkBytes } from "../src/index.js";
+import { concat, dominantHz, fromPcm16, pcm16, sine, toneLevel } from "./audio.js";
+import { startGateway, type Gateway } from "./gateway.js";
+
+describe("the SDK against the real gateway", () => {
+  let gw: Gateway;
+  let client: MediaStreamClient;
+
+  before(async () => {
+    gw = await startGateway();
+    client = new MediaStreamClient(gw.grpc);
+  });
+
+  after(async () => {
+    client?.close();
+    await gw?.stop();
+  });
+
+  it("hears the tone call at 440 Hz", async () => {
+    const stream = await client.listen({ callId: gw.demo.tone_call!, format: AudioFormat.SLIN });
+    assert.deepEqual([stream.info.sampleRateHz, stream.info.frameBytes, chunkBytes(stream.info)], [8000, 320, 320]);
+    const parts: Uint8Array[] = [];
+    for await (const data of stream.audio()) {
+      assert.equal(data.length, 320);
+      parts.push(data);
+      if (parts.length === 60) {
+        break; // 1.2 s
+      }
+    }
+    stream.close();
+    const samples = fromPcm16(concat(parts));
+    assert.ok(Math.abs(dominantHz(samples, 8000) - 440) < 3, `dominant ${dominantHz(samples, 8000)} Hz`);
+    assert.ok(toneLevel(samples, 8000, 440) > 5000);
+  });
+
+  it("gets back from the echo call what it sends", async () => {
+    const stream = await client.stream({ callId: gw.demo.echo_call!, format: AudioFormat.SLIN });
+    const received: Uint8Array[] = [];
+    const reading = (async () => {
+      for await (const ev of stream) {
+        if (ev.kind === "audio") {
+          received.push(ev.data);
+        }
+      }
+    })();
+    await stream.write(pcm16(sine(1000, 1000, 8000)));
+    stream.closeSend();
+    await reading;
+    assert.equal(stream.stopped?.reason, StopReason.CLIENT_DONE);
+    const back = fromPcm16(concat(received));
+    assert.ok(Math.abs(dominantHz(back, 8000) - 1000) < 3, `dominant ${dominantHz(back, 8000)} Hz`);
+    assert.ok((toneLevel(back, 8000, 1000) * back.length) / 8000 > 0.3 * 8000, "the echo carries the tone");
+  });
+
+  it("is refused NOT_FOUND / CALL_NOT_FOUND for an unknown call", async () => {
+    await assert.rejects(client.listen({ callId: "no-such-call" }), (err: unknown) => {
+      assert.ok(err instanceof RPCError);
+      assert.equal(err.codeName, "NOT_FOUND");
+      assert.equal(err.reason, "CALL_NOT_FOUND");
+      assert.deepEqual(err.metadata, { call_id: "no-such-call" });
+      assert.notEqual(err.domain, "");
+      return true;
+    });
+  });
+
+  it("is refused INVALID_ARGUMENT naming config.chunk_ms for chunk_ms 30", async () => {
+    await assert.rejects(client.stream({ callId: gw.demo.tone_call!, chunkMs: 30 }), (err: unknown) => {
+      assert.ok(err instanceof RPCError);
+      assert.equal(err.codeName, "INVALID_ARGUMENT");
+      assert.deepEqual(
+        err.fieldViolations.map((v) => v.field),
+        ["config.chunk_ms"],
+      );
+      return true;
+    });
+  });
+});

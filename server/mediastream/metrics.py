@@ -1,0 +1,78 @@
+"""Prometheus metrics: one registry for the process, served over HTTP.
+
+Counters are incremented where the event happens; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+STREAMS_ACTIVE = Gauge(
+    "mediastream_streams_active",
+    "Streams open now.",
+    ["kind", "transport", "encapsulation", "mode"],
+    registry=REGISTRY,
+)
+STREAMS_OPENED = Counter(
+    "mediastream_streams_opened_total",
+    "Streams opened.",
+    ["kind", "transport"],
+    registry=REGISTRY,
+)
+STREAMS_ENDED = Counter(
+    "mediastream_streams_ended_total",
+    "Streams ended, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+STREAM_ERRORS = Counter(
+    "mediastream_stream_errors_total",
+    "Requests refused or streams failed, by gRPC/HTTP-independent reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+FRAMES = Counter(
+    "mediastream_frames_total",
+    "Audio frames (20 ms) by direction and outcome.",
+    ["direction", "outcome"],
+    registry=REGISTRY,
+)
+"""direction: from_asterisk (to the client) or to_asterisk; outcome: relayed, dropped,
+concealed, refused."""
+ADDED_LATENCY = Histogram(
+    "mediastream_added_latency_seconds",
+    "Time from a chunk's last frame arriving from Asterisk to its hand-over to the client.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+ARI_REQUESTS = Counter(
+    "mediastream_ari_requests_total",
+    "ARI REST requests, by method and status class (2xx, 4xx, 5xx, error).",
+    ["method", "status"],
+    registry=REGISTRY,
+)
+ASTERISK_CONNECTED = Gauge(
+    "mediastream_asterisk_connected",
+    "1 while the ARI events WebSocket of an Asterisk is up.",
+    ["asterisk"],
+    registry=REGISTRY,
+)
+EXTERNAL_MEDIA = Gauge(
+    "mediastream_external_media",
+    "External media by status.",
+    ["status"],
+    registry=REGISTRY,
+)
+RESUMES = Counter(
+    "mediastream_resumes_total",
+    "Streams resumed after a dropped connection.",
+    registry=REGISTRY,
+)
+MALFORMED_INPUT = Counter(
+    "mediastream_malformed_input_total",
+    "Input dropped or refused as malformed, by where it came in.",
+    ["ingress"],
+    registry=REGISTRY,
+)
