@@ -54,7 +54,7 @@ async def test_counters_move_with_a_stream(harness: Harness) -> None:
             pass
     await harness.leftovers()
     _, after = await scrape(harness)
-    active = dict(kind="call", transport="rtp", encapsulation="sln", mode="listen")
+    active = {"kind": "call", "transport": "rtp", "encapsulation": "sln", "mode": "listen"}
     assert value(during, "mediastream_streams_active", **active) == 1
     assert value(after, "mediastream_streams_active", **active) == 0
     opened = "mediastream_streams_opened_total"
@@ -64,7 +64,7 @@ async def test_counters_move_with_a_stream(harness: Harness) -> None:
         == 1
     )
     frames = "mediastream_frames_total"
-    relayed = dict(direction="from_asterisk", outcome="relayed")
+    relayed = {"direction": "from_asterisk", "outcome": "relayed"}
     assert value(after, frames, **relayed) - value(before, frames, **relayed) >= 25
     latency = "mediastream_added_latency_seconds_count"
     assert value(after, latency) - value(before, latency) >= 25

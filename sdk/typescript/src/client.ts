@@ -102,7 +102,7 @@ export class MediaStreamClient {
   async stream(config: StreamConfig, options: StreamOptions = {}): Promise<DuplexStream> {
     const call = callOptions(options);
     const requests = new RequestQueue<StreamMediaRequest>();
-    void requests.push(request({ case: "config", value: toProto(config) }));
+    requests.push(request({ case: "config", value: toProto(config) })).catch(() => {}); // a failure is reported by start()
     const responses = this.rpc.streamMedia(requests, call.options);
     const stream = new DuplexStream(responses[Symbol.asyncIterator](), requests, call.abort);
     await stream.start();

@@ -102,7 +102,12 @@ def add_call(pbx: Pbx, kind: str = "tone", channel_id: str | None = None) -> Cha
 
 
 def _demo_channel(
-    pbx: Pbx, channel_id: str | None, name: str, exten: str, caller: tuple[str, str], program: Program
+    pbx: Pbx,
+    channel_id: str | None,
+    name: str,
+    exten: str,
+    caller: tuple[str, str],
+    program: Program,
 ) -> Channel:
     channel = pbx.new_channel(
         name,

@@ -208,15 +208,11 @@ class EventBus:
         self.asterisk_id = asterisk_id
         self._sinks: dict[str, list[EventSink]] = {}
         self._subscribe_all: set[str] = set()
-        self.app_channels: dict[str, set[str]] = {}
-        self.app_bridges: dict[str, set[str]] = {}
 
     def connect(self, apps: Iterable[str], sink: EventSink, subscribe_all: bool = False) -> None:
         """Register ``apps`` for a newly connected websocket."""
         for app in apps:
             self._sinks.setdefault(app, []).append(sink)
-            self.app_channels.setdefault(app, set())
-            self.app_bridges.setdefault(app, set())
             if subscribe_all:
                 self._subscribe_all.add(app)
 

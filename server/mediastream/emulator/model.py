@@ -213,6 +213,8 @@ class Channel:
         is_snoop: Snoop channels get no ``ChannelDestroyed`` event.
         local_peer: The other half of a Local channel pair.
         hung_up: Set once the hangup started (no further events or media).
+        snoops: Snoop channels spying on this one (they die with it).
+        on_hangup: Callbacks run while the channel is torn down.
     """
 
     id: str
