@@ -31,6 +31,7 @@ class Settings:
 
     Attributes:
         grpc_listen: ``host:port`` the gRPC server binds (port 0: any free port).
+        ws_listen: ``host:port`` the WebSocket endpoints and web page bind (port 0: any free port).
         ari_url: ARI base URL of a real Asterisk, or several comma-separated;
             empty starts the embedded emulator.
         ari_user: ARI user name.
@@ -57,6 +58,7 @@ class Settings:
     """
 
     grpc_listen: str = "127.0.0.1:50051"
+    ws_listen: str = "127.0.0.1:8080"
     ari_url: str = ""
     ari_user: str = "asterisk"
     ari_password: str = field(default="asterisk", repr=False)
@@ -111,6 +113,9 @@ class Settings:
         host, sep, port = self.grpc_listen.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"grpc_listen must be host:port, got {self.grpc_listen!r}")
+        host, sep, port = self.ws_listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"ws_listen must be host:port, got {self.ws_listen!r}")
         for url in self.ari_urls:
             parsed = urlparse(url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import numpy as np
 import pytest
@@ -251,3 +252,60 @@ def test_invalid_sizes(bad: dict[str, int]) -> None:
     kw = {"capacity": 10, "frame_bytes": 160, "prefetch": 2, **bad}
     with pytest.raises(ValueError):
         JitterBuffer(kw["capacity"], kw["frame_bytes"], prefetch=kw["prefetch"])
+
+
+# --- packet-driven playout (pop_ready) ---------------------------------------------
+
+
+def _packet(seq: int, payload: bytes = b"") -> RtpPacket:
+    return RtpPacket(payload_type=0, sequence_number=seq & 0xFFFF, timestamp=seq * 160,
+                     ssrc=7, payload=payload or bytes([seq & 0xFF]) * 160)
+
+
+def test_pop_ready_in_order_stream_comes_out_at_once() -> None:
+    jb = JitterBuffer(16, 160, prefetch=1, fmt=AudioFormat.ULAW)
+    for seq in range(65530, 65540):  # across the 16-bit wrap
+        jb.push(_packet(seq))
+        frames = jb.pop_ready()
+        assert [f.sequence_number for f in frames] == [seq & 0xFFFF]
+
+
+def test_pop_ready_waits_for_a_reordered_packet_then_conceals_a_lost_one() -> None:
+    jb = JitterBuffer(16, 160, prefetch=1, fmt=AudioFormat.ULAW)
+    jb.push(_packet(1))
+    assert [f.sequence_number for f in jb.pop_ready()] == [1]
+    jb.push(_packet(3))
+    assert jb.pop_ready() == []  # 2 may still come
+    jb.push(_packet(2))
+    assert [f.sequence_number for f in jb.pop_ready()] == [2, 3]
+    jb.push(_packet(5))
+    jb.push(_packet(6))  # two later packets: 4 is lost
+    frames = jb.pop_ready()
+    assert [(f.sequence_number, f.concealed) for f in frames] == [
+        (4, True), (5, False), (6, False)]
+    jb.push(_packet(4))  # too late now
+    assert jb.pop_ready() == []
+    assert (jb.stats.lost, jb.stats.concealed, jb.stats.late, jb.stats.reordered) == (1, 1, 1, 1)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=200),
+       st.sets(st.integers(min_value=0, max_value=199)), st.randoms())
+def test_pop_ready_never_emits_out_of_order_or_twice(
+    jitter: list[int], drop: set[int], rnd: random.Random
+) -> None:
+    order = list(range(len(jitter)))
+    # Each packet is delayed by up to 3 slots: a bounded reordering.
+    order.sort(key=lambda i: i + jitter[i] + rnd.random())
+    jb = JitterBuffer(16, 160, prefetch=1, fmt=AudioFormat.ULAW)
+    out: list[int] = []
+    for i in order:
+        if i in drop:
+            continue
+        jb.push(_packet(i))
+        for f in jb.pop_ready():
+            out.append(f.sequence_number)
+        if i % 2 == 0:  # duplicates are dropped
+            jb.push(_packet(i))
+            out.extend(f.sequence_number for f in jb.pop_ready())
+    assert out == sorted(set(out))
+    assert len(jb) <= 16

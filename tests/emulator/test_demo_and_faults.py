@@ -155,6 +155,11 @@ async def test_api_key_and_json_body_parameters(emulator: Emulator) -> None:
             ) as r:
                 assert r.status == 200
                 channel = await r.json()
+            assert channel["channelvars"] == {
+                "AUDIOSOCKET_SERVICE": peer.address,
+                "AUDIOSOCKET_UUID": body["data"],
+                "X": "1",
+            }
             start = None
             while start is None or start["type"] != "StasisStart":
                 start = await ws.receive_json(timeout=2)

@@ -292,3 +292,13 @@ async def test_unknown_connection_id_and_second_connection(emulator: Emulator, a
         else:
             raise AssertionError("a second connection must be refused")
         await ws.close()
+
+
+async def test_ari_delete_closes_the_websocket_with_1000(emulator: Emulator, ari: Ari) -> None:
+    async with aiohttp.ClientSession() as session:
+        em, client, _ = await ws_channel(ari, session, json_format=False, exten=None)
+        await ari.ok("DELETE", f"/channels/{em['id']}")
+        await asyncio.wait_for(client.closed.wait(), 2)
+        assert client.ws.close_code == 1000
+        request = next(e for e in ari.of(em["id"]) if e["type"] == "ChannelHangupRequest")
+        assert (request["cause"], request.get("soft")) == (32, True)

@@ -14,10 +14,16 @@ from typing import Protocol, cast
 
 from mediastream import metrics
 from mediastream.core.formats import AudioFormat
+from mediastream.core.jitterbuffer import JitterBuffer
 from mediastream.core.pcm import swap16
 from mediastream.core.rtp import RtpError, RtpSequencer, parse_rtp
 
 log = logging.getLogger(__name__)
+
+REORDER_CAPACITY = 16
+"""Packets the RTP reorder window holds (320 ms)."""
+
+FRAMES_CONCEALED = metrics.FRAMES.labels("from_asterisk", "concealed")
 
 
 class FrameSink(Protocol):
@@ -63,6 +69,9 @@ class RtpTransport(asyncio.DatagramProtocol):
             timestamp=random.getrandbits(32),
         )
         self._swap = fmt.is_linear
+        # Packet-driven: in-order packets pass at once; a gap waits for two
+        # later packets before it is concealed.
+        self.jitter = JitterBuffer(REORDER_CAPACITY, fmt.frame_bytes, prefetch=1, fmt=fmt)
         self.malformed = 0
         self.foreign = 0
 
@@ -99,8 +108,16 @@ class RtpTransport(asyncio.DatagramProtocol):
             metrics.MALFORMED_INPUT.labels("rtp").inc()
             log.warning("dropped malformed RTP from Asterisk: %s", exc.reason)
             return
-        payload = packet.payload
-        self._sink.on_frame(swap16(payload) if self._swap else payload)
+        jitter = self.jitter
+        before = jitter.stats.concealed
+        jitter.push(packet)
+        for frame in jitter.pop_ready():
+            payload = frame.payload
+            if self._swap and not len(payload) & 1:
+                payload = swap16(payload)
+            self._sink.on_frame(payload)
+        if jitter.stats.concealed != before:
+            FRAMES_CONCEALED.inc(jitter.stats.concealed - before)
 
     def error_received(self, exc: Exception) -> None:  # noqa: D102
         log.warning("RTP socket error: %s", exc)

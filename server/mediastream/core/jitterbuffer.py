@@ -337,6 +337,35 @@ class JitterBuffer:
         self.stats.underruns += 1
         return None
 
+    def pop_ready(self, reorder_window: int = 2) -> list[PlayoutFrame]:
+        """Packet-driven playout, for a consumer without a 20 ms clock of its own.
+
+        Call after each :meth:`push`. Every frame whose packet is here comes out
+        at once, in order, so an in-order stream gets no added delay. When the
+        next packet is missing, its later packets wait until ``reorder_window``
+        of them are buffered; then the missing one is taken as lost and
+        concealed, and a straggler arriving after that is dropped as late.
+        Sender pauses (``fill_gaps``) are not filled: with no clock there is no
+        silence to time.
+
+        Args:
+            reorder_window: Later packets to hold while waiting for a missing one.
+
+        Returns:
+            The frames to play now, in order.
+        """
+        out: list[PlayoutFrame] = []
+        buf = self._buf
+        if self._next is None:
+            return out
+        self._playing = True
+        while buf and (self._next in buf or len(buf) >= reorder_window):
+            frame = self.pop_frame()
+            if frame is None:
+                break
+            out.append(frame)
+        return out
+
     def _pause_frames(self, packet: RtpPacket, ext: int) -> int:
         if self._last_ts is None or self._last_ext is None or self._samples_per_frame is None:
             return 0

@@ -90,6 +90,12 @@ class StreamSpec:
         transport: Transport towards Asterisk.
         bidirectional: Whether the client sends audio into the call.
         resumable: Whether the stream outlives a dropped connection for a resume.
+        uplink_format: Sample format the client sends, when it differs from
+            `format`; None: `format`. VoIPBIN's media_stream sends mu-law down
+            and reads 16-bit slin up, and its clients rely on that.
+        voipbin_rtp: Frame RTP as VoIPBIN does: payload type 96 for every format
+            and 16-bit samples little-endian (the bytes of the sln form), instead
+            of Asterisk's payload types and RFC 3551's big-endian L16.
     """
 
     target: Target
@@ -100,6 +106,13 @@ class StreamSpec:
     transport: Transport = Transport.RTP
     bidirectional: bool = True
     resumable: bool = False
+    uplink_format: AudioFormat | None = None
+    voipbin_rtp: bool = False
+
+    @property
+    def input_format(self) -> AudioFormat:
+        """Sample format of the audio the client sends."""
+        return self.uplink_format or self.format
 
     @property
     def chunk_bytes(self) -> int:
@@ -191,7 +204,7 @@ class Downlink:
         self._sequence = 0
         self._rtp = RtpSequencer(
             payload_type=PT_VOIPBIN
-            if spec.format is AudioFormat.ULAW
+            if spec.format is AudioFormat.ULAW or spec.voipbin_rtp
             else spec.format.rtp_payload_type,
             ssrc=random.getrandbits(32),
             sequence_number=1,
@@ -214,8 +227,10 @@ class Downlink:
         ts = seq * self._samples_per_chunk
         enc = self._spec.encapsulation
         if enc is Encapsulation.RTP:
-            # RTP carries 16-bit samples big-endian (network order).
-            wire = swap16(samples) if self._spec.format.is_linear else samples
+            # RTP carries 16-bit samples big-endian (network order), except in
+            # VoIPBIN's framing, which wraps the little-endian payload as it is.
+            swap = self._spec.format.is_linear and not self._spec.voipbin_rtp
+            wire = swap16(samples) if swap else samples
             data = self._rtp.next(wire, self._samples_per_chunk)
         elif enc is Encapsulation.AUDIOSOCKET:
             data = audiosocket.encode(audiosocket.Kind.AUDIO, samples)
@@ -229,8 +244,9 @@ class Uplink:
 
     def __init__(self, spec: StreamSpec) -> None:
         self._spec = spec
-        self._transcoder = Transcoder(spec.format, spec.asterisk_format)
-        self._max_bytes = spec.format.bytes_for(MAX_CHUNK_MS)
+        self._format = spec.input_format
+        self._transcoder = Transcoder(self._format, spec.asterisk_format)
+        self._max_bytes = self._format.bytes_for(MAX_CHUNK_MS)
 
     def decode(self, data: bytes) -> bytes:
         """Unwrap and convert one client chunk.
@@ -248,7 +264,7 @@ class Uplink:
                     "audio.data", f"not an RTP packet: {exc.reason}", reason="MALFORMED_CHUNK"
                 ) from exc
             samples = packet.payload
-            if self._spec.format.is_linear and len(samples) % 2 == 0:
+            if self._format.is_linear and not self._spec.voipbin_rtp and len(samples) % 2 == 0:
                 samples = swap16(samples)
         elif enc is Encapsulation.AUDIOSOCKET:
             samples = _audiosocket_audio(data)
@@ -258,10 +274,10 @@ class Uplink:
             raise InvalidArgument(
                 "audio.data",
                 f"chunk carries {len(samples)} bytes of audio; at most {self._max_bytes} "
-                f"({MAX_CHUNK_MS} ms of {self._spec.format.value}) are accepted",
+                f"({MAX_CHUNK_MS} ms of {self._format.value}) are accepted",
                 reason="CHUNK_TOO_LARGE",
             )
-        if len(samples) % self._spec.format.sample_width:
+        if len(samples) % self._format.sample_width:
             raise InvalidArgument(
                 "audio.data",
                 f"{len(samples)} bytes is not a whole number of 16-bit samples",

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2.0
 """``MAX_CONNECT_TIMEOUT_MSEC``: how long Asterisk waits for the TCP connection."""
 
-_INCOMING_FORMATS = {
+# Every 0x10 is 8 kHz slin whatever the channel's format (so mu-law sent back is noise).
+_INCOMING_FORMATS: dict[int, AudioFormat] = {
     audiosocket.Kind.AUDIO: AudioFormat.SLIN,
     audiosocket.Kind.SLIN16: AudioFormat.SLIN16,
 }
@@ -143,15 +144,7 @@ class AudioSocketTech:
         for message in messages:
             if self._closed:
                 return False
-            fmt = (
-                _INCOMING_FORMATS.get(audiosocket.Kind(message.kind))
-                if message.kind
-                in (
-                    audiosocket.Kind.AUDIO,
-                    audiosocket.Kind.SLIN16,
-                )
-                else None
-            )
+            fmt = _INCOMING_FORMATS.get(message.kind)
             if fmt is not None:
                 if len(message.payload) % 2:
                     return False

@@ -469,7 +469,16 @@ class Pbx:
     async def external_media(
         self, params: Mapping[str, str], variables: Mapping[str, str]
     ) -> Channel:
-        """``POST /channels/externalMedia``, validated in Asterisk's order."""
+        """``POST /channels/externalMedia``, validated in Asterisk's order.
+
+        ``variables`` (from a JSON body) are set on the channel and, like the
+        driver's own variables, returned in the response's ``channelvars``.
+        """
+        channel = await self._external_media(params)
+        channel.channelvars.update(variables)
+        return channel
+
+    async def _external_media(self, params: Mapping[str, str]) -> Channel:
         app = params.get("app", "")
         if not app:
             raise AriError(400, "app cannot be empty")
