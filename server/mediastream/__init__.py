@@ -1,0 +1,1 @@
+"""mediastream: live call and conference audio from Asterisk, over gRPC and WebSocket."""

@@ -1,0 +1,1 @@
+"""The Asterisk side: ARI, externalMedia transports, and attaching streams to calls."""
