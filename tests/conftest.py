@@ -39,6 +39,8 @@ def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGate
             "WARNING",
             "--metrics-listen",
             "127.0.0.1:0",
+            "--ws-listen",
+            "127.0.0.1:0",
             *extra,
         ],
         stdout=subprocess.PIPE,

@@ -35,6 +35,7 @@ from mediastream.auth import Authenticator
 from mediastream.config import Settings
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
+from mediastream.shim import ShimServer
 from mediastream.streams import StreamLimits, StreamManager
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Endpoints:
     ari_url: str
     embedded: bool
     metrics: str
+    websocket: str = ""
 
 
 class Gateway:
@@ -68,6 +70,7 @@ class Gateway:
         self._external: ExternalMediaManager | None = None
         self._health_tasks: set[asyncio.Task[None]] = set()
         self._metrics_runner: web.AppRunner | None = None
+        self._shim: ShimServer | None = None
         self.endpoints: Endpoints | None = None
 
     async def start(self) -> Endpoints:
@@ -135,8 +138,12 @@ class Gateway:
         self._server = server
         await self._set_health(self._pool.connected)
         metrics_address = await self._start_metrics()
+        self._shim = ShimServer(self._streams, auth, s.transport, embedded=s.embedded)
+        ws_address = await self._shim.start(s.ws_listen)
         host = s.grpc_listen.rpartition(":")[0]
-        self.endpoints = Endpoints(f"{host}:{port}", ",".join(urls), s.embedded, metrics_address)
+        self.endpoints = Endpoints(
+            f"{host}:{port}", ",".join(urls), s.embedded, metrics_address, websocket=ws_address
+        )
         return self.endpoints
 
     async def _start_metrics(self) -> str:
@@ -168,6 +175,12 @@ class Gateway:
     def emulator(self) -> Emulator | None:
         """The embedded Asterisk emulator, when there is one."""
         return self._emulator
+
+    @property
+    def shim(self) -> ShimServer:
+        """The WebSocket endpoints (for tests)."""
+        assert self._shim is not None
+        return self._shim
 
     @property
     def streams(self) -> StreamManager:
@@ -211,6 +224,8 @@ class Gateway:
             await self._streams.drain(self.settings.drain_timeout_s)
         if self._external is not None:
             await self._external.close_all()
+        if self._shim is not None:
+            await self._shim.stop()
         if self._server is not None:
             await self._server.stop(grace)
         if self._audiosocket is not None:

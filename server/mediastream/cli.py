@@ -22,6 +22,7 @@ def _serve(settings: config.Settings) -> int:
             "ari_url": endpoints.ari_url,
             "embedded_asterisk": endpoints.embedded,
             "metrics": endpoints.metrics,
+            "websocket": endpoints.websocket,
         }
         if endpoints.embedded:
             from mediastream.emulator import demo

@@ -58,6 +58,7 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         "grpc_listen": "127.0.0.1:0",
         "drain_timeout_s": 0.5,
         "metrics_listen": "127.0.0.1:0",
+        "ws_listen": "127.0.0.1:0",
     }
     settings = Settings(**{**defaults, **overrides})
     settings.validate()

@@ -38,7 +38,7 @@ from mediastream.core.stream import (
     validate_chunk_ms,
     validate_target_id,
 )
-from mediastream.errors import FailedPrecondition, InvalidArgument, MediaStreamError
+from mediastream.errors import FailedPrecondition, InvalidArgument, MediaStreamError, Unavailable
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,17 @@ def _started(stream: Stream, resumed: bool) -> pb.StreamStarted:
     )
 
 
+def _final(stopped: StreamStopped) -> StreamStopped:
+    """A stream that Asterisk failed ends with UNAVAILABLE, so clients can retry.
+
+    Raises:
+        Unavailable: if Asterisk failed.
+    """
+    if stopped.reason is StopReason.ASTERISK_FAILURE:
+        raise Unavailable(stopped.detail, reason="ASTERISK_FAILURE")
+    return stopped
+
+
 def _stopped(stopped: StreamStopped) -> pb.StreamStopped:
     return pb.StreamStopped(reason=_STOP_REASONS[stopped.reason], detail=stopped.detail)
 
@@ -248,7 +259,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 yield pb.StreamMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
             if stream.error is not None:
                 raise stream.error
-            yield pb.StreamMediaResponse(stopped=_stopped(await stream.stopped))
+            yield pb.StreamMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.info("StreamMedia refused: %s (%s)", exc.message, exc.reason)
@@ -303,7 +314,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             async for item in stream.output():
                 if isinstance(item, Chunk | Dtmf):
                     yield pb.ListenMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
-            yield pb.ListenMediaResponse(stopped=_stopped(await stream.stopped))
+            yield pb.ListenMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.info("ListenMedia refused: %s (%s)", exc.message, exc.reason)

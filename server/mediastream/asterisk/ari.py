@@ -156,6 +156,14 @@ class AriClient:
         """Whether the events WebSocket is up (so the app is registered)."""
         return self._connected.is_set()
 
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the events WebSocket; return whether it is up."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def on_connection_change(self, listener: Callable[[bool], None]) -> None:
         """Call `listener(connected)` whenever the events WebSocket goes up or down."""
         self._state_listeners.append(listener)

@@ -34,6 +34,9 @@ NAME_PREFIX = "mediastream-"
 GATEWAY_CHANNELS = ("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/")
 """Name prefixes of the channels the gateway creates."""
 
+RECONNECT_GRACE = 5.0
+"""Seconds a leg waits for ARI's events connection to come back."""
+
 STASIS_TIMEOUT = 5.0
 """Seconds to wait for a created channel's StasisStart."""
 
@@ -355,7 +358,7 @@ class LegFactory:
             subject = event.get("channel", {}).get("id") or event.get("bridge", {}).get("id")
             end: LegEnd | None = None
             if kind == "_AriDisconnected":
-                end = LegEnd(StopReason.ASTERISK_FAILURE, "lost the ARI events connection")
+                end = await self._after_disconnect(leg)
             elif (
                 target.kind is TargetKind.CALL
                 and subject == target.id
@@ -379,6 +382,52 @@ class LegFactory:
                 leg.sink.on_dtmf(event["digit"], int(event.get("duration_ms") or 0))
             if end is not None:
                 leg.end(end)
+
+    async def _after_disconnect(self, leg: Leg) -> LegEnd | None:
+        """Decide whether a leg survives a drop of ARI's events connection.
+
+        Media does not travel over that connection, so if it comes back soon and
+        everything of the leg is still in Asterisk, the leg goes on (events
+        missed meanwhile are re-checked by looking the objects up). If Asterisk
+        restarted, its channels are gone and the leg ends.
+        """
+        if not await self.ari.wait_connected(RECONNECT_GRACE):
+            return LegEnd(
+                StopReason.ASTERISK_FAILURE, f"lost ARI for more than {RECONNECT_GRACE:.0f} s"
+            )
+        target = leg.spec.target
+        paths = [f"/channels/{c}" for c in leg.channel_ids] + [
+            f"/bridges/{b}" for b in leg.bridge_ids
+        ]
+        paths.append(
+            f"/channels/{target.id}" if target.kind is TargetKind.CALL else f"/bridges/{target.id}"
+        )
+        try:
+            for path in paths:
+                await self.ari.request("GET", path)
+            for source in leg.subscriptions:
+                await self.ari.request(
+                    "POST",
+                    f"/applications/{self.ari.config.app}/subscription",
+                    {"eventSource": source},
+                )
+        except AriError:
+            reason = (
+                StopReason.CALL_HANGUP
+                if target.kind is TargetKind.CALL
+                else StopReason.CONFERENCE_ENDED
+            )
+            try:
+                await self.ari.request("GET", paths[-1])
+            except AriError:
+                return LegEnd(reason, f"{target.kind.value} ended while ARI was down")
+            return LegEnd(
+                StopReason.ASTERISK_FAILURE, "Asterisk lost the stream's channels (restarted?)"
+            )
+        except Unavailable as exc:
+            return LegEnd(StopReason.ASTERISK_FAILURE, str(exc))
+        log.info("leg %s survived an ARI events reconnect", leg.stream_id)
+        return None
 
     async def sweep_orphans(self) -> int:
         """Remove what an earlier run of this gateway left in Asterisk.

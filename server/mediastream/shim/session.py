@@ -60,6 +60,7 @@ class Dialect(ABC):
         self.stream = stream
         self.streams = streams
 
+    @abstractmethod
     async def opened(self) -> None:
         """Send whatever the dialect sends before the first audio."""
 
@@ -67,12 +68,15 @@ class Dialect(ABC):
     async def send(self, item: Chunk | StreamEvent) -> None:
         """Send one chunk or event to the client."""
 
+    @abstractmethod
     async def stopped(self, stopped: StreamStopped) -> None:
         """Say that the stream ended, before the close frame."""
 
+    @abstractmethod
     async def failed(self, error: MediaStreamError) -> None:
         """Say that the stream failed, before the close frame."""
 
+    @abstractmethod
     async def on_binary(self, data: bytes) -> None:
         """Handle a binary message.
 
@@ -80,6 +84,7 @@ class Dialect(ABC):
             MediaStreamError: the message breaks the dialect's contract.
         """
 
+    @abstractmethod
     async def on_text(self, text: str) -> None:
         """Handle a text message.
 
@@ -153,5 +158,5 @@ async def _read(dialect: Dialect) -> None:
                 # CLOSE, CLOSING, CLOSED or ERROR: the client is gone or going.
                 return
     except MediaStreamError as exc:
-        log.info("stream %s: client broke the contract: %s (%s)", stream.id, exc.message, exc.reason)
+        log.info("stream %s: client broke the contract: %s", stream.id, exc.reason)
         stream.fail(exc)

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from mediastream import metrics
-from mediastream.core.formats import FRAME_MS
 from mediastream.core.stream import (
     Chunk,
     Dtmf,
@@ -193,7 +192,3 @@ class VoipbinDialect(Dialect):
                 f"unknown control message type {kind!r}: mark, clear, dtmf, hangup or done",
                 reason="UNKNOWN_MESSAGE",
             )
-
-
-FRAMES_PER_SECOND = 1000 // FRAME_MS
-"""Binary messages per second in each direction."""

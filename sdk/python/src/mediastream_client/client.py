@@ -76,6 +76,9 @@ RESUMABLE = frozenset(
 )
 """Codes after which a stream is resumed (a dropped connection, not a refusal)."""
 
+FINAL_REASONS = frozenset({"ASTERISK_FAILURE", "DRAINING"})
+"""Reasons of an UNAVAILABLE that a resume cannot mend: the stream is gone."""
+
 
 def _reverse(table: Mapping[_K, _V]) -> dict[_V, _K]:
     return {v: k for k, v in table.items()}
@@ -214,13 +217,19 @@ class _Stream:
             try:
                 msg = await self._call.read()
             except grpc.aio.AioRpcError as exc:
-                if self._auto_resume and exc.code() in RESUMABLE and self.info is not None:
+                error = RPCError.from_aio(exc)
+                if (
+                    self._auto_resume
+                    and exc.code() in RESUMABLE
+                    and error.reason not in FINAL_REASONS
+                    and self.info is not None
+                ):
                     log.info(
                         "stream %s dropped (%s); resuming", self.info.stream_id, exc.code().name
                     )
                     await self._resume()
                     continue
-                raise RPCError.from_aio(exc) from None
+                raise error from None
             if msg is grpc.aio.EOF:
                 return
             event = _event(msg)

@@ -1,0 +1,247 @@
+"""The Twilio Media Streams dialect, for clients written against Twilio.
+
+JSON text messages only, field for field as Twilio's "Media Streams -
+WebSocket Messages" reference names them. The gateway sends ``connected``,
+``start``, ``media`` (base64 mu-law 8 kHz, 20 ms each), ``dtmf``, ``mark``
+and ``stop``; it accepts ``media``, ``mark`` and ``clear``, like a
+bidirectional (``<Connect><Stream>``) Twilio stream. As Twilio does, a
+``clear`` sends back the marks whose audio it dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from mediastream import metrics
+from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, AudioFormat
+from mediastream.core.stream import (
+    Chunk,
+    Dtmf,
+    Encapsulation,
+    MarkReached,
+    PlaybackCleared,
+    StreamEvent,
+    StreamSpec,
+    Target,
+    Transport,
+)
+from mediastream.errors import InvalidArgument, MediaStreamError
+from mediastream.shim.session import Dialect, ShimWebSocket
+from mediastream.streams import Stream, StreamManager, StreamStopped
+
+MAX_MESSAGE_BYTES = 256 * 1024
+"""Largest text message accepted: about 24 s of base64 mu-law."""
+
+PROTOCOL_VERSION = "1.0.0"
+"""``connected.version``, as Twilio sends it."""
+
+_PIECE_BYTES = AudioFormat.ULAW.bytes_for(MAX_CHUNK_MS)
+"""A media payload is played in pieces of at most this many bytes (the core's chunk cap)."""
+
+_RESERVED_PARAMETERS = frozenset({"token", "accesskey"})
+"""Query parameters that are credentials, never echoed as customParameters."""
+
+
+def twilio_spec(target: Target, transport: Transport) -> StreamSpec:
+    """The stream a Twilio-dialect client gets: mu-law 8 kHz both ways, bare samples."""
+    return StreamSpec(
+        target=target,
+        format=AudioFormat.ULAW,
+        encapsulation=Encapsulation.SLN,
+        transport=transport,
+        bidirectional=True,
+    )
+
+
+def sid(prefix: str, seed: str) -> str:
+    """A Twilio-shaped SID (two letters, 32 hex digits) derived from `seed`."""
+    try:
+        return prefix + uuid.UUID(seed).hex
+    except ValueError:
+        return prefix + uuid.uuid5(uuid.NAMESPACE_URL, seed).hex
+
+
+class TwilioDialect(Dialect):
+    """Twilio Media Streams messages over the stream core.
+
+    Args:
+        ws: The upgraded connection.
+        stream: The stream it carries.
+        streams: The stream manager.
+        account: Who opened the stream (becomes ``accountSid``).
+        parameters: Query parameters, echoed as ``start.customParameters``.
+    """
+
+    def __init__(
+        self,
+        ws: ShimWebSocket,
+        stream: Stream,
+        streams: StreamManager,
+        *,
+        account: str,
+        parameters: Mapping[str, str],
+    ) -> None:
+        super().__init__(ws, stream, streams)
+        self.stream_sid = sid("MZ", stream.id)
+        self.account_sid = sid("AC", account)
+        # Twilio's callSid names the call; here it is the call's (or conference's) ID.
+        self.call_sid = stream.spec.target.id
+        self.parameters = {k: v for k, v in parameters.items() if k not in _RESERVED_PARAMETERS}
+        self._sequence = 0
+
+    async def _send(self, event: str, body: dict[str, object]) -> None:
+        # Every message after `connected` is numbered from 1, as Twilio numbers them.
+        self._sequence += 1
+        message = {
+            "event": event,
+            "sequenceNumber": str(self._sequence),
+            **body,
+            "streamSid": self.stream_sid,
+        }
+        await self.ws.send_str(json.dumps(message, separators=(",", ":")))
+
+    async def opened(self) -> None:
+        """Send ``connected`` and ``start``."""
+        await self.ws.send_str(
+            json.dumps({"event": "connected", "protocol": "Call", "version": PROTOCOL_VERSION})
+        )
+        await self._send(
+            "start",
+            {
+                "start": {
+                    "accountSid": self.account_sid,
+                    "streamSid": self.stream_sid,
+                    "callSid": self.call_sid,
+                    "tracks": ["inbound"],
+                    "customParameters": self.parameters,
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                }
+            },
+        )
+
+    async def send(self, item: Chunk | StreamEvent) -> None:
+        """Audio as ``media``; DTMF as ``dtmf``; played and cleared marks as ``mark``."""
+        if isinstance(item, Chunk):
+            metrics.ADDED_LATENCY.observe(time.monotonic() - item.arrived)
+            media = {
+                # The stream hears the call (both parties, as VoIPBIN's snoop
+                # does); Twilio calls what a stream hears from the call inbound.
+                "track": "inbound",
+                "chunk": str(item.sequence_number + 1),
+                "timestamp": str(item.sequence_number * FRAME_MS),
+                "payload": base64.b64encode(item.data).decode("ascii"),
+            }
+            await self._send("media", {"media": media})
+        elif isinstance(item, Dtmf):
+            await self._send("dtmf", {"dtmf": {"track": "inbound_track", "digit": item.digit}})
+        elif isinstance(item, MarkReached):
+            await self._send("mark", {"mark": {"name": item.name}})
+        elif isinstance(item, PlaybackCleared):
+            for name in item.dropped_marks:
+                await self._send("mark", {"mark": {"name": name}})
+        # Flow control has no Twilio message: the gateway holds the client back by TCP.
+
+    async def _stop(self) -> None:
+        await self._send(
+            "stop", {"stop": {"accountSid": self.account_sid, "callSid": self.call_sid}}
+        )
+
+    async def stopped(self, stopped: StreamStopped) -> None:
+        """Send ``stop``."""
+        await self._stop()
+
+    async def failed(self, error: MediaStreamError) -> None:
+        """Send ``stop``: Twilio has no error message; the close frame says why."""
+        await self._stop()
+
+    async def on_binary(self, data: bytes) -> None:
+        """Refuse: Twilio streams carry JSON text only.
+
+        Raises:
+            InvalidArgument: always.
+        """
+        raise InvalidArgument(
+            "message", "Twilio Media Streams messages are JSON text", reason="UNSUPPORTED_DATA"
+        )
+
+    async def on_text(self, text: str) -> None:
+        """Carry out ``media``, ``mark`` or ``clear``.
+
+        Raises:
+            InvalidArgument: not JSON, an unknown event, another stream's SID,
+                or a malformed payload.
+            MediaStreamError: what the stream refuses.
+        """
+        message = _parse(text)
+        stream_sid = message.get("streamSid")
+        if stream_sid is not None and stream_sid != self.stream_sid:
+            raise InvalidArgument(
+                "streamSid",
+                f"streamSid {stream_sid!r} is not this stream's ({self.stream_sid})",
+                reason="WRONG_STREAM_SID",
+            )
+        event = message["event"]
+        if event == "media":
+            await self._play(_object(message, "media").get("payload"))
+        elif event == "mark":
+            name = _object(message, "mark").get("name")
+            if not isinstance(name, str) or not name:
+                raise InvalidArgument(
+                    "mark.name", "mark.name must be a non-empty string", reason="INVALID_MARK"
+                )
+            self.stream.mark(name)
+        elif event == "clear":
+            self.stream.clear()
+        else:
+            raise InvalidArgument(
+                "event",
+                f"unknown event {event!r}: a stream accepts media, mark and clear",
+                reason="UNKNOWN_EVENT",
+            )
+
+    async def _play(self, payload: object) -> None:
+        if not isinstance(payload, str):
+            raise InvalidArgument(
+                "media.payload", "media.payload must be a base64 string", reason="MALFORMED_MEDIA"
+            )
+        try:
+            audio = base64.b64decode(payload, validate=True)
+        except binascii.Error:
+            raise InvalidArgument(
+                "media.payload", "media.payload is not valid base64", reason="MALFORMED_MEDIA"
+            ) from None
+        # Twilio takes payloads of any length; the core takes at most 200 ms
+        # at a time, so a long one is played in pieces, each when there is room.
+        for start in range(0, len(audio), _PIECE_BYTES):
+            if start:
+                await self.stream.wait_for_room()
+            self.stream.play(audio[start : start + _PIECE_BYTES])
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise InvalidArgument(
+            "message", "messages are JSON objects", reason="MALFORMED_MESSAGE"
+        ) from None
+    if not isinstance(message, dict) or not isinstance(message.get("event"), str):
+        raise InvalidArgument(
+            "message", 'a message is an object with an "event"', reason="MALFORMED_MESSAGE"
+        )
+    return message
+
+
+def _object(message: dict[str, Any], field: str) -> dict[str, Any]:
+    value = message.get(field)
+    if not isinstance(value, dict):
+        raise InvalidArgument(
+            field, f"{field} must be an object", reason=f"MALFORMED_{field.upper()}"
+        )
+    return value
