@@ -925,6 +925,7 @@ type externalMediaExpect struct {
 	Format        json.RawMessage `json:"format"`
 	Direction     json.RawMessage `json:"direction"`
 	SameIDAs      string          `json:"same_id_as"`
+	Includes      string          `json:"includes"`
 }
 
 func (r *runner) externalMedia(args json.RawMessage) error {
@@ -994,6 +995,18 @@ func (r *runner) externalMedia(args json.RawMessage) error {
 	}
 	if want.Count != nil && len(result) != *want.Count {
 		return fmt.Errorf("%d external media, want %d", len(result), *want.Count)
+	}
+	if want.Includes != "" {
+		var match []*mediastream.ExternalMedia
+		for _, m := range result {
+			if m.ID == r.vars[want.Includes] {
+				match = append(match, m)
+			}
+		}
+		if len(match) == 0 {
+			return fmt.Errorf("no external media %s (%s) among the %d returned", want.Includes, r.vars[want.Includes], len(result))
+		}
+		result = match
 	}
 	var problems []string
 	for _, m := range result {

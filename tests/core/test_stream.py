@@ -11,8 +11,11 @@ from mediastream.core.formats import AudioFormat
 from mediastream.core.pcm import swap16
 from mediastream.core.rtp import PT_VOIPBIN, RtpPacket, parse_rtp
 from mediastream.core.stream import (
+    Chunk,
     Direction,
     Downlink,
+    DownlinkBuffer,
+    Dtmf,
     Encapsulation,
     StreamSpec,
     Target,
@@ -147,3 +150,62 @@ def test_uplink_rejects_garbage_rtp() -> None:
     up = Uplink(spec(format=AudioFormat.ULAW, encapsulation=Encapsulation.RTP))
     with pytest.raises(InvalidArgument, match="not an RTP packet"):
         up.decode(b"\x00" * 5)
+
+
+# --- DownlinkBuffer: bounded replay for slow and reconnecting readers -------------
+
+
+
+def chunk(seq: int) -> Chunk:
+    return Chunk(bytes([seq & 0xFF]), seq, seq * 160)
+
+
+def test_buffer_delivers_chunks_and_events_in_order() -> None:
+    buf = DownlinkBuffer(capacity=8)
+    buf.add_chunk(chunk(0))
+    buf.add_event(Dtmf("1"))
+    buf.add_chunk(chunk(1))
+    assert buf.take() == [chunk(0), Dtmf("1"), chunk(1)]
+    assert buf.take() == []
+
+
+def test_slow_reader_skips_oldest_and_counts_them() -> None:
+    buf = DownlinkBuffer(capacity=4)
+    for i in range(10):
+        buf.add_chunk(chunk(i))
+    assert [c.sequence_number for c in buf.take()] == [6, 7, 8, 9]  # type: ignore[union-attr]
+    assert buf.dropped == 6
+
+
+def test_rewind_replays_what_is_still_held() -> None:
+    buf = DownlinkBuffer(capacity=4)
+    for i in range(6):
+        buf.add_chunk(chunk(i))
+    buf.take()
+    assert buf.rewind(last_received=3) == 0
+    assert [c.sequence_number for c in buf.take()] == [4, 5]  # type: ignore[union-attr]
+    assert buf.rewind(last_received=0) == 1  # chunk 1 is gone; 2.. are replayed
+    assert [c.sequence_number for c in buf.take()] == [2, 3, 4, 5]  # type: ignore[union-attr]
+    assert buf.rewind(None) == 2
+
+
+@given(st.lists(st.sampled_from(["chunk", "event", "take"]), max_size=300),
+       st.integers(min_value=1, max_value=16))
+def test_buffer_is_bounded_ordered_and_accounts_for_every_chunk(
+    ops: list[str], capacity: int
+) -> None:
+    buf = DownlinkBuffer(capacity)
+    seen: list[int] = []
+    produced = 0
+    for op in ops:
+        if op == "chunk":
+            buf.add_chunk(chunk(produced))
+            produced += 1
+        elif op == "event":
+            buf.add_event(Dtmf("5"))
+        else:
+            seen += [c.sequence_number for c in buf.take() if isinstance(c, Chunk)]
+        assert sum(c is not None for c in buf._chunks) <= capacity
+    seen += [c.sequence_number for c in buf.take() if isinstance(c, Chunk)]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert len(seen) + buf.dropped == produced

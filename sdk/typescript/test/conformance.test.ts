@@ -534,6 +534,12 @@ class Runner {
     if (want.count !== undefined) {
       assert.equal(result.length, want.count, "number of external media");
     }
+    if (want.includes !== undefined) {
+      const id = this.vars[want.includes];
+      const returned = result.map((m) => m.id);
+      result = result.filter((m) => m.id === id);
+      assert.ok(result.length > 0, `no external media ${want.includes} (${id}) among ${JSON.stringify(returned)}`);
+    }
     for (const m of result) {
       const got: Record<string, unknown> = {};
       const exp: Record<string, unknown> = {};
