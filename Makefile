@@ -96,8 +96,9 @@ check-generated-sdks: setup sdk-setup
 sdk-test: setup sdk-setup
 	$(UV) run --frozen python tests/conformance/with_gateway.py -- $(MAKE) --no-print-directory sdk-test-runners
 
+# Internal: run by sdk-test inside `uv run` (so `python` is the project's environment).
 .PHONY: sdk-test-runners
 sdk-test-runners:
 	cd sdk/go && go vet ./... && go test -count=1 ./...
 	cd sdk/typescript && npm test --silent
-	$(UV) run --frozen pytest -q tests/conformance
+	python -m pytest -q tests/conformance

@@ -2,8 +2,18 @@ module github.com/voipbin/mediastream/bench
 
 go 1.26.0
 
-require github.com/voipbin/mediastream/sdk/go v0.0.0
+require (
+	github.com/voipbin/mediastream/sdk/go v0.0.0
+	google.golang.org/grpc v1.85.0
+)
 
-require github.com/gorilla/websocket v1.5.3 // indirect
+require (
+	github.com/gorilla/websocket v1.5.3
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
 
 replace github.com/voipbin/mediastream/sdk/go => ../sdk/go

@@ -55,6 +55,9 @@ class Settings:
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
         drain_timeout_s: Seconds streams get to finish on SIGTERM.
         external_media_allow: Comma-separated networks external media may be sent to.
+        keepalive_time_s: Seconds between HTTP/2 pings to each gRPC client.
+        keepalive_timeout_s: Seconds without a ping answer before a client counts as
+            gone; a vanished client is detected within keepalive_time_s plus this.
     """
 
     grpc_listen: str = "127.0.0.1:50051"
@@ -81,6 +84,8 @@ class Settings:
     resume_grace_s: float = 10.0
     drain_timeout_s: float = 30.0
     external_media_allow: str = "127.0.0.0/8,::1/128"
+    keepalive_time_s: float = 20.0
+    keepalive_timeout_s: float = 10.0
 
     @property
     def ari_urls(self) -> list[str]:
@@ -134,6 +139,8 @@ class Settings:
                 raise ConfigError(f"{name}: no such file {path!r}")
         if self.max_streams < 1 or self.max_streams_per_target < 1:
             raise ConfigError("max_streams and max_streams_per_target must be at least 1")
+        if self.keepalive_time_s <= 0 or self.keepalive_timeout_s <= 0:
+            raise ConfigError("keepalive_time_s and keepalive_timeout_s must be positive")
         if self.resume_grace_s < 0 or self.drain_timeout_s < 0:
             raise ConfigError("resume_grace_s and drain_timeout_s must not be negative")
         try:
@@ -179,6 +186,8 @@ def _convert(name: str, raw: str) -> object:
 
 
 _FIELD_TYPES = {
+    "keepalive_time_s": float,
+    "keepalive_timeout_s": float,
     "max_streams": int,
     "max_streams_per_target": int,
     "resume_grace_s": float,

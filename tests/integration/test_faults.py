@@ -20,7 +20,8 @@ SERVICE = "voipbin.mediastream.v1.MediaStreamService"
 async def serving(harness: Harness) -> bool:
     async with grpc.aio.insecure_channel(harness.grpc) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=SERVICE))
+            health_pb2.HealthCheckRequest(service=SERVICE)
+        )
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
@@ -61,7 +62,9 @@ async def test_asterisk_restart_ends_streams_unavailable_and_recovers(harness: H
             for error in errors:
                 assert error is not None
                 assert (error.code, error.reason) == (
-                    grpc.StatusCode.UNAVAILABLE, "ASTERISK_FAILURE")
+                    grpc.StatusCode.UNAVAILABLE,
+                    "ASTERISK_FAILURE",
+                )
             # The gateway serves again, through the restarted Asterisk.
             got = bytearray()
             async with client.listen(call_id=TONE_CALL_ID, format=AudioFormat.SLIN) as stream:
@@ -71,8 +74,11 @@ async def test_asterisk_restart_ends_streams_unavailable_and_recovers(harness: H
                         break
             assert abs(dominant_hz(pcm16(bytes(got)), 8000) - 440) < 5
             await asyncio.sleep(0.5)
-            left = [c.name for c in fresh.pbx.channels.values()
-                    if not c.hung_up and c.name.startswith(GATEWAY_CHANNELS)]
+            left = [
+                c.name
+                for c in fresh.pbx.channels.values()
+                if not c.hung_up and c.name.startswith(GATEWAY_CHANNELS)
+            ]
             assert left == []
             assert recovered_in < 8
         finally:

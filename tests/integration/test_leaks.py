@@ -37,9 +37,10 @@ async def first_audio(stream) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.settings(max_streams_per_target=STREAMS)
 async def test_client_cancel(harness: Harness) -> None:
     async def job(i: int) -> None:
-        async with harness.client() as client, client.listen(
-            call_id=TONE_CALL_ID, transport=next(TRANSPORTS)
-        ) as stream:
+        async with (
+            harness.client() as client,
+            client.listen(call_id=TONE_CALL_ID, transport=next(TRANSPORTS)) as stream,
+        ):
             await first_audio(stream)
 
     await run_all(job)
@@ -50,9 +51,12 @@ async def test_client_cancel(harness: Harness) -> None:
 @pytest.mark.settings(max_streams_per_target=STREAMS)
 async def test_client_done(harness: Harness) -> None:
     async def job(i: int) -> StopReason | None:
-        async with harness.client() as client, client.stream(
-            call_id=ECHO_CALL_ID, format=AudioFormat.SLIN, transport=next(TRANSPORTS)
-        ) as stream:
+        async with (
+            harness.client() as client,
+            client.stream(
+                call_id=ECHO_CALL_ID, format=AudioFormat.SLIN, transport=next(TRANSPORTS)
+            ) as stream,
+        ):
             await stream.send(b"\x00\x10" * 160)
             await stream.done_sending()
             async for _ in stream.events():
@@ -68,9 +72,10 @@ async def test_client_done(harness: Harness) -> None:
 async def test_call_hangup(harness: Harness) -> None:
     async def job(i: int) -> StopReason | None:
         call_id = harness.emulator.add_call("tone")
-        async with harness.client() as client, client.listen(
-            call_id=call_id, transport=next(TRANSPORTS)
-        ) as stream:
+        async with (
+            harness.client() as client,
+            client.listen(call_id=call_id, transport=next(TRANSPORTS)) as stream,
+        ):
             await first_audio(stream)
             harness.emulator.hangup(call_id)
             async for _ in stream.events():
@@ -88,12 +93,14 @@ async def test_conference_end(harness: Harness) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": auth}) as ari:
 
         async def job(i: int) -> StopReason | None:
-            async with ari.post(f"{harness.ari_url}/bridges",
-                                params={"type": "mixing", "name": f"conf-{i}"}) as r:
+            async with ari.post(
+                f"{harness.ari_url}/bridges", params={"type": "mixing", "name": f"conf-{i}"}
+            ) as r:
                 bridge_id = (await r.json())["id"]
-            async with harness.client() as client, client.listen(
-                conference_id=bridge_id, transport=next(TRANSPORTS)
-            ) as stream:
+            async with (
+                harness.client() as client,
+                client.listen(conference_id=bridge_id, transport=next(TRANSPORTS)) as stream,
+            ):
                 harness.emulator.end_conference(bridge_id)
                 async for _ in stream.events():
                     pass

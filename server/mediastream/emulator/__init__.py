@@ -7,6 +7,26 @@ It speaks the same protocols as a real Asterisk, as recorded in
     await emulator.start()
     ... emulator.ari_url ...   # http://127.0.0.1:<port>/ari
     await emulator.stop()
+
+Start-up creates demo calls that run dialplan outside Stasis (reach them by snoop)
+and a demo conference bridge; see :mod:`mediastream.emulator.demo`.
+
+Hooks for tests (fault injection), on :class:`Emulator`:
+
+* ``add_call(kind)``: a new Up call outside Stasis (``tone``, ``tone880``, ``echo``,
+  ``dtmf``); returns its id;
+* ``hangup(channel_id, cause=16)``: the far end hangs up (``ChannelHangupRequest``
+  without ``soft``);
+* ``end_conference(bridge_id)``: the bridge is destroyed, its non-Stasis members hang up;
+* ``send_dtmf(channel_id, digits)``: the caller presses keys (audio pauses per digit);
+* ``channel_ids()``, and ``pbx`` / ``clock`` for white-box checks (``clock.tick()``
+  fast-forwards the 20 ms clock).
+
+Modules: ``ari`` (HTTP routes, auth, websockets), ``events`` (event shapes and
+delivery), ``pbx`` (channel/bridge lifecycles), ``model`` (channels, frames),
+``bridge`` (simple_bridge and softmix), ``media`` (clock, tones, mixing),
+``dialplan`` (the recorded extensions), ``snoop``, ``rtp``, ``audiosocket``,
+``websocket_channel`` (transports), ``demo``, ``server`` (:class:`Emulator`).
 """
 
 from mediastream.emulator.demo import CONFERENCE_ID, DTMF_CALL_ID, ECHO_CALL_ID, TONE_CALL_ID

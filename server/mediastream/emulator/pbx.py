@@ -360,7 +360,10 @@ class Pbx:
         self, channel: Channel, cause: int, tech_cause: int | None = None
     ) -> None:
         """The endpoint of ``channel`` went away."""
-        if channel.local_peer is not None:
+        peer = channel.local_peer
+        if peer is not None and channel.name.endswith(";2"):
+            self.far_end_hangup(peer, cause)  # the ;2 half *is* the far end of ;1
+        elif peer is not None:
             self.far_end_hangup(channel, cause)
         else:
             self.hangup(channel, cause=cause, tech_cause=tech_cause)

@@ -1,0 +1,426 @@
+"""Whole-path load benchmark of the gateway: N concurrent two-way streams per step.
+
+Run: ``make bench`` (full, ~15-20 min) or ``make bench BENCH_ARGS=--quick`` (< 60 s),
+or directly ``uv run python bench/run.py [--quick] [options]`` after
+``cd bench && go build -o bin/loadgen ./loadgen``.
+
+For each step a fresh gateway is started against ``bench/bin/loadgen``, which
+plays Asterisk (ARI REST, the events WebSocket, externalMedia RTP, AudioSocket
+and WebSocket-channel media) and N gRPC clients. Every call sends a 20 ms ulaw
+frame every 20 ms; every client sends one chunk per ``chunk_ms`` back; both
+ends check every frame (stream, sequence, content) and time it. The same step
+is repeated against ``bench/baseline_relay.py``, a minimal asyncio relay of
+the same frames over the same sockets, so the gateway's cost can be given as a
+ratio to it. Figures are printed as a table and written as JSON
+(``out/bench.json`` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LOADGEN = BENCH / "bin" / "loadgen"
+
+P99_LIMIT_MS = 10.0
+FULL_NS = {100: [250, 500, 750, 1000, 1250], 20: [100, 200, 300, 400, 500]}
+QUICK_NS = {100: [100], 20: [50]}
+
+
+@dataclass
+class Target:
+    """What the load is pointed at."""
+
+    name: str  # "gateway" or "baseline"
+    argv: list[str]
+    env: dict[str, str]
+
+
+def build_loadgen() -> None:
+    """``go build`` the load generator (quick when it is up to date)."""
+    if shutil.which("go") is None:
+        sys.exit("bench: Go is needed to build bench/loadgen")
+    subprocess.run(["go", "build", "-o", "bin/loadgen", "./loadgen"], cwd=BENCH, check=True)
+
+
+def read_ready(proc: subprocess.Popen[str], what: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The first JSON line a child prints (its ready line)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{what} exited with {proc.wait(5)} before it was ready")
+        line = line.strip()
+        if line.startswith("{"):
+            data: dict[str, Any] = json.loads(line)
+            return data
+    raise RuntimeError(f"{what} was not ready within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def gateway_target(ari_url: str, pythonpath: str | None, extra: list[str]) -> Target:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [
+        sys.executable,
+        "-m",
+        "mediastream.cli",
+        "serve",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--ari-url",
+        ari_url,
+        "--log-level",
+        "WARNING",
+        "--max-streams",
+        "100000",
+        *extra,
+    ]
+    return Target("gateway", argv, env)
+
+
+def baseline_target(ari_url: str) -> Target:
+    argv = [sys.executable, str(BENCH / "baseline_relay.py"), "--ari-url", ari_url]
+    return Target("baseline", argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores busy on the whole machine over `seconds`."""
+
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    b0, t0 = sample()
+    time.sleep(seconds)
+    b1, t1 = sample()
+    return (os.cpu_count() or 1) * (b1 - b0) / max(1.0, t1 - t0)
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
+    """Wait (up to `max_wait` s) for other work on this shared machine to stop."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = busy_cores()
+        if busy < threshold or time.monotonic() > deadline:
+            return busy
+        print(f"          (machine busy: {busy:.2f} cores used by others; waiting)", flush=True)
+
+
+def run_step(
+    control: str,
+    target: Target,
+    cfg: dict[str, Any],
+    profile: Path | None,
+    log: TextIO,
+) -> dict[str, Any]:
+    """Start `target`, run one load step against it, stop it; return the result."""
+    proc = subprocess.Popen(
+        target.argv, stdout=subprocess.PIPE, stderr=log, text=True, env=target.env, cwd=ROOT
+    )
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        ready = read_ready(proc, target.name)
+        time.sleep(0.5)  # let it settle (ARI events connected, orphan sweep done)
+        body = json.dumps({**cfg, "grpc": ready["grpc"], "gateway_pid": proc.pid}).encode()
+        req = urllib.request.Request(
+            control, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        result: dict[str, Any] = {}
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            for raw in resp:
+                event = json.loads(raw)
+                if event["event"] == "measuring" and profile is not None:
+                    spy = start_profiler(proc.pid, cfg["measure_s"], profile)
+                elif event["event"] == "result":
+                    result = event["result"]
+        if spy is not None:
+            spy.wait(60)
+        return result
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        stop(proc)
+
+
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy over the measurement window (collapsed stacks, with native frames)."""
+    exe = shutil.which("py-spy")
+    if exe is None:
+        sys.exit("bench: --profile needs py-spy: uv run --with py-spy python bench/run.py ...")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
+    argv += ["--rate", "200", "--format", "raw", "--nonblocking", "--threads", "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarise(r: dict[str, Any]) -> dict[str, Any]:
+    """Derived figures of one step."""
+    cfg = r["config"]
+    n = max(1, r["started"])
+    win = max(1e-9, r["window_s"])
+    frames = r["down"]["sent_in_window"] + r["up"]["sent_in_window"]
+    cpu = r["gateway_cpu_s"]
+    down, up = r["down"], r["up"]
+    lost = down["lost"] + up["lost"] + down["bad"] + up["bad"]
+    p99 = max(_num(down["added_latency"]["p99_ms"]), _num(up["added_latency"]["p99_ms"]))
+    ok = r["failed"] == 0 and r["started"] == cfg["streams"] and lost == 0 and p99 <= P99_LIMIT_MS
+    return {
+        "streams": cfg["streams"],
+        "ok": ok,
+        "cpu_ms_per_stream_s": 1000 * cpu / (n * win),
+        "cpu_us_per_frame": 1e6 * cpu / frames if frames else math.nan,
+        "cores": cpu / win,
+        "rss_kb_per_stream": (r["gateway_rss_kb"] - r["gateway_rss_idle_kb"]) / n,
+        "loadgen_cores": r["loadgen_cpu_s"] / win,
+        # CPU used by anything else on the machine (other users' work): noise.
+        "others_cores": max(
+            0.0, r["machine_busy_fraction"] * (os.cpu_count() or 1) - (cpu + r["loadgen_cpu_s"]) / win
+        ),
+        "p99_ms": p99,
+    }
+
+
+def _num(x: Any) -> float:
+    if x is None:
+        return math.nan
+    if isinstance(x, str):
+        return math.inf if "Inf" in x else math.nan
+    return float(x)
+
+
+def fmt_ms(x: Any) -> str:
+    v = _num(x)
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return ">1000"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+HEADER = (
+    f"{'target':9} {'transport':11} {'chunk':>5} {'N':>5} {'start':>5} "
+    f"{'lost↓':>6} {'lost↑':>6} {'bad':>4} "
+    f"{'↓p50':>6} {'↓p99':>6} {'↓max':>6} {'↑p50':>6} {'↑p99':>6} {'↑max':>6} "
+    f"{'ms/str·s':>8} {'µs/frm':>7} {'cores':>5} {'KB/str':>7} {'lg':>5} {'other':>5} {'ok':>3}"
+)
+
+
+def row(target: str, r: dict[str, Any], s: dict[str, Any]) -> str:
+    cfg, d, u = r["config"], r["down"], r["up"]
+    dl, ul = d["added_latency"], u["added_latency"]
+    return (
+        f"{target:9} {cfg['transport']:11} {cfg['chunk_ms']:>5} {cfg['streams']:>5} "
+        f"{r['started']:>5} {d['lost']:>6} {u['lost']:>6} {d['bad'] + u['bad']:>4} "
+        f"{fmt_ms(dl['p50_ms']):>6} {fmt_ms(dl['p99_ms']):>6} {fmt_ms(dl['max_ms']):>6} "
+        f"{fmt_ms(ul['p50_ms']):>6} {fmt_ms(ul['p99_ms']):>6} {fmt_ms(ul['max_ms']):>6} "
+        f"{s['cpu_ms_per_stream_s']:>8.2f} {s['cpu_us_per_frame']:>7.1f} {s['cores']:>5.2f} "
+        f"{s['rss_kb_per_stream']:>7.1f} {s['loadgen_cores']:>5.2f} "
+        f"{s['others_cores']:>5.2f} {'yes' if s['ok'] else 'no':>3}"
+    )
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: RTP only, small N, < 60 s")
+    p.add_argument("--transports", default="rtp,audiosocket,websocket")
+    p.add_argument("--chunks", default="100,20", help="chunk_ms values")
+    p.add_argument("--ns", help="stream counts for every chunk size, e.g. 100,400,1000")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds after ramp-up")
+    p.add_argument("--measure", type=float, default=10.0, help="seconds measured per step")
+    p.add_argument("--ramp", type=float, default=150.0, help="streams opened per second")
+    p.add_argument("--streams-per-conn", type=int, default=50)
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="before each step, wait up to this long for the machine to be idle",
+    )
+    p.add_argument("--baseline-only", action="store_true")
+    p.add_argument("--keep-going", action="store_true", help="run every N even after a failure")
+    p.add_argument("--json", default=str(ROOT / "out" / "bench.json"))
+    p.add_argument("--profile", action="store_true", help="py-spy the gateway in every step")
+    p.add_argument(
+        "--gateway-pythonpath",
+        help="put this before the project on PYTHONPATH (to measure a patched copy of server/)",
+    )
+    p.add_argument("--gateway-arg", action="append", default=[], help="extra flag for serve")
+    p.add_argument("--label", default="", help="what this run measures (goes in the JSON)")
+    args = p.parse_args(argv)
+
+    chunks = [int(c) for c in args.chunks.split(",")]
+    transports = args.transports.split(",")
+    ns_for: dict[int, list[int]] = {}
+    for c in chunks:
+        default = QUICK_NS if args.quick else FULL_NS
+        ns_for[c] = [int(n) for n in args.ns.split(",")] if args.ns else default.get(c, [100])
+    if args.quick:
+        transports = ["rtp"] if "--transports" not in (argv or sys.argv) else transports
+        args.warmup, args.measure = min(args.warmup, 1.0), min(args.measure, 4.0)
+        args.quiet_wait = min(args.quiet_wait, 3.0)
+
+    build_loadgen()
+    out_dir = Path(args.json).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "bench-children.log"
+    log = open(log_path, "a")  # noqa: SIM115 - open for the whole run
+    lg = subprocess.Popen(
+        [str(LOADGEN), "--listen", "127.0.0.1:0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    started = time.time()
+    info = machine()
+    print(
+        f"machine: {info['nproc']} CPUs, {info['cpu_model']}; Python {info['python']}; "
+        f"children's stderr -> {log_path}",
+        flush=True,
+    )
+    results: list[dict[str, Any]] = []
+    try:
+        ready = read_ready(lg, "loadgen")
+        ari, control = ready["ari_url"], ready["control"]
+        targets: list[Target] = []
+        if not args.baseline_only:
+            targets.append(gateway_target(ari, args.gateway_pythonpath, args.gateway_arg))
+        print(HEADER, flush=True)
+        for transport in transports:
+            for chunk in chunks:
+                step_targets = list(targets)
+                if transport == "rtp" and not args.no_baseline:
+                    step_targets.append(baseline_target(ari))
+                for target in step_targets:
+                    for n in ns_for[chunk]:
+                        cfg = {
+                            "label": f"{target.name}-{transport}-{chunk}-{n}",
+                            "streams": n,
+                            "chunk_ms": chunk,
+                            "transport": transport,
+                            "warmup_s": args.warmup,
+                            "measure_s": args.measure,
+                            "ramp_per_s": args.ramp,
+                            "streams_per_conn": args.streams_per_conn,
+                        }
+                        prof = (
+                            out_dir / f"profile-{cfg['label']}.txt"
+                            if args.profile and target.name == "gateway"
+                            else None
+                        )
+                        wait_quiet(args.quiet_wait)
+                        r = run_step(control, target, cfg, prof, log)
+                        s = summarise(r)
+                        results.append(
+                            {"target": target.name, "result": r, "summary": s, "profile": str(prof)}
+                        )
+                        print(row(target.name, r, s), flush=True)
+                        if r.get("errors"):
+                            top = Counter(r["errors"]).most_common(2)
+                            print(f"          errors: {top}", flush=True)
+                        # Far past the limits: larger N only takes longer to fail.
+                        if not args.keep_going and not s["ok"] and (
+                            r["failed"] > 0.05 * n or s["p99_ms"] > 100
+                        ):
+                            break
+    finally:
+        if lg.stdin:
+            lg.stdin.close()
+        stop(lg, 5)
+        log.close()
+
+    report = conclude(results)
+    for line in report["lines"]:
+        print(line)
+    doc = {
+        "label": args.label,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "machine": info,
+        "duration_s": round(time.time() - started, 1),
+        "p99_limit_ms": P99_LIMIT_MS,
+        "steps": results,
+        "largest_ok": report["largest"],
+        "ratio_to_baseline": report["ratios"],
+    }
+    Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    print(f"wrote {args.json} ({doc['duration_s']:.0f} s)")
+    return 0
+
+
+def conclude(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Largest N with zero loss and p99 <= limit, and gateway/baseline cost ratios."""
+    largest: dict[str, int] = {}
+    per: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    for item in results:
+        cfg = item["result"]["config"]
+        key = f"{item['target']} {cfg['transport']} {cfg['chunk_ms']}ms"
+        largest.setdefault(key, 0)
+        if item["summary"]["ok"]:
+            largest[key] = max(largest[key], cfg["streams"])
+        per[(item["target"], cfg["transport"], cfg["chunk_ms"], cfg["streams"])] = item["summary"]
+    ratios: dict[str, dict[str, float]] = defaultdict(dict)
+    for (target, transport, chunk, n), s in per.items():
+        if target != "gateway":
+            continue
+        base = per.get(("baseline", "rtp", chunk, n))
+        if base and base["cpu_us_per_frame"] > 0:
+            ratio = s["cpu_us_per_frame"] / base["cpu_us_per_frame"]
+            ratios[f"{transport} {chunk}ms"][str(n)] = round(ratio, 2)
+    lines = ["", f"largest N with zero loss and p99 <= {P99_LIMIT_MS:.0f} ms:"]
+    lines += [f"  {k:28} {v if v else 'none of those tried'}" for k, v in largest.items()]
+    if ratios:
+        lines.append("gateway CPU per frame / baseline relay's (same N, same chunk):")
+        for k, v in ratios.items():
+            lines.append(f"  {k:28} " + ", ".join(f"N={n}: {x:.2f}x" for n, x in v.items()))
+    return {"largest": largest, "ratios": ratios, "lines": lines}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
