@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.harness import harness  # noqa: F401 - registers the fixture everywhere
+
 
 @dataclass(frozen=True)
 class RunningGateway:

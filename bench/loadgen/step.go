@@ -290,11 +290,11 @@ func (h *hist) add(ns int64) {
 	}
 }
 
-// quantile in ms (upper edge of the bucket); +Inf past the range.
+// quantile in ms (upper edge of the bucket); the maximum past the range; -1 if empty.
 func (h *hist) quantile(q float64) float64 {
 	n := h.count.Load()
 	if n == 0 {
-		return math.NaN()
+		return -1
 	}
 	want := uint64(math.Ceil(q * float64(n)))
 	var seen uint64
@@ -304,7 +304,7 @@ func (h *hist) quantile(q float64) float64 {
 			return float64(int64(i+1)*histRes) / 1e6
 		}
 	}
-	return math.Inf(1)
+	return float64(h.max.Load()) / 1e6
 }
 
 type latency struct {

@@ -45,7 +45,7 @@ def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(K8S.glob("*.yaml")):
         for doc in load_yaml(path):
-            key = (doc["kind"], doc["metadata"].get("name", ""))
+            key = (doc["kind"], doc.get("metadata", {}).get("name", ""))
             assert key not in objects, f"{key} defined twice"
             objects[key] = doc
     return objects

@@ -12,7 +12,7 @@ from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
 from mediastream_client import AudioFormat, MediaStreamClient, RPCError
-from tests.integration.conftest import Harness
+from tests.harness import Harness
 
 
 async def open_error(harness: Harness, token: str | None = None, **kw: object) -> RPCError:

@@ -17,7 +17,7 @@ from mediastream.core.rtp import parse_rtp
 from mediastream.emulator import CONFERENCE_ID, TONE_CALL_ID
 from mediastream_client import RPCError
 from tests.audio_checks import dominant_hz, pcm16
-from tests.integration.conftest import Harness
+from tests.harness import Harness
 
 
 class Datagrams(asyncio.DatagramProtocol):

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mediastream.emulator import TONE_CALL_ID, Emulator, EmulatorConfig
 from mediastream_client import AudioFormat, RPCError, Transport
 from tests.audio_checks import dominant_hz, pcm16
-from tests.integration.conftest import GATEWAY_CHANNELS, Harness
+from tests.harness import GATEWAY_CHANNELS, Harness
 
 SERVICE = "voipbin.mediastream.v1.MediaStreamService"
 

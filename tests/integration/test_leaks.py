@@ -11,7 +11,7 @@ import pytest
 
 from mediastream.emulator import ECHO_CALL_ID, TONE_CALL_ID
 from mediastream_client import AudioFormat, StopReason, Transport
-from tests.integration.conftest import Harness
+from tests.harness import Harness
 
 STREAMS = 200
 CONCURRENCY = 20

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mediastream.emulator import TONE_CALL_ID
 from mediastream_client import AudioFormat, RPCError
-from tests.integration.conftest import Harness
+from tests.harness import Harness
 
 
 async def scrape(harness: Harness, token: str | None = None) -> tuple[int, dict[str, float]]:

@@ -25,7 +25,7 @@ from mediastream_client import (
     StopReason,
 )
 from tests.audio_checks import dominant_hz, pcm16, sine, tone_level
-from tests.integration.conftest import Harness
+from tests.harness import Harness
 
 FRAME = 320  # 20 ms of slin
 

@@ -9,7 +9,7 @@ import pytest
 from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
 from mediastream_client import AudioFormat, Direction, Transport
 from tests.audio_checks import dominant_hz, pcm16, sine, tone_level
-from tests.integration.conftest import Harness
+from tests.harness import Harness
 
 TRANSPORTS = [Transport.RTP, Transport.AUDIOSOCKET, Transport.WEBSOCKET]
 

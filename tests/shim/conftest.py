@@ -19,7 +19,7 @@ from mediastream.config import Settings
 from mediastream.core.formats import AudioFormat
 from mediastream.core.pcm import Transcoder
 from mediastream.emulator import Emulator
-from tests.integration.conftest import GATEWAY_CHANNELS
+from tests.harness import GATEWAY_CHANNELS
 
 
 @dataclasses.dataclass

@@ -1,7 +1,9 @@
 """Python client for the mediastream gateway: live call and conference audio."""
 
+from mediastream_client.audio import from_numpy, to_numpy
 from mediastream_client.client import DuplexStream, ListenStream, MediaStreamClient
 from mediastream_client.errors import FieldViolation, MediaStreamClientError, RPCError
+from mediastream_client.sync import SyncClient
 from mediastream_client.types import (
     AudioChunk,
     AudioFormat,
@@ -37,5 +39,8 @@ __all__ = [
     "Stopped",
     "StreamEvent",
     "StreamInfo",
+    "SyncClient",
     "Transport",
+    "from_numpy",
+    "to_numpy",
 ]

@@ -1,0 +1,76 @@
+"""An in-process gateway with its embedded emulator, one per test, for fine control.
+
+The `harness` fixture is registered for every test directory by tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mediastream.app import Gateway
+from mediastream.config import Settings
+from mediastream.emulator import Emulator
+from mediastream_client import MediaStreamClient
+
+GATEWAY_CHANNELS = ("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/")
+
+
+@dataclasses.dataclass
+class Harness:
+    gateway: Gateway
+    grpc: str
+    ari_url: str
+
+    @property
+    def emulator(self) -> Emulator:
+        assert self.gateway.emulator is not None
+        return self.gateway.emulator
+
+    def client(self, token: str | None = None) -> MediaStreamClient:
+        return MediaStreamClient(self.grpc, token=token)
+
+    def gateway_objects(self) -> list[str]:
+        """Names of the channels and bridges the gateway made that Asterisk still holds."""
+        pbx = self.emulator.pbx
+        channels = [
+            c.name
+            for c in pbx.channels.values()
+            if not c.hung_up and c.name.startswith(GATEWAY_CHANNELS)
+        ]
+        bridges = [b.name for b in pbx.bridges.values() if b.name.startswith("mediastream-")]
+        return channels + bridges
+
+    async def leftovers(self, wait: float = 3.0) -> list[str]:
+        """What the gateway made and still holds once its streams had time to end."""
+        for _ in range(int(wait / 0.05)):
+            if not self.gateway_objects() and not self.gateway.streams.streams:
+                break
+            await asyncio.sleep(0.05)
+        return self.gateway_objects() + list(self.gateway.streams.streams)
+
+
+@pytest.fixture
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
+    defaults = {
+        "grpc_listen": "127.0.0.1:0",
+        "drain_timeout_s": 0.5,
+        "metrics_listen": "127.0.0.1:0",
+        "ws_listen": "127.0.0.1:0",
+    }
+    settings = Settings(**{**defaults, **overrides})
+    settings.validate()
+    gateway = Gateway(settings)
+    endpoints = await gateway.start()
+    harness = Harness(gateway, endpoints.grpc, endpoints.ari_url)
+    try:
+        yield harness
+        if request.node.get_closest_marker("leaves_streams") is None:
+            assert await harness.leftovers() == [], "the gateway left objects in Asterisk"
+    finally:
+        await gateway.stop(grace=0.5)

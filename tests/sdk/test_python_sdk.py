@@ -1,0 +1,127 @@
+"""The Python SDK's conveniences: automatic resume, the blocking client, numpy helpers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from mediastream.core.g711 import ulaw_decode
+from mediastream.emulator import TONE_CALL_ID
+from mediastream_client import AudioFormat, MediaStreamClient, SyncClient, from_numpy, to_numpy
+from tests.audio_checks import dominant_hz
+from tests.harness import Harness
+
+
+class CuttableProxy:
+    """A TCP relay whose connections can be cut, as a network drop would."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.upstream.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self.writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.mark.settings(resume_grace_s=0.5)
+async def test_listen_resumes_by_itself_after_a_drop(harness: Harness) -> None:
+    proxy = CuttableProxy(harness.grpc)
+    address = await proxy.start()
+    seqs: list[int] = []
+    try:
+        async with (
+            MediaStreamClient(address) as client,
+            client.listen(call_id=TONE_CALL_ID, auto_resume=True) as stream,
+        ):
+            async for chunk in stream.audio():
+                seqs.append(chunk.sequence_number)
+                if len(seqs) == 20:
+                    proxy.cut()
+                if len(seqs) == 80:
+                    break
+            assert stream.resumes == 1
+    finally:
+        await proxy.close()
+    assert seqs == list(range(80))
+
+
+def test_blocking_client_listens(harness_thread: str) -> None:
+    with SyncClient(harness_thread) as client:
+        data = b"".join(
+            c.data
+            for c in client.listen(call_id=TONE_CALL_ID, format=AudioFormat.SLIN, seconds=1.0)
+        )
+    assert len(data) == 16000
+    assert abs(dominant_hz(np.frombuffer(data, "<i2").astype(float), 8000) - 440) < 3
+
+
+@pytest.fixture
+def harness_thread() -> str:
+    """A gateway on its own loop in a thread, for the blocking client."""
+    import threading
+
+    from mediastream.app import Gateway
+    from mediastream.config import Settings
+
+    loop = asyncio.new_event_loop()
+    ready: list[str] = []
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        gateway = Gateway(
+            Settings(grpc_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.2)
+        )
+        endpoints = await gateway.start()
+        ready.append(endpoints.grpc)
+        await stop.wait()
+        await gateway.stop(grace=0.2)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    for _ in range(200):
+        if ready:
+            break
+        threading.Event().wait(0.02)
+    yield ready[0]  # type: ignore[misc]
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+
+
+def test_numpy_helpers_match_the_gateway_codecs() -> None:
+    codes = bytes(range(256))
+    assert to_numpy(codes, AudioFormat.ULAW).astype("<i2").tobytes() == ulaw_decode(codes)
+    assert (
+        from_numpy(np.array([0.5, -1.0, 2.0])) == np.array([16383, -32767, 32767], "<i2").tobytes()
+    )
+    assert to_numpy(from_numpy(np.array([1, -2], np.int16)), AudioFormat.SLIN).tolist() == [1, -2]
