@@ -99,6 +99,6 @@ sdk-test: setup sdk-setup
 # Internal: run by sdk-test inside `uv run` (so `python` is the project's environment).
 .PHONY: sdk-test-runners
 sdk-test-runners:
-	cd sdk/go && go vet ./... && go test -count=1 ./...
+	cd sdk/go && go test -count=1 ./...
 	cd sdk/typescript && npm test --silent
 	python -m pytest -q tests/conformance

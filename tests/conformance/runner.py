@@ -23,6 +23,8 @@ from mediastream_client import (
     DtmfReceived,
     DuplexStream,
     Encapsulation,
+    ExternalEncapsulation,
+    ExternalMedia,
     FlowControl,
     ListenStream,
     MarkPlayed,
@@ -202,14 +204,21 @@ class Runner:
 
     async def step_open(self, args: dict[str, Any]) -> None:
         c: dict[str, Any] = args.get("config", {})
-        if "resume" in c:
-            raise StepError("the Python SDK resumes by itself (auto_resume), not from a token")
         kwargs: dict[str, Any] = {
             "call_id": self._subst(c.get("call_id")),
             "conference_id": self._subst(c.get("conference_id")),
             "chunk_ms": c.get("chunk_ms", 20),
             "auto_resume": bool(c.get("resumable", False)),
         }
+        resume: dict[str, Any] = c.get("resume", {})
+        if "from" in resume:
+            earlier = self._stream({"stream": resume["from"]})
+            assert earlier.info is not None, f"stream {resume['from']} never started"
+            kwargs["resume_token"] = earlier.info.resume_token
+            if earlier.audio:
+                kwargs["last_sequence_number"] = earlier.audio[-1].sequence_number
+        elif "token" in resume:
+            kwargs["resume_token"] = resume["token"]
         for key, table in (
             ("format", FORMATS),
             ("direction", DIRECTIONS),
@@ -432,8 +441,53 @@ class Runner:
         await asyncio.sleep(args["ms"] / 1000)
 
     async def step_external_media(self, args: dict[str, Any]) -> None:
-        raise StepError("the Python SDK has no ExternalMediaService client")
-
+        api = self.client.external_media
+        r: dict[str, Any] = {k: self._subst(v) if isinstance(v, str) else v
+                             for k, v in args.get("request", {}).items()}
+        target = {k: r[k] for k in ("call_id", "conference_id") if k in r}
+        try:
+            op = args["op"]
+            if op == "start":
+                kw: dict[str, Any] = {"external_host": r["external_host"], **target}
+                if "encapsulation" in r:
+                    kw["encapsulation"] = ExternalEncapsulation(r["encapsulation"])
+                if "format" in r:
+                    kw["format"] = FORMATS[r["format"]]
+                result: list[ExternalMedia] = [await api.start(**kw)]
+            elif op == "get":
+                result = [await api.get(r["id"])]
+            elif op == "list":
+                result = await api.list(**target)
+            elif op == "stop":
+                result = ([await api.stop(r["id"])] if "id" in r
+                          else await api.stop_all(**target))
+            else:
+                raise StepError(f"unknown external media op {op!r}")
+        except RPCError as exc:
+            if "expect_error" not in args:
+                raise StepError(f"external media {args['op']} failed: {exc}") from exc
+            check_error(args["expect_error"], exc)
+            return
+        if "expect_error" in args:
+            check_error(args["expect_error"], None)
+        if "save_as" in args:
+            self.vars[args["save_as"]] = result[0].id
+        want: dict[str, Any] = args.get("expect", {})
+        if "count" in want:
+            assert len(result) == want["count"], f"{len(result)} external media"
+        if "includes" in want:
+            assert self.vars[want["includes"]] in [m.id for m in result], "not listed"
+            result = [m for m in result if m.id == self.vars[want["includes"]]]
+        for m in result:
+            got = {"status": m.status.value, "call_id": m.call_id,
+                   "external_host": m.external_host, "encapsulation": m.encapsulation.value,
+                   "format": {v: k for k, v in FORMATS.items()}[m.format]}
+            for key in ("status", "call_id", "external_host", "encapsulation", "format"):
+                if key in want:
+                    expected = self._subst(want[key]) if isinstance(want[key], str) else want[key]
+                    assert got[key] == expected, f"{key} {got[key]!r}, want {expected!r}"
+            if "same_id_as" in want:
+                assert m.id == self.vars[want["same_id_as"]], "a different external media"
 
 def check_error(args: dict[str, Any], error: BaseException | None) -> None:
     """Compare an RPCError with an expect_error step."""

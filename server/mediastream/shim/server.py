@@ -243,4 +243,4 @@ class ShimServer:
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
         # Keep the query: the page reads ?token= from its own address.
-        raise web.HTTPFound(request.rel_url.with_path("/ui/"))
+        raise web.HTTPFound(request.rel_url.with_path("/ui/").with_query(request.query))

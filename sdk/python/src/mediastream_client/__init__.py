@@ -3,6 +3,12 @@
 from mediastream_client.audio import from_numpy, to_numpy
 from mediastream_client.client import DuplexStream, ListenStream, MediaStreamClient
 from mediastream_client.errors import FieldViolation, MediaStreamClientError, RPCError
+from mediastream_client.external_media import (
+    ExternalEncapsulation,
+    ExternalMedia,
+    ExternalMediaClient,
+    ExternalStatus,
+)
 from mediastream_client.sync import SyncClient
 from mediastream_client.types import (
     AudioChunk,
@@ -28,6 +34,10 @@ __all__ = [
     "DtmfReceived",
     "DuplexStream",
     "Encapsulation",
+    "ExternalEncapsulation",
+    "ExternalMedia",
+    "ExternalMediaClient",
+    "ExternalStatus",
     "FieldViolation",
     "FlowControl",
     "ListenStream",

@@ -20,6 +20,7 @@ import grpc
 from mediastream_client._proto import mediastream_pb2 as pb
 from mediastream_client._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream_client.errors import RPCError
+from mediastream_client.external_media import ExternalMediaClient
 from mediastream_client.types import (
     AudioChunk,
     AudioFormat,
@@ -109,6 +110,16 @@ def _config(
     else:
         assert conference_id is not None
         config.conference_id = conference_id
+    return config
+
+
+def _with_resume(
+    config: pb.StreamConfig, token: str | None, last_sequence_number: int | None
+) -> pb.StreamConfig:
+    if token is not None:
+        config.resume.token = token
+        if last_sequence_number is not None:
+            config.resume.last_sequence_number = last_sequence_number
     return config
 
 
@@ -360,6 +371,7 @@ class MediaStreamClient:
                 channel = grpc.aio.insecure_channel(target)
         self._channel = channel
         self._stub = pb_grpc.MediaStreamServiceStub(self._channel)
+        self._external: ExternalMediaClient | None = None
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -371,6 +383,13 @@ class MediaStreamClient:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    @property
+    def external_media(self) -> ExternalMediaClient:
+        """ExternalMediaService on the same connection."""
+        if self._external is None:
+            self._external = ExternalMediaClient(self._channel, self._metadata)
+        return self._external
 
     async def close(self) -> None:
         """Close the connection (if this client opened it)."""
@@ -389,24 +408,32 @@ class MediaStreamClient:
         transport: Transport | None = None,
         timeout: float | None = None,
         auto_resume: bool = False,
+        resume_token: str | None = None,
+        last_sequence_number: int | None = None,
     ) -> ListenStream:
         """A listen-only stream of a call or conference (use with ``async with``).
 
         With `auto_resume`, the stream is opened resumable and re-attached with
         no chunk lost when its connection drops; the server then keeps it for
-        its grace period after it is closed, too.
+        its grace period after it is closed, too. To take over a stream another
+        process opened, pass its `resume_token` (and the last sequence number
+        received, if any) with the same configuration.
         """
         return ListenStream(
             self._stub,
-            _config(
-                call_id,
-                conference_id,
-                format,
-                direction,
-                chunk_ms,
-                encapsulation,
-                transport,
-                auto_resume,
+            _with_resume(
+                _config(
+                    call_id,
+                    conference_id,
+                    format,
+                    direction,
+                    chunk_ms,
+                    encapsulation,
+                    transport,
+                    auto_resume or resume_token is not None,
+                ),
+                resume_token,
+                last_sequence_number,
             ),
             self._metadata,
             timeout,
@@ -425,24 +452,31 @@ class MediaStreamClient:
         transport: Transport | None = None,
         timeout: float | None = None,
         auto_resume: bool = False,
+        resume_token: str | None = None,
+        last_sequence_number: int | None = None,
     ) -> DuplexStream:
         """A two-way stream of a call or conference (use with ``async with``).
 
         With `auto_resume`, the stream is opened resumable and re-attached when
         its connection drops: received audio continues with no chunk lost;
         audio being written while the connection was down must be re-sent.
+        `resume_token` and `last_sequence_number` take over an existing stream.
         """
         return DuplexStream(
             self._stub,
-            _config(
-                call_id,
-                conference_id,
-                format,
-                direction,
-                chunk_ms,
-                encapsulation,
-                transport,
-                auto_resume,
+            _with_resume(
+                _config(
+                    call_id,
+                    conference_id,
+                    format,
+                    direction,
+                    chunk_ms,
+                    encapsulation,
+                    transport,
+                    auto_resume or resume_token is not None,
+                ),
+                resume_token,
+                last_sequence_number,
             ),
             self._metadata,
             timeout,

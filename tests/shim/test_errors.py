@@ -1,0 +1,270 @@
+"""Refusals: HTTP status and JSON body before the upgrade, close code and reason after."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+
+from mediastream.app import Gateway
+from mediastream.config import Settings
+from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
+from mediastream.shim.voipbin import VoipbinDialect
+from tests.shim.conftest import Shim
+
+SECRET = "shim-test-secret-long-enough-for-hs256"
+
+
+def token(**claims: object) -> str:
+    return jwt.encode({"exp": int(time.time()) + 60, **claims}, SECRET, algorithm="HS256")
+
+
+async def refused(shim: Shim, url: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    """Try to upgrade; return the HTTP status and the JSON error body."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        async with shim.ws(url, **kw):
+            pass
+    status = err.value.status
+    # The handshake error does not keep the body: ask again as a plain GET with
+    # the upgrade headers, which gets the same refusal.
+    headers = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        **kw.get("headers", {}),
+    }
+    async with shim.http.get(url, headers=headers) as response:
+        assert response.status == status
+        assert response.content_type == "application/json"
+        body: dict[str, Any] = await response.json()
+    error = body["error"]
+    assert set(error) == {"status", "reason", "message", "request_id"}
+    assert error["status"] == status and error["message"]
+    uuid.UUID(error["request_id"])
+    return status, error
+
+
+async def closed(ws: Any) -> tuple[int, str]:
+    """Read until the server closes; return the close code and reason."""
+    while True:
+        msg = await ws.receive(timeout=3)
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return int(msg.data), str(msg.extra)
+        assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+
+
+# --- before the upgrade ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "reason"),
+    [
+        ("calls/1795515126.1745", {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("conferences/not-a-uuid", {"encapsulation": "rtp"}, "INVALID_ID"),
+        (f"calls/{TONE_CALL_ID}", {}, "MISSING_ENCAPSULATION"),
+        (f"calls/{TONE_CALL_ID}", {"encapsulation": "mediasocket"}, "INVALID_ENCAPSULATION"),
+        (f"calls/{TONE_CALL_ID}", {"encapsulation": "sln", "format": "alaw"}, "INVALID_FORMAT"),
+        (f"calls/{TONE_CALL_ID}", {"encapsulation": "sln", "events": "xml"}, "INVALID_EVENTS"),
+    ],
+)
+async def test_bad_request_is_400_with_the_reason(
+    shim: Shim, path: str, query: dict[str, str], reason: str
+) -> None:
+    kind, target = path.split("/")
+    status, error = await refused(shim, shim.url(target, kind=kind, **query))
+    assert (status, error["reason"]) == (400, reason)
+
+
+async def test_unknown_call_and_conference_are_404(shim: Shim) -> None:
+    unknown = str(uuid.uuid4())
+    status, error = await refused(shim, shim.url(unknown, encapsulation="sln"))
+    assert (status, error["reason"]) == (404, "CALL_NOT_FOUND")
+    assert unknown in error["message"]
+    url = shim.url(unknown, kind="conferences", encapsulation="sln")
+    status, error = await refused(shim, url)
+    assert (status, error["reason"]) == (404, "CONFERENCE_NOT_FOUND")
+    status, error = await refused(shim, shim.url(unknown, "twilio"))
+    assert (status, error["reason"]) == (404, "CALL_NOT_FOUND")
+
+
+async def test_a_plain_get_is_refused_without_touching_asterisk(shim: Shim) -> None:
+    async with shim.http.get(shim.url(TONE_CALL_ID, encapsulation="sln")) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["reason"] == "WEBSOCKET_REQUIRED"
+    assert shim.gateway_objects() == []
+
+
+@pytest.mark.settings(max_streams_per_target=1)
+async def test_too_many_streams_on_a_call_is_429(shim: Shim) -> None:
+    async with shim.ws(shim.url(TONE_CALL_ID, encapsulation="sln")):
+        status, error = await refused(shim, shim.url(TONE_CALL_ID, encapsulation="sln"))
+    assert (status, error["reason"]) == (429, "TOO_MANY_STREAMS_FOR_TARGET")
+
+
+@pytest.mark.settings(api_keys="key-1", jwt_key=SECRET)
+async def test_credentials_missing_or_wrong_are_401(shim: Shim) -> None:
+    url = shim.url(TONE_CALL_ID, encapsulation="sln")
+    status, error = await refused(shim, url)
+    assert (status, error["reason"]) == (401, "TOKEN_MISSING")
+    status, error = await refused(shim, shim.url(TONE_CALL_ID, encapsulation="sln", token="nope"))
+    assert (status, error["reason"]) == (401, "TOKEN_INVALID")
+    # Credentials come before the ID: VoIPBIN's middleware checks them first.
+    status, error = await refused(shim, shim.url("bad-id", encapsulation="sln"))
+    assert (status, error["reason"]) == (401, "TOKEN_MISSING")
+    async with shim.http.get(url) as response:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.settings(api_keys="key-1", jwt_key=SECRET)
+@pytest.mark.parametrize(
+    "where", ["token-cookie", "token-query", "bearer", "accesskey-cookie", "accesskey-query"]
+)
+async def test_credentials_are_taken_where_voipbin_takes_them(shim: Shim, where: str) -> None:
+    credential = token(sub="agent") if where.startswith("token") or where == "bearer" else "key-1"
+    query = {"encapsulation": "sln"}
+    kw: dict[str, Any] = {}
+    if where.endswith("query"):
+        query[where.split("-")[0]] = credential
+    elif where.endswith("cookie"):
+        kw["headers"] = {"Cookie": f"{where.split('-')[0]}={credential}"}
+    else:
+        kw["headers"] = {"Authorization": f"Bearer {credential}"}
+    async with shim.ws(shim.url(TONE_CALL_ID, **query), **kw) as ws:
+        assert (await ws.receive(timeout=2)).type is aiohttp.WSMsgType.BINARY
+
+
+@pytest.mark.settings(jwt_key=SECRET)
+async def test_token_scoped_to_another_call_is_403(shim: Shim) -> None:
+    scoped = token(call_id=ECHO_CALL_ID)
+    status, error = await refused(shim, shim.url(TONE_CALL_ID, encapsulation="sln", token=scoped))
+    assert (status, error["reason"]) == (403, "TOKEN_SCOPE")
+    url = shim.url(CONFERENCE_ID, "twilio", kind="conferences", token=scoped)
+    status, error = await refused(shim, url)
+    assert (status, error["reason"]) == (403, "TOKEN_SCOPE")
+    async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln", token=scoped)):
+        pass
+
+
+# --- after the upgrade -----------------------------------------------------------------
+
+
+async def test_message_over_the_cap_is_1009_with_a_reason(shim: Shim) -> None:
+    async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln")) as ws:
+        await ws.send_bytes(b"\x00" * 20_000)
+        code, reason = await closed(ws)
+    assert code == 1009 and "16384 bytes" in reason
+
+
+async def test_chunk_over_200_ms_is_1009(shim: Shim) -> None:
+    async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln")) as ws:
+        await ws.send_bytes(b"\x00" * 3202)  # 200 ms of slin is 3200 bytes
+        code, reason = await closed(ws)
+    assert code == 1009 and reason.startswith("CHUNK_TOO_LARGE: ")
+
+
+@pytest.mark.parametrize(
+    ("encapsulation", "data", "reason"),
+    [
+        ("rtp", b"\x80\x60\x00", "MALFORMED_CHUNK"),
+        # audiosocket up must be whole AudioSocket messages, not bare samples.
+        ("audiosocket", b"\x00\x01" * 160, "MALFORMED_CHUNK"),
+        ("sln", b"\x00" * 321, "PARTIAL_SAMPLE"),
+    ],
+)
+async def test_malformed_audio_is_1008(
+    shim: Shim, encapsulation: str, data: bytes, reason: str
+) -> None:
+    async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation=encapsulation)) as ws:
+        await ws.send_bytes(data)
+        code, text = await closed(ws)
+    assert code == 1008 and text.startswith(f"{reason}: ")
+
+
+async def test_text_without_the_control_channel_is_1003(shim: Shim) -> None:
+    async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln")) as ws:
+        await ws.send_str('{"type":"clear"}')
+        code, reason = await closed(ws)
+    assert code == 1003 and reason.startswith("UNSUPPORTED_DATA: ")
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("not json", "MALFORMED_MESSAGE"),
+        ('["clear"]', "MALFORMED_MESSAGE"),
+        ('{"type":"pause"}', "UNKNOWN_MESSAGE"),
+        ('{"type":"mark"}', "INVALID_MARK"),
+        ('{"type":"dtmf","digits":"x"}', "INVALID_DTMF"),
+    ],
+)
+async def test_bad_control_message_is_1008_with_an_error_event(
+    shim: Shim, message: str, reason: str
+) -> None:
+    async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln", events="json")) as ws:
+        await ws.send_str(message)
+        events = []
+        while (msg := await ws.receive(timeout=3)).type is not aiohttp.WSMsgType.CLOSE:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                events.append(json.loads(msg.data))
+        assert int(msg.data) == 1008 and str(msg.extra).startswith(f"{reason}: ")
+    assert events[-1]["type"] == "error" and events[-1]["reason"] == reason
+    assert events[-1]["close_code"] == 1008
+
+
+async def test_the_call_ending_closes_with_1000(shim: Shim) -> None:
+    call_id = shim.add_call("tone")
+    async with shim.ws(shim.url(call_id, encapsulation="rtp")) as ws:
+        await ws.receive(timeout=2)
+        shim.emulator.hangup(call_id)
+        code, reason = await closed(ws)
+    assert code == 1000 and reason.startswith("call_hangup")
+
+
+async def test_shutdown_closes_with_1001() -> None:
+    settings = Settings(
+        grpc_listen="127.0.0.1:0", ws_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.1
+    )
+    gateway = Gateway(settings.validate())
+    endpoints = await gateway.start()
+    url = f"http://{endpoints.websocket}/v1.0/calls/{TONE_CALL_ID}/media_stream?encapsulation=sln"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.receive(timeout=2)
+        await gateway.stop(grace=0.5)
+        code, reason = await closed(ws)
+    assert code == 1001 and reason.startswith("server_shutdown")
+
+
+async def test_a_bug_in_the_session_is_1011(shim: Shim, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: VoipbinDialect, item: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(VoipbinDialect, "send", broken)
+    async with shim.ws(shim.url(TONE_CALL_ID, encapsulation="sln")) as ws:
+        code, reason = await closed(ws)
+    assert code == 1011 and reason.startswith("INTERNAL")
+
+
+async def test_keepalive_ping_and_pong(shim: Shim) -> None:
+    shim.gateway.shim.heartbeat_s = 0.3
+    url = shim.url(TONE_CALL_ID, encapsulation="sln")
+    async with shim.ws(url, autoping=False) as ws:
+        await ws.ping(b"are-you-there")
+        seen = set()
+        async with asyncio.timeout(3):
+            while seen != {aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG}:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.PONG:
+                    assert msg.data == b"are-you-there"
+                    seen.add(msg.type)
+                elif msg.type is aiohttp.WSMsgType.PING:
+                    # The server's heartbeat: a client that answers stays connected.
+                    await ws.pong(msg.data)
+                    seen.add(msg.type)
+        assert not ws.closed
