@@ -51,7 +51,7 @@ lint: setup
 typecheck: setup
 	$(UV) run --frozen mypy
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test browser
 	$(UV) run --frozen pytest
 
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
@@ -127,3 +127,15 @@ lint-deploy: setup
 	$(UV) run --frozen ruff check deploy
 	$(UV) run --frozen ruff format --check deploy scripts/gen_api_docs.py tests/deploy
 	$(UV) run --frozen mypy deploy/healthcheck.py scripts/gen_api_docs.py tests/deploy
+
+# --- Browser for the web page's test (tests/shim/test_browser.py) ---------------------
+# Debian's chromium, driven by the playwright package (which downloads no browser).
+# Idempotent: nothing to do when chromium is there. Needs root or password-less sudo;
+# when it cannot install, it says so and the browser test skips, naming the reason.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	  { $$sudo apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "make browser: could not install chromium; tests/shim/test_browser.py will skip"; }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import random
 import signal
@@ -165,10 +166,8 @@ class Relay(pb_grpc.MediaStreamServiceServicer):
                 reader.cancel()
             leg.close()
             for path in reversed(made):
-                try:
+                with contextlib.suppress(RuntimeError, aiohttp.ClientError):
                     await self._ari("DELETE", path)
-                except (RuntimeError, aiohttp.ClientError):
-                    pass
 
     @staticmethod
     async def _read(requests: AsyncIterator[pb.StreamMediaRequest], leg: Leg) -> None:

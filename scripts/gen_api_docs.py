@@ -51,7 +51,7 @@ _SCALARS = {
 
 def descriptor_set(proto_root: Path) -> descriptor_pb2.FileDescriptorSet:
     """Compile every .proto under `proto_root`, keeping comments."""
-    import grpc_tools
+    import grpc_tools  # type: ignore[import-untyped]
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     protos = sorted(str(p.relative_to(proto_root)) for p in proto_root.rglob("*.proto"))

@@ -50,6 +50,7 @@ type call struct {
 	upSent, upSentWin atomic.Int64
 	upRecv, upBad     atomic.Int64
 	upNext            uint32 // owned by the leg's receive loop
+	upFloor           int64  // least uplink latency in the window (owned by the same loop)
 
 	started    atomic.Bool
 	mediaOn    atomic.Bool
@@ -139,7 +140,11 @@ func (c *call) gotUp(frame []byte) {
 	c.upRecv.Add(1)
 	if st.inWindow(r.sendNs) {
 		// Frame k of a chunk cannot be played before k frame periods after it was sent.
-		st.up.add(now - r.sendNs - int64(r.k)*frameNs)
+		lat := now - r.sendNs - int64(r.k)*frameNs
+		st.up.add(lat)
+		if c.upFloor < 0 || lat < c.upFloor {
+			c.upFloor = lat
+		}
 	}
 }
 
@@ -368,6 +373,10 @@ func machineBusy() (busy, total float64) {
 // --- the step ------------------------------------------------------------------------
 
 type direction struct {
+	// Uplink only: each stream's least added latency in the window. The pacer
+	// keeps its schedule while frames are queued, so a delay a stream met once
+	// (e.g. at set-up) stays in all its later frames: this is that floor.
+	Floor   *latency `json:"per_stream_floor,omitempty"`
 	Sent    int64   `json:"sent"`
 	Recv    int64   `json:"received"`
 	Lost    int64   `json:"lost"`
@@ -440,7 +449,7 @@ func (a *asterisk) runStep(cfg stepConfig, progress func(map[string]any)) stepRe
 	st.winEnd.Store(math.MaxInt64)
 	stamp := time.Now().UnixNano() % 1_000_000_000
 	for i := 0; i < cfg.Streams; i++ {
-		c := &call{st: st, idx: uint32(i), id: fmt.Sprintf("bench-%09d-%05d", stamp, i), ended: make(chan struct{})}
+		c := &call{st: st, idx: uint32(i), id: fmt.Sprintf("bench-%09d-%05d", stamp, i), ended: make(chan struct{}), upFloor: -1}
 		st.calls = append(st.calls, c)
 		st.callsByID[c.id] = c
 	}
@@ -582,6 +591,14 @@ func (a *asterisk) runStep(cfg stepConfig, progress func(map[string]any)) stepRe
 	res.Up.Lost = res.Up.Sent - res.Up.Recv
 	res.Down.Latency = st.down.summary()
 	res.Up.Latency = st.up.summary()
+	floors := newHist()
+	for _, c := range st.calls {
+		if c.upFloor >= 0 {
+			floors.add(c.upFloor)
+		}
+	}
+	fl := floors.summary()
+	res.Up.Floor = &fl
 	res.LeftChannels, res.LeftBridges = leftC, leftB
 	res.EventsDropped = a.evDropped.Load()
 	a.removeCalls(st)

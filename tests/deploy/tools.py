@@ -18,6 +18,7 @@ reason.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -141,11 +142,10 @@ def hadolint() -> Path:
 def yaml() -> ModuleType:
     """The PyYAML module: the project's if it has one, else the installed copy."""
     try:
-        import yaml as module
+        return importlib.import_module("yaml")
     except ImportError:
         sys.path.append(str(_python_packages()))
-        import yaml as module
-    return module
+        return importlib.import_module("yaml")
 
 
 def _inline(node: Any) -> Any:

@@ -67,8 +67,10 @@ async def test_rtp_gets_no_dtmf_but_gaps_with_marker(emulator: Emulator, ari: Ar
     assert steps == set(observed["timestamp_steps"]) == {160, 1120}
     assert {(b["seq"] - a["seq"]) % 65536 for a, b in pairwise(headers)} == {1}
     gaps = np.diff([t for t, _, _ in peer.packets]) * 1000
-    assert [i + 1 for i, g in enumerate(gaps) if g > 100] == markers
-    assert all(100 < gaps[i - 1] < 200 for i in markers)  # ~140 ms on an idle machine
+    # The audio really pauses (~140 ms) before each marked packet; the exact
+    # amounts are in the timestamps above, receive times only add scheduling noise.
+    assert all(gaps[i - 1] > 100 for i in markers)
+    assert np.median(gaps) < 25
     # Nothing but the tone: no in-band DTMF either.
     for _, data, _ in peer.packets:
         samples = ulaw(data[12:])

@@ -33,7 +33,9 @@ class Shim:
         assert self.gateway.emulator is not None
         return self.gateway.emulator
 
-    def url(self, target: str, endpoint: str = "media_stream", kind: str = "calls", **q: str) -> str:
+    def url(
+        self, target: str, endpoint: str = "media_stream", kind: str = "calls", **q: str
+    ) -> str:
         query = f"?{urlencode(q)}" if q else ""
         return f"{self.base}/v1.0/{kind}/{target}/{endpoint}{query}"
 

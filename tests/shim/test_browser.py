@@ -73,7 +73,9 @@ async def test_listen_and_talk_in_a_real_browser(shim: Shim, tmp_path: Path) -> 
             page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
             page.on(
                 "console",
-                lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
+                lambda msg: (
+                    problems.append(f"console: {msg.text}") if msg.type == "error" else None
+                ),
             )
             await page.goto(f"{shim.base}/")
             assert page.url.endswith("/ui/")

@@ -43,7 +43,7 @@ def test_voipbin_default_is_ulaw_down_and_slin_up() -> None:
     with pytest.raises(InvalidArgument) as err:
         up.decode(b"\x00" * 161)
     assert err.value.reason == "PARTIAL_SAMPLE"
-    with pytest.raises(InvalidArgument, match="3200 .*slin"):
+    with pytest.raises(InvalidArgument, match=r"3200 .*slin"):
         up.decode(b"\x00" * 3202)
 
 

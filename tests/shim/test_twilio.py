@@ -78,7 +78,11 @@ async def test_connected_start_and_media_as_twilio_documents_them(shim: Shim) ->
         assert meta["callSid"] == TONE_CALL_ID
         assert meta["tracks"] == ["inbound"]
         assert meta["customParameters"] == {"Customer": "jane"}
-        assert meta["mediaFormat"] == {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+        assert meta["mediaFormat"] == {
+            "encoding": "audio/x-mulaw",
+            "sampleRate": 8000,
+            "channels": 1,
+        }
         audio = bytearray()
         for chunk in range(1, 26):
             media = await client.receive()

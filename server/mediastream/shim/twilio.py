@@ -188,9 +188,9 @@ class TwilioDialect(Dialect):
             )
         event = message["event"]
         if event == "media":
-            await self._play(_object(message, "media").get("payload"))
+            await self._play(_object(message, "media", "MALFORMED_MEDIA").get("payload"))
         elif event == "mark":
-            name = _object(message, "mark").get("name")
+            name = _object(message, "mark", "MALFORMED_MARK").get("name")
             if not isinstance(name, str) or not name:
                 raise InvalidArgument(
                     "mark.name", "mark.name must be a non-empty string", reason="INVALID_MARK"
@@ -238,10 +238,8 @@ def _parse(text: str) -> dict[str, Any]:
     return message
 
 
-def _object(message: dict[str, Any], field: str) -> dict[str, Any]:
+def _object(message: dict[str, Any], field: str, reason: str) -> dict[str, Any]:
     value = message.get(field)
     if not isinstance(value, dict):
-        raise InvalidArgument(
-            field, f"{field} must be an object", reason=f"MALFORMED_{field.upper()}"
-        )
+        raise InvalidArgument(field, f"{field} must be an object", reason=reason)
     return value
