@@ -139,3 +139,12 @@ browser:
 	  { $$sudo apt-get update -qq && \
 	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "make browser: could not install chromium; tests/shim/test_browser.py will skip"; }
+
+# --- Whole-path load benchmark (bench/; see docs/performance.md) -----------------------
+# Not part of `make test`. `make bench` builds the Go load generator and runs every
+# step (about 15-20 min); `make bench BENCH_ARGS=--quick` is a smoke run under 60 s.
+# Figures are printed and written to out/bench.json.
+.PHONY: bench
+bench: setup
+	cd bench && go build -o ../out/bin/loadgen ./loadgen
+	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)

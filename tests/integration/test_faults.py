@@ -83,3 +83,29 @@ async def test_asterisk_restart_ends_streams_unavailable_and_recovers(harness: H
             assert recovered_in < 8
         finally:
             await fresh.stop()
+
+
+async def test_streams_survive_a_drop_of_the_ari_events_connection(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mediastream.asterisk.legs")
+    async with harness.client() as client, client.listen(
+        call_id=TONE_CALL_ID, format=AudioFormat.SLIN
+    ) as stream:
+        seqs: list[int] = []
+        got = bytearray()
+        dropped = False
+        async with asyncio.timeout(10):
+            async for chunk in stream.audio():
+                seqs.append(chunk.sequence_number)
+                if len(seqs) == 25 and not dropped:
+                    dropped = True
+                    await harness.emulator.drop_event_connections()
+                if len(seqs) > 50:
+                    got += chunk.data
+                if len(seqs) == 200:
+                    break
+        assert seqs == list(range(200))
+        assert abs(dominant_hz(pcm16(bytes(got)), 8000) - 440) < 3
+    assert await serving(harness)
+    assert "survived an ARI events reconnect" in caplog.text

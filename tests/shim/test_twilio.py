@@ -164,6 +164,7 @@ async def test_what_twilio_would_reject_closes_the_stream(shim: Shim) -> None:
         (b"\x00" * 160, 1003, "UNSUPPORTED_DATA"),
         ('{"event":"mute"}', 1008, "UNKNOWN_EVENT"),
         ('{"event":"media","media":{"payload":"***"}}', 1008, "MALFORMED_MEDIA"),
+        ('{"event":"mark","mark":"my label"}', 1008, "MALFORMED_MARK"),
         ('{"event":"clear","streamSid":"MZ0"}', 1008, "WRONG_STREAM_SID"),
     ]
     for data, code, reason in cases:

@@ -143,6 +143,10 @@ class Emulator:
         for digit in digits:
             channel.read_dtmf_end(digit, duration_ms)
 
+    async def drop_event_connections(self) -> None:
+        """Close every ARI events WebSocket (a network blip); clients may reconnect."""
+        await self._server.close()
+
     def add_call(self, kind: str = "tone", channel_id: str | None = None) -> str:
         """Add an Up call outside Stasis (reach it by snoop), like the demo calls.
 
