@@ -4,13 +4,14 @@ Run: ``make bench`` (full, ~15-20 min) or ``make bench BENCH_ARGS=--quick`` (< 6
 or directly ``uv run python bench/run.py [--quick] [options]`` after
 ``cd bench && go build -o ../out/bin/loadgen ./loadgen``.
 
-For each step a fresh gateway is started against the load generator (``bench/loadgen``, built to ``out/bin/loadgen``), which
-plays Asterisk (ARI REST, the events WebSocket, externalMedia RTP, AudioSocket
-and WebSocket-channel media) and N gRPC clients. Every call sends a 20 ms ulaw
-frame every 20 ms; every client sends one chunk per ``chunk_ms`` back; both
-ends check every frame (stream, sequence, content) and time it. The same step
-is repeated against ``bench/baseline_relay.py``, a minimal asyncio relay of
-the same frames over the same sockets, so the gateway's cost can be given as a
+For each step a fresh gateway is started against the load generator
+(``bench/loadgen``, built to ``out/bin/loadgen``), which plays Asterisk (ARI
+REST, the events WebSocket, externalMedia RTP, AudioSocket and WebSocket-channel
+media) and N gRPC clients. Every call sends a 20 ms ulaw frame every 20 ms;
+every client sends one chunk per ``chunk_ms`` back; both ends check every frame
+(stream, sequence, content) and time it. The same step is repeated against
+``bench/baseline_relay.py``, a minimal asyncio relay of the same frames over the
+same sockets, so the gateway's cost can be given as a
 ratio to it. Figures are printed as a table and written as JSON
 (``out/bench.json`` by default).
 """
@@ -328,7 +329,18 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
     return {
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        "server_tree_modified": bool(git("status", "--porcelain", "--", "server")),
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),

@@ -139,7 +139,9 @@ class Gateway:
         self._server = server
         await self._set_health(self._pool.connected)
         metrics_address = await self._start_metrics()
-        self._shim = ShimServer(self._streams, auth, s.transport, embedded=s.embedded)
+        self._shim = ShimServer(
+            self._streams, auth, s.transport, embedded=s.embedded, heartbeat_s=s.keepalive_time_s
+        )
         ws_address = await self._shim.start(s.ws_listen)
         host = s.grpc_listen.rpartition(":")[0]
         self.endpoints = Endpoints(

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
-from mediastream_client import AudioFormat, Direction, Transport
+from mediastream.emulator import CONFERENCE_ID, DTMF_CALL_ID, ECHO_CALL_ID, TONE_CALL_ID
+from mediastream.emulator.demo import CONFERENCE_440_ID
+from mediastream_client import AudioFormat, Direction, DtmfReceived, Transport
 from tests.audio_checks import dominant_hz, pcm16, sine, tone_level
 from tests.harness import Harness
 
@@ -81,3 +82,59 @@ async def test_direction_selects_whose_audio_is_heard(
         )
     )
     assert (tone_level(samples, 8000, 440) > 4000) is hears_tone
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("direction", "hears_tone"), [(Direction.IN, True), (Direction.OUT, False)]
+)
+async def test_direction_on_every_transport(
+    harness: Harness, transport: Transport, direction: Direction, hears_tone: bool
+) -> None:
+    samples = pcm16(
+        await record(
+            harness,
+            0.6,
+            call_id=TONE_CALL_ID,
+            format=AudioFormat.SLIN,
+            direction=direction,
+            transport=transport,
+        )
+    )
+    assert (tone_level(samples, 8000, 440) > 4000) is hears_tone
+
+
+async def collect_digits(harness: Harness, count: int, **kw: object) -> list[str]:
+    digits: list[str] = []
+    async with harness.client() as client, client.listen(**kw) as stream:  # type: ignore[arg-type]
+        async with asyncio.timeout(6):
+            async for event in stream:
+                if isinstance(event, DtmfReceived):
+                    digits.append(event.digit)
+                    if len(digits) == count:
+                        break
+    return digits
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_call_dtmf_on_every_transport(harness: Harness, transport: Transport) -> None:
+    # For calls DTMF comes from ARI (ChannelDtmfReceived), so every transport has it once.
+    assert await collect_digits(harness, 3, call_id=DTMF_CALL_ID, transport=transport) == [
+        "1",
+        "2",
+        "#",
+    ]
+
+
+@pytest.mark.parametrize("transport", [Transport.AUDIOSOCKET, Transport.WEBSOCKET])
+async def test_conference_dtmf_arrives_over_the_media_connection(
+    harness: Harness, transport: Transport
+) -> None:
+    async def press() -> None:
+        await asyncio.sleep(0.5)
+        harness.emulator.send_dtmf(CONFERENCE_440_ID, "73")
+
+    presser = asyncio.create_task(press())
+    digits = await collect_digits(harness, 2, conference_id=CONFERENCE_ID, transport=transport)
+    await presser
+    assert digits == ["7", "3"]

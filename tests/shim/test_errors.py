@@ -251,8 +251,8 @@ async def test_a_bug_in_the_session_is_1011(shim: Shim, monkeypatch: pytest.Monk
     assert code == 1011 and reason.startswith("INTERNAL")
 
 
+@pytest.mark.settings(keepalive_time_s=0.3)
 async def test_keepalive_ping_and_pong(shim: Shim) -> None:
-    shim.gateway.shim.heartbeat_s = 0.3
     url = shim.url(TONE_CALL_ID, encapsulation="sln")
     async with shim.ws(url, autoping=False) as ws:
         await ws.ping(b"are-you-there")
@@ -268,3 +268,18 @@ async def test_keepalive_ping_and_pong(shim: Shim) -> None:
                     await ws.pong(msg.data)
                     seen.add(msg.type)
         assert not ws.closed
+
+
+@pytest.mark.settings(keepalive_time_s=0.3)
+async def test_a_client_that_does_not_answer_pings_is_dropped_and_its_stream_released(
+    shim: Shim,
+) -> None:
+    async with shim.ws(shim.url(TONE_CALL_ID, encapsulation="sln"), autoping=False) as ws:
+        async with asyncio.timeout(3):
+            while (msg := await ws.receive()).type in (
+                aiohttp.WSMsgType.BINARY,
+                aiohttp.WSMsgType.PING,
+            ):
+                pass
+        assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE)
+    assert await shim.leftovers() == []

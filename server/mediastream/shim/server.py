@@ -33,7 +33,7 @@ from mediastream.streams import Stream, StreamManager
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 20.0
-"""Ping a quiet client this often; one that does not answer within half of it is dropped."""
+"""Default: ping a client quiet this long; one that does not answer within half of it is dropped."""
 
 _PAGE = importlib.resources.files("mediastream.shim").joinpath("page.html")
 
@@ -95,6 +95,8 @@ class ShimServer:
         auth: The gateway's authenticator.
         transport: externalMedia transport for the streams it opens.
         embedded: Whether the gateway runs the emulator (the page lists its demo calls).
+        heartbeat_s: Ping a client after this long without a message from it; drop it
+            when no pong comes within half of it.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class ShimServer:
         transport: Transport,
         *,
         embedded: bool = False,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._streams = streams
         self._auth = auth
@@ -111,7 +114,7 @@ class ShimServer:
         self._embedded = embedded
         self._runner: web.AppRunner | None = None
         self._sockets: set[ShimWebSocket] = set()
-        self.heartbeat_s = HEARTBEAT_S
+        self.heartbeat_s = heartbeat_s
         self.address = ""
 
     def _app(self) -> web.Application:
