@@ -145,6 +145,14 @@ def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
         print(f"          (machine busy: {busy:.2f} cores used by others; waiting)", flush=True)
 
 
+NICE = 0  # --nice: scheduling priority of the gateway and the load generator
+
+
+def _renice() -> None:
+    if NICE:
+        os.setpriority(os.PRIO_PROCESS, 0, NICE)
+
+
 def run_step(
     control: str,
     target: Target,
@@ -154,7 +162,13 @@ def run_step(
 ) -> dict[str, Any]:
     """Start `target`, run one load step against it, stop it; return the result."""
     proc = subprocess.Popen(
-        target.argv, stdout=subprocess.PIPE, stderr=log, text=True, env=target.env, cwd=ROOT
+        target.argv,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=target.env,
+        cwd=ROOT,
+        preexec_fn=_renice,
     )
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -367,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--baseline-only", action="store_true")
     p.add_argument("--keep-going", action="store_true", help="run every N even after a failure")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="priority of the gateway and load generator (e.g. -10 as root on a shared machine)",
+    )
     p.add_argument("--retries", type=int, default=1, help="re-run a failed step that was noisy")
     p.add_argument("--baseline-arg", action="append", default=[], help="extra baseline flag")
     p.add_argument("--json", default=str(ROOT / "out" / "bench.json"))
@@ -395,8 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "bench-children.log"
     log = open(log_path, "a")  # noqa: SIM115 - open for the whole run
+    global NICE
+    NICE = args.nice
+    # Stop children on SIGTERM too (finally blocks run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lg = subprocess.Popen(
         [str(LOADGEN), "--listen", "127.0.0.1:0"],
+        preexec_fn=_renice,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log,

@@ -283,3 +283,42 @@ async def test_a_client_that_does_not_answer_pings_is_dropped_and_its_stream_rel
                 pass
         assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE)
     assert await shim.leftovers() == []
+
+
+def test_the_one_mapping() -> None:
+    from mediastream import errors
+    from mediastream.core.stream import StopReason
+    from mediastream.shim.errors import close_for_error, close_for_stop, close_reason, http_status
+    from mediastream.streams import StreamStopped
+
+    assert [
+        http_status(e)
+        for e in (
+            errors.InvalidArgument("f", "m"),
+            errors.FailedPrecondition("m"),
+            errors.Unauthenticated("m"),
+            errors.PermissionDenied("m"),
+            errors.NotFound("m"),
+            errors.ResourceExhausted("m"),
+            errors.InternalError("m"),
+            errors.Unavailable("m"),
+        )
+    ] == [400, 400, 401, 403, 404, 429, 500, 503]
+    assert close_for_error(errors.Unavailable("gone"))[0] == 1011
+    assert close_for_error(errors.InvalidArgument("f", "m", reason="CHUNK_TOO_LARGE"))[0] == 1009
+    assert close_for_error(errors.FailedPrecondition("m", reason="INPUT_ENDED")) == (
+        1008,
+        "INPUT_ENDED: m",
+    )
+    stops = {r: close_for_stop(StreamStopped(r, ""))[0] for r in StopReason}
+    assert stops == {
+        StopReason.CLIENT_DONE: 1000,
+        StopReason.CALL_HANGUP: 1000,
+        StopReason.CONFERENCE_ENDED: 1000,
+        StopReason.CLIENT_HANGUP: 1000,
+        StopReason.SERVER_SHUTDOWN: 1001,
+        StopReason.ASTERISK_FAILURE: 1011,
+    }
+    long = close_reason("é" * 100)
+    assert len(long) <= 123 and long.endswith(b"...")
+    long.decode()  # cut on a character boundary

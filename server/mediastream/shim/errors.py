@@ -100,4 +100,4 @@ def close_reason(text: str) -> bytes:
     data = text.encode()
     if len(data) <= MAX_CLOSE_REASON:
         return data
-    return data[: MAX_CLOSE_REASON - 3].decode(errors="ignore").encode() + b"..."
+    return data[: MAX_CLOSE_REASON - 3].decode("utf-8", "ignore").encode() + b"..."

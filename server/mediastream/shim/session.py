@@ -103,7 +103,10 @@ async def run_session(dialect: Dialect) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         # Before the writer starts: the dialect's opening messages come first.
-        await dialect.opened()
+        try:
+            await dialect.opened()
+        except ConnectionError:
+            return  # the client left during the upgrade; the stream is released below
         writer = asyncio.create_task(_write(dialect, closing), name=f"ws-write-{stream.id}")
         reader = asyncio.create_task(_read(dialect), name=f"ws-read-{stream.id}")
         tasks += (writer, reader)
