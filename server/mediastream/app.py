@@ -137,6 +137,9 @@ class Gateway:
         port = self._bind(server)
         await server.start()
         self._server = server
+        # "" is the process's own liveness: SERVING from here until a drain starts.
+        # The service names follow Asterisk (readiness).
+        await self._health.set(health.OVERALL_HEALTH, SERVING)
         await self._set_health(self._pool.connected)
         metrics_address = await self._start_metrics()
         self._shim = ShimServer(
@@ -217,7 +220,7 @@ class Gateway:
 
     async def _set_health(self, up: bool) -> None:
         status = SERVING if up else NOT_SERVING
-        for service in (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.OVERALL_HEALTH):
+        for service in (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE):
             await self._health.set(service, status)
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -453,7 +453,10 @@ class LegFactory:
                 removed += 1
         bridges = await self.ari.request("GET", "/bridges") or []
         for bridge in bridges:
-            if str(bridge.get("name", "")).startswith(f"{app}-"):
+            # Exactly `<app>-<stream UUID>`: a prefix match would also take the
+            # bridges of an app named `<app>-<something>`.
+            name = str(bridge.get("name", ""))
+            if name.startswith(f"{app}-") and _is_uuid(name.removeprefix(f"{app}-")):
                 await self._quietly("DELETE", f"/bridges/{bridge['id']}")
                 removed += 1
         if removed:
@@ -509,3 +512,10 @@ class LegFactory:
                 log.warning("clean-up %s %s failed: %s", method, path, exc)
         except Unavailable as exc:
             log.warning("clean-up %s %s failed: %s", method, path, exc)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -99,7 +99,7 @@ _ENCODERS: dict[AudioFormat, Callable[[bytes], bytes]] = {
 #
 # * Every other tap is zero (the sinc crosses zero at even offsets from the centre), so
 #   one polyphase branch is the 24 taps at odd offsets and the other is the centre
-#   tap alone: a pure delay that costs no multiplies.
+#   tap alone: a pure delay.
 # * Passband ripple equals stopband ripple, so 56 dB of rejection also means a
 #   passband flat to +-0.013 dB.
 #
@@ -107,21 +107,21 @@ _ENCODERS: dict[AudioFormat, Callable[[bytes], bytes]] = {
 # 1.2 kHz transition, gives A ~ 57 dB for the 47 taps (2 * 23 + 1) chosen here; beta
 # 5.4 maximises the rejection at the 4.6 kHz band edge: 56.5 dB there, 64.6 dB from
 # 5 kHz up. That is 11 dB of margin over the 45 dB the gateway asks for, at a group
-# delay of 23 samples = 1.44 ms, inside the 2 ms budget. A half-centre of 19 (39 taps)
+# delay of 23 samples = 1.44 ms, inside the 2 ms budget. A half-length of 19 (39 taps)
 # would leave only 48.5 dB; 31 (63 taps) would give 73 dB for 0.5 ms more delay.
 #
-# Streaming: each call turns its input (after the history kept from the last call)
-# into rows of 1 ms windows, one per 8 output samples at 8 kHz, and multiplies them by
-# a constant matrix that holds the polyphase taps at each output position (the
-# "block" matrices below). One BLAS matrix product per call replaces a Python or
-# per-sample loop; the matrix has zeros where a tap does not reach, a few times the
-# multiplies of a plain FIR, which on 20 ms frames costs less than the per-output
-# overhead of np.correlate.
+# Streaming: each call lays its input (after the history kept from the last call) out
+# as rows of overlapping windows, one row per 1 ms block of output, and multiplies
+# them by a constant matrix holding the polyphase taps at each output position of a
+# block. One BLAS matrix product per call replaces any per-sample loop; the matrix
+# has zeros where a tap does not reach (a few times the multiplies of a plain FIR),
+# which on 20 ms frames still costs less than np.correlate's per-output overhead.
 #
-# The taps are rounded to multiples of 2**-24. An int16 sample times such a tap is an
-# exact float64, and so is any sum of them (well below 2**53), so each output is the
-# exact real sum whatever order BLAS adds the products in: streaming a signal in any
-# chunking gives the same bytes as converting it in one piece.
+# The taps are rounded to multiples of 2**-24. An int16 sample (plus the rounding
+# offset below) times such a tap is an exact float64, and so is any sum of them (well
+# below 2**53), so every output is the exact real sum whatever order BLAS adds the
+# products in: a signal streamed in any chunking gives the same bytes as converting
+# it in one piece.
 
 _HALF_DELAY = 23
 """Centre of the 47-tap prototype: its group delay in 16 kHz samples. Odd, so the
@@ -130,7 +130,7 @@ half-band zeros all fall on the centre tap's branch and leave it a pure delay.""
 _KAISER_BETA = 5.4
 _TAP_FRACTION_BITS = 24
 _BLOCK = 8
-"""8 kHz samples (1 ms) per row of the block products."""
+"""8 kHz samples (1 ms) per row of the block product."""
 
 
 def _design_branch() -> npt.NDArray[np.float64]:
@@ -199,25 +199,167 @@ def _down_matrix(branch: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return m
 
 
+def _with_offset_row(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Append a row of ones to ``matrix``.
+
+    Args:
+        matrix: A block matrix.
+
+    Returns:
+        ``matrix`` over a row of ones, which adds the windows' constant last column
+        (the rounding offset) to every output.
+    """
+    return np.vstack([matrix, np.ones((1, matrix.shape[1]))])
+
+
 _BRANCH = _design_branch()
 _UP_MATRIX = _up_matrix(_BRANCH)
 _DOWN_MATRIX = _down_matrix(_BRANCH)
-_UP_WINDOW = _BLOCK + _HALF_DELAY
-_DOWN_WINDOW = 2 * _UP_WINDOW
 
-# Saturation and rounding in one lookup: floor(y + 32768.5) is round-half-up(y)
-# shifted to 0..65535, and take(mode="clip") pins anything beyond to the table's ends
-# (-32768 / 32767) instead of wrapping. Two numpy calls instead of four for
-# minimum/maximum/rint/astype, which matters at 20 ms frames.
+# Rounding, saturation and (for G.711) encoding in one lookup. Every output's taps sum
+# to exactly 1, so adding _OFFSET to the input adds it to the output exactly; then the
+# float -> intp cast gives floor(y + 32768.5), i.e. round-half-up(y) shifted to
+# 0..65535, and take(mode="clip") pins anything beyond to the table's ends (-32768 /
+# 32767) instead of wrapping. (For y < -32768.5 the cast truncates towards zero
+# rather than down, but those indices are <= 0 and clip to the first entry anyway.)
+_OFFSET = 32768.5
 _INT16_VALUES = np.arange(-32768, 32768, dtype="<i2")
-_ROUND_OFFSET = 32768.5
+_OUTPUT_TABLES: dict[AudioFormat, npt.NDArray[np.generic]] = {
+    AudioFormat.SLIN: _INT16_VALUES,
+    AudioFormat.SLIN16: _INT16_VALUES,
+    AudioFormat.ULAW: np.frombuffer(ulaw_encode(_INT16_VALUES.tobytes()), dtype=np.uint8),
+    AudioFormat.ALAW: np.frombuffer(alaw_encode(_INT16_VALUES.tobytes()), dtype=np.uint8),
+}
+# G.711 input is decoded, offset and turned to float64 by one lookup as well.
+_INPUT_TABLES: dict[AudioFormat, npt.NDArray[np.float64]] = {
+    fmt: np.frombuffer(decode(bytes(range(256))), dtype="<i2") + _OFFSET
+    for fmt, decode in ((AudioFormat.ULAW, ulaw_decode), (AudioFormat.ALAW, alaw_decode))
+}
 
 
-def _saturate(y: npt.NDArray[np.float64]) -> bytes:
-    y += _ROUND_OFFSET
-    # For y < -32768.5 the cast truncates towards zero, not down, but such indices
-    # are <= 0 and clip to the table's first entry all the same.
-    return _INT16_VALUES.take(y.astype(np.intp), mode="clip").tobytes()
+class _Plan:
+    """Buffers for one (history length, chunk length) pair.
+
+    Real streams repeat one chunk size, so these are built once and reused for every
+    frame; any other size just builds a new plan.
+    """
+
+    __slots__ = (
+        "buffer",
+        "chunk",
+        "dst",
+        "history",
+        "index",
+        "keep",
+        "out_bytes",
+        "rows",
+        "src",
+        "whole",
+        "windows",
+        "y",
+    )
+
+    def __init__(self, resampler: _HalfBandResampler, history: int, chunk: int) -> None:
+        unit = resampler.unit
+        samples = (history + chunk) // unit
+        d, b = _HALF_DELAY, _BLOCK
+        self.history = history
+        self.chunk = chunk
+        if resampler.up:
+            due = samples - d  # new input samples, each giving two outputs
+            out_samples, step, width = 2 * due, b, b + d
+            self.keep = d * unit
+        else:
+            due = max(samples // 2 - d, 0)  # new whole pairs, each giving one output
+            out_samples, step, width = due, 2 * b, 2 * (b + d)
+            self.keep = (samples - 2 * due) * unit
+        self.rows = rows = -(-due // b)
+        self.out_bytes = out_samples * resampler.out_width
+        self.whole = rows * b == due
+        # Past the chunk the buffer stays zero: those samples only reach outputs that
+        # are cut off (``whole`` is False), never the next call's.
+        size = max(history + chunk, ((rows - 1) * step + width) * unit)
+        raw = bytearray(size)
+        self.buffer = memoryview(raw)
+        # Overlapping windows straight over the bytes; copying them into ``windows``
+        # is also the int16 (or G.711) -> float64 conversion.
+        self.src = np.ndarray(
+            (rows, width), "<i2" if unit == 2 else np.uint8, raw, 0, (step * unit, unit)
+        )
+        if resampler.input_table is None:
+            # Linear input: a constant last column carries the rounding offset.
+            self.windows = np.empty((rows, width + 1))
+            self.windows[:, width] = _OFFSET
+            self.dst = self.windows[:, :width]
+        else:
+            self.windows = self.dst = np.empty((rows, width))
+        self.y = np.empty((rows, resampler.matrix.shape[1]))
+        self.index = np.empty(self.y.shape, dtype=np.intp)
+
+
+class _HalfBandResampler:
+    """One stream's 8 -> 16 kHz or 16 -> 8 kHz conversion.
+
+    Decoding from or encoding to G.711 is folded into the input and output lookups.
+
+    Attributes:
+        up: True for 8 -> 16 kHz.
+        unit: Bytes per input sample (1 for G.711, 2 for slin).
+        out_width: Bytes per output sample.
+        input_table: G.711 code -> offset float64 sample, or None for linear input.
+        matrix: The block matrix (with the offset row for linear input).
+    """
+
+    def __init__(self, src: AudioFormat, dst: AudioFormat) -> None:
+        self.up = dst.sample_rate > src.sample_rate
+        self.unit = src.sample_width
+        self.out_width = dst.sample_width
+        self.input_table = _INPUT_TABLES.get(src)
+        self._output_table = _OUTPUT_TABLES[dst]
+        matrix = _UP_MATRIX if self.up else _DOWN_MATRIX
+        self.matrix = matrix if self.input_table is not None else _with_offset_row(matrix)
+        # Silence in the source encoding (for A-law, its +8 "silence" code).
+        history = _HALF_DELAY if self.up else 2 * _HALF_DELAY
+        self._silence = silence(src, 1000)[: history * self.unit]
+        self.reset()
+        self._plan = _Plan(self, len(self._history), src.frame_bytes)
+
+    def reset(self) -> None:
+        """Forget the stream's history (as if it had been silent)."""
+        self._history = self._silence
+
+    def process(self, data: bytes) -> bytes:
+        """Resample the next chunk.
+
+        Args:
+            data: Whole samples in the source format.
+
+        Returns:
+            The output due: twice the input samples (up), or one per whole pair of
+            input samples so far (down).
+        """
+        history = self._history
+        plan = self._plan
+        lh = len(history)
+        if plan.chunk != len(data) or plan.history != lh:
+            plan = self._plan = _Plan(self, lh, len(data))
+        if not plan.rows:  # too little for an output: wait for more
+            self._history = history + data
+            return b""
+        buffer = plan.buffer
+        buffer[:lh] = history
+        buffer[lh : lh + plan.chunk] = data
+        keep = plan.keep
+        self._history = data[-keep:] if plan.chunk >= keep else (history + data)[-keep:]
+        if self.input_table is None:
+            np.copyto(plan.dst, plan.src)
+        else:
+            self.input_table.take(plan.src, out=plan.windows, mode="wrap")
+        index = plan.index
+        # Assigning casts float -> intp in place: cheaper than astype's new array.
+        index[...] = np.dot(plan.windows, self.matrix, out=plan.y)
+        out = self._output_table.take(index, mode="clip").tobytes()
+        return out if plan.whole else out[: plan.out_bytes]
 
 
 class Transcoder:
@@ -225,12 +367,13 @@ class Transcoder:
 
     Each :meth:`convert` call returns exactly the duration it was given: N ms in, N ms
     out (for a rate change, output samples so far = floor(input samples so far x
-    ratio)). 8 kHz <-> 16 kHz goes through a streaming polyphase FIR (the half-band
-    filter described in this module's source), whose history is kept between calls,
-    so chunks join without clicks and output starts with the very first call.
+    ratio)). 8 kHz <-> 16 kHz goes through a streaming polyphase half-band FIR (see
+    the notes in this module's source) whose history is kept between calls, so chunks
+    join without clicks and output starts with the very first call: there is no
+    priming silence.
 
     The only delay is the filter's group delay, :attr:`latency_ms`: 1.4375 ms up
-    (23 samples at 16 kHz), 1.375 ms down (11 samples at 8 kHz). Results never depend
+    (23 samples at 16 kHz), 1.375 ms down (11 samples at 8 kHz). Output never depends
     on how the stream is cut into chunks; a decimator given an odd number of 16 kHz
     samples holds the last one back until its partner arrives.
 
@@ -256,22 +399,14 @@ class Transcoder:
         self.underruns = 0
         self._decode = _DECODERS[src]
         self._encode = _ENCODERS[dst]
-        self._resample: Callable[[bytes], bytes] | None = None
-        self._history_bytes = 0
+        self._resampler: _HalfBandResampler | None = None
         self._latency_ms = 0.0
-        if src.sample_rate * 2 == dst.sample_rate:
-            self._resample = self._upsample
-            self._history_bytes = 2 * _HALF_DELAY
-            self._latency_ms = _HALF_DELAY * 1000 / dst.sample_rate
-        elif src.sample_rate == dst.sample_rate * 2:
-            self._resample = self._downsample
-            self._history_bytes = 4 * _HALF_DELAY
-            # The decimator keeps the odd polyphase phase (see _downsample), one 16 kHz
-            # sample later than the centre, which saves half an 8 kHz sample of delay.
-            self._latency_ms = (_HALF_DELAY - 1) // 2 * 1000 / dst.sample_rate
-        elif src.sample_rate != dst.sample_rate:  # pragma: no cover - no such formats
-            raise ValueError(f"cannot resample {src.sample_rate} Hz to {dst.sample_rate} Hz")
-        self.reset()
+        if src.sample_rate != dst.sample_rate:
+            self._resampler = _HalfBandResampler(src, dst)
+            # Down, the odd polyphase phase saves half an 8 kHz sample of the centre
+            # delay (see _down_matrix).
+            delay = _HALF_DELAY if self._resampler.up else _HALF_DELAY - 1
+            self._latency_ms = delay * 1000 / 16000
 
     @property
     def identity(self) -> bool:
@@ -289,7 +424,8 @@ class Transcoder:
         Use it after a discontinuity (e.g. a flush) so old audio does not leak into
         the next output.
         """
-        self._history = bytes(self._history_bytes)
+        if self._resampler is not None:
+            self._resampler.reset()
 
     def convert(self, data: bytes) -> bytes:
         """Convert the next chunk of the stream.
@@ -303,46 +439,13 @@ class Transcoder:
         Raises:
             ValueError: If a linear ``data`` has an odd length.
         """
+        resampler = self._resampler
+        if resampler is not None:
+            if len(data) % resampler.unit:
+                _check_linear(data)  # raises
+            return resampler.process(data)
         if self.src is self.dst:
             if self.src.is_linear:
                 _check_linear(data)
             return data
-        pcm = self._decode(data)
-        if self._resample is not None:
-            pcm = self._resample(pcm)
-        return self._encode(pcm)
-
-    def _upsample(self, pcm: bytes) -> bytes:
-        # Joining as bytes is cheaper than np.concatenate, and its tail is the next
-        # call's history for free.
-        joined = self._history + pcm
-        n = (len(joined) >> 1) - _HALF_DELAY  # new input samples
-        if n <= 0:
-            return b""
-        self._history = joined[2 * n :]
-        rows = -(-n // _BLOCK)
-        pad = rows * _BLOCK - n
-        if pad:  # zeros after the end only reach outputs that are dropped
-            joined += bytes(2 * pad)
-        # Overlapping windows straight over the bytes; astype makes them a contiguous
-        # float64 matrix for BLAS.
-        windows = np.ndarray((rows, _UP_WINDOW), "<i2", joined, 0, (2 * _BLOCK, 2))
-        out = _saturate(np.dot(windows.astype(np.float64), _UP_MATRIX))
-        return out[: 4 * n] if pad else out
-
-    def _downsample(self, pcm: bytes) -> bytes:
-        # The history is _HALF_DELAY whole (even, odd) pairs of 16 kHz samples, plus
-        # an unpaired last sample when the input so far has an odd length.
-        joined = self._history + pcm
-        n = (len(joined) >> 2) - _HALF_DELAY  # new output samples: one per new pair
-        if n <= 0:
-            self._history = joined
-            return b""
-        self._history = joined[4 * n :]
-        rows = -(-n // _BLOCK)
-        pad = rows * _BLOCK - n
-        if pad:
-            joined += bytes(4 * pad)
-        windows = np.ndarray((rows, _DOWN_WINDOW), "<i2", joined, 0, (4 * _BLOCK, 2))
-        out = _saturate(np.dot(windows.astype(np.float64), _DOWN_MATRIX))
-        return out[: 2 * n] if pad else out
+        return self._encode(self._decode(data))

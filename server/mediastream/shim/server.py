@@ -134,7 +134,7 @@ class ShimServer:
         self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
-        site = web.TCPSite(self._runner, host, int(port))
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
         await site.start()
         bound = self._runner.addresses[0]
         self.address = f"{host}:{bound[1]}"
