@@ -47,6 +47,8 @@ def main() -> int:
             f"gateway ready: gRPC on {ready['grpc']}, Asterisk: "
             f"{'embedded emulator' if ready['embedded_asterisk'] else ready['ari_url']}"
         )
+        if ready.get("websocket"):
+            print(f"  listen-in page: http://{ready['websocket']}/ui/")
         for name, ident in ready.get("demo", {}).items():
             print(f"  demo {name:<11} {ident}")
         out = ROOT / "out"
