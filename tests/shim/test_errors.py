@@ -140,6 +140,24 @@ async def test_credentials_are_taken_where_voipbin_takes_them(shim: Shim, where:
         assert (await ws.receive(timeout=2)).type is aiohttp.WSMsgType.BINARY
 
 
+@pytest.mark.settings(api_keys="key-1")
+async def test_cookie_credentials_from_another_site_are_403(shim: Shim) -> None:
+    url = shim.url(TONE_CALL_ID, encapsulation="sln")
+    cookie = {"Cookie": "accesskey=key-1"}
+    status, error = await refused(shim, url, headers={**cookie, "Origin": "https://evil.example"})
+    assert (status, error["reason"]) == (403, "CROSS_ORIGIN")
+    # The same cookie from the shim's own page, or a query token from anywhere, is fine.
+    own = shim.base.replace("ws://", "http://")
+    for headers, query in (
+        ({**cookie, "Origin": own}, {}),
+        ({"Origin": "https://evil.example"}, {"accesskey": "key-1"}),
+    ):
+        async with shim.ws(
+            shim.url(TONE_CALL_ID, encapsulation="sln", **query), headers=headers
+        ) as ws:
+            assert (await ws.receive(timeout=2)).type is aiohttp.WSMsgType.BINARY
+
+
 @pytest.mark.settings(jwt_key=SECRET)
 async def test_token_scoped_to_another_call_is_403(shim: Shim) -> None:
     scoped = token(call_id=ECHO_CALL_ID)

@@ -17,13 +17,14 @@ import contextlib
 import importlib.resources
 import json
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
 from mediastream import logs, metrics
 from mediastream.auth import Authenticator, Principal
 from mediastream.core.stream import StopReason, Target, Transport
-from mediastream.errors import InvalidArgument, MediaStreamError
+from mediastream.errors import InvalidArgument, MediaStreamError, PermissionDenied
 from mediastream.shim import twilio, voipbin
 from mediastream.shim.errors import error_response
 from mediastream.shim.params import credentials, parse_media_stream, parse_target
@@ -154,6 +155,18 @@ class ShimServer:
 
     def _principal(self, request: web.Request) -> Principal:
         token = credentials(request.cookies, request.query, request.headers.get("Authorization"))
+        if token is not None and token in (
+            request.cookies.get("token"),
+            request.cookies.get("accesskey"),
+        ):
+            # A browser sends cookies to any site's WebSocket: without this check
+            # another page could open a stream with the user's credentials.
+            origin = request.headers.get("Origin")
+            if origin and urlsplit(origin).netloc != request.host:
+                raise PermissionDenied(
+                    "cookie credentials are only accepted from this server's own pages",
+                    reason="CROSS_ORIGIN",
+                )
         return self._auth.authenticate(token)
 
     def _target(self, request: web.Request) -> Target:
