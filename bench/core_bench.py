@@ -44,6 +44,7 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
     up = Transcoder(AudioFormat.SLIN, AudioFormat.SLIN16)
     down = Transcoder(AudioFormat.SLIN16, AudioFormat.SLIN)
     ulaw_up = Transcoder(AudioFormat.ULAW, AudioFormat.SLIN16)
+    ulaw_down = Transcoder(AudioFormat.SLIN16, AudioFormat.ULAW)
 
     seq = RtpSequencer(PT_ULAW, 0x11223344, 1000, 5000)
     rtp_ulaw = seq.next(ulaw, 160)
@@ -87,6 +88,7 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         ("resample 8k->16k (slin -> slin16)", lambda: up.convert(slin)),
         ("resample 16k->8k (slin16 -> slin)", lambda: down.convert(slin16)),
         ("transcode ulaw -> slin16", lambda: ulaw_up.convert(ulaw)),
+        ("transcode slin16 -> ulaw", lambda: ulaw_down.convert(slin16)),
         ("rtp parse (172 B)", lambda: parse_rtp(rtp_ulaw)),
         ("rtp serialize (RtpPacket)", packet.serialize),
         ("rtp sequencer next", lambda: seq.next(ulaw, 160)),

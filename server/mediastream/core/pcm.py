@@ -260,6 +260,13 @@ class _Plan:
     )
 
     def __init__(self, resampler: _HalfBandResampler, history: int, chunk: int) -> None:
+        """Size the buffers for a call with this much history and input.
+
+        Args:
+            resampler: The stream the plan is for.
+            history: Bytes of history before the call.
+            chunk: Bytes of input in the call.
+        """
         unit = resampler.unit
         samples = (history + chunk) // unit
         d, b = _HALF_DELAY, _BLOCK
@@ -311,6 +318,12 @@ class _HalfBandResampler:
     """
 
     def __init__(self, src: AudioFormat, dst: AudioFormat) -> None:
+        """Set up a stream; the sample rates must differ by a factor of two.
+
+        Args:
+            src: Input format (8 kHz for up, 16 kHz slin16 for down).
+            dst: Output format.
+        """
         self.up = dst.sample_rate > src.sample_rate
         self.unit = src.sample_width
         self.out_width = dst.sample_width
