@@ -6,12 +6,13 @@ The `harness` fixture is registered for every test directory by tests/conftest.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
-from mediastream.app import Gateway
+from mediastream.app import Endpoints, Gateway
 from mediastream.config import Settings
 from mediastream.emulator import Emulator
 from mediastream_client import MediaStreamClient
@@ -53,24 +54,37 @@ class Harness:
         return self.gateway_objects() + list(self.gateway.streams.streams)
 
 
-@pytest.fixture
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def running_gateway(
+    request: pytest.FixtureRequest, **defaults: object
+) -> AsyncIterator[tuple[Gateway, Endpoints]]:
+    """A started gateway with the test's `settings` marker over `defaults`.
+
+    On a clean exit, unless the test is marked `leaves_streams`, fails if the
+    gateway left anything of its own in Asterisk.
+    """
     marker = request.node.get_closest_marker("settings")
     overrides = marker.kwargs if marker else {}
-    defaults = {
-        "grpc_listen": "127.0.0.1:0",
-        "drain_timeout_s": 0.5,
-        "metrics_listen": "127.0.0.1:0",
-        "ws_listen": "127.0.0.1:0",
-    }
-    settings = Settings(**{**defaults, **overrides})
+    settings = Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
     settings.validate()
     gateway = Gateway(settings)
     endpoints = await gateway.start()
-    harness = Harness(gateway, endpoints.grpc, endpoints.ari_url)
     try:
-        yield harness
+        yield gateway, endpoints
         if request.node.get_closest_marker("leaves_streams") is None:
-            assert await harness.leftovers() == [], "the gateway left objects in Asterisk"
+            probe = Harness(gateway, endpoints.grpc, endpoints.ari_url)
+            assert await probe.leftovers() == [], "the gateway left objects in Asterisk"
     finally:
         await gateway.stop(grace=0.5)
+
+
+@pytest.fixture
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    async with running_gateway(
+        request,
+        grpc_listen="127.0.0.1:0",
+        drain_timeout_s=0.5,
+        metrics_listen="127.0.0.1:0",
+        ws_listen="127.0.0.1:0",
+    ) as (gateway, endpoints):
+        yield Harness(gateway, endpoints.grpc, endpoints.ari_url)

@@ -12,10 +12,10 @@ from mediastream._proto import external_media_pb2 as em_pb
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream.api.grpc_service import DIRECTIONS, FORMATS, FORMATS_OUT, enum_value
-from mediastream.api.status import to_status
+from mediastream.api.status import unary_errors
 from mediastream.auth import Authenticator
 from mediastream.core.stream import Direction, Target, TargetKind, validate_target_id
-from mediastream.errors import InvalidArgument, MediaStreamError, PermissionDenied
+from mediastream.errors import InvalidArgument, PermissionDenied
 from mediastream.external_media import (
     ExternalEncapsulation,
     ExternalMedia,
@@ -99,74 +99,62 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
                 "a scoped token may only list its own call or conference", reason="TOKEN_SCOPE"
             )
 
+    @unary_errors
     async def StartExternalMedia(
         self,
         request: em_pb.StartExternalMediaRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.StartExternalMediaResponse:
         """Start sending audio to a host."""
-        try:
-            target = _target(request, "target", required=True)
-            assert target is not None
-            self._authorize(context, target)
-            fmt = enum_value(FORMATS, request.format, "format")
-            direction = enum_value(DIRECTIONS, request.direction, "direction")
-            encapsulation = enum_value(_ENCAPSULATIONS, request.encapsulation, "encapsulation")
-            media = await self._manager.start(
-                target, request.external_host, encapsulation, fmt, direction
-            )
-            return em_pb.StartExternalMediaResponse(external_media=_to_proto(media))
-        except MediaStreamError as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("unreachable") from exc
+        target = _target(request, "target", required=True)
+        assert target is not None
+        self._authorize(context, target)
+        fmt = enum_value(FORMATS, request.format, "format")
+        direction = enum_value(DIRECTIONS, request.direction, "direction")
+        encapsulation = enum_value(_ENCAPSULATIONS, request.encapsulation, "encapsulation")
+        media = await self._manager.start(
+            target, request.external_host, encapsulation, fmt, direction
+        )
+        return em_pb.StartExternalMediaResponse(external_media=_to_proto(media))
 
+    @unary_errors
     async def StopExternalMedia(
         self,
         request: em_pb.StopExternalMediaRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.StopExternalMediaResponse:
         """Stop one external media, or all of a call or conference."""
-        try:
-            if request.WhichOneof("selector") == "id":
-                media = self._manager.get(request.id)
-                self._authorize(context, media.target)
-                stopped = [await self._manager.stop(request.id)]
-            else:
-                target = _target(request, "selector", required=True)
-                assert target is not None
-                self._authorize(context, target)
-                stopped = await self._manager.stop_target(target)
-            return em_pb.StopExternalMediaResponse(external_media=[_to_proto(m) for m in stopped])
-        except MediaStreamError as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("unreachable") from exc
+        if request.WhichOneof("selector") == "id":
+            media = self._manager.get(request.id)
+            self._authorize(context, media.target)
+            stopped = [await self._manager.stop(request.id)]
+        else:
+            target = _target(request, "selector", required=True)
+            assert target is not None
+            self._authorize(context, target)
+            stopped = await self._manager.stop_target(target)
+        return em_pb.StopExternalMediaResponse(external_media=[_to_proto(m) for m in stopped])
 
+    @unary_errors
     async def GetExternalMedia(
         self,
         request: em_pb.GetExternalMediaRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.GetExternalMediaResponse:
         """One external media."""
-        try:
-            media = self._manager.get(request.id)
-            self._authorize(context, media.target)
-            return em_pb.GetExternalMediaResponse(external_media=_to_proto(media))
-        except MediaStreamError as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("unreachable") from exc
+        media = self._manager.get(request.id)
+        self._authorize(context, media.target)
+        return em_pb.GetExternalMediaResponse(external_media=_to_proto(media))
 
+    @unary_errors
     async def ListExternalMedia(
         self,
         request: em_pb.ListExternalMediaRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.ListExternalMediaResponse:
         """External media of a call or conference, or all."""
-        try:
-            target = _target(request, "target", required=False)
-            self._authorize(context, target)
-            return em_pb.ListExternalMediaResponse(
-                external_media=[_to_proto(m) for m in self._manager.list_for(target)]
-            )
-        except MediaStreamError as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("unreachable") from exc
+        target = _target(request, "target", required=False)
+        self._authorize(context, target)
+        return em_pb.ListExternalMediaResponse(
+            external_media=[_to_proto(m) for m in self._manager.list_for(target)]
+        )

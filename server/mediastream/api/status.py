@@ -6,6 +6,10 @@ argument errors also carry a `BadRequest` naming the field.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -34,6 +38,23 @@ def grpc_code(error: errors.MediaStreamError) -> grpc.StatusCode:
         if isinstance(error, cls):
             return code
     return grpc.StatusCode.UNKNOWN
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def unary_errors(handler: _Handler) -> _Handler:
+    """Make a unary RPC method end with the rich status of any MediaStreamError it raises."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await handler(self, request, context)
+        except errors.MediaStreamError as exc:
+            await context.abort_with_status(to_status(exc))
+            raise AssertionError("abort_with_status returned") from exc
+
+    return cast(_Handler, wrapper)
 
 
 def to_status(error: errors.MediaStreamError) -> grpc.Status:

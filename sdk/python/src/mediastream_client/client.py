@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
+from mediastream_client._convert import (
+    DIRECTIONS,
+    ENCAPSULATIONS,
+    FORMATS,
+    STOP_REASONS,
+    TRANSPORTS,
+    reverse,
+)
 from mediastream_client._proto import mediastream_pb2 as pb
 from mediastream_client._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream_client.errors import RPCError
@@ -39,38 +47,6 @@ from mediastream_client.types import (
 
 log = logging.getLogger(__name__)
 
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-_FORMATS = {
-    AudioFormat.ULAW: pb.AUDIO_FORMAT_ULAW,
-    AudioFormat.SLIN: pb.AUDIO_FORMAT_SLIN,
-    AudioFormat.SLIN16: pb.AUDIO_FORMAT_SLIN16,
-}
-_DIRECTIONS = {
-    Direction.BOTH: pb.DIRECTION_BOTH,
-    Direction.IN: pb.DIRECTION_IN,
-    Direction.OUT: pb.DIRECTION_OUT,
-}
-_ENCAPSULATIONS = {
-    Encapsulation.SLN: pb.ENCAPSULATION_SLN,
-    Encapsulation.RTP: pb.ENCAPSULATION_RTP,
-    Encapsulation.AUDIOSOCKET: pb.ENCAPSULATION_AUDIOSOCKET,
-}
-_TRANSPORTS = {
-    Transport.RTP: pb.MEDIA_TRANSPORT_RTP,
-    Transport.AUDIOSOCKET: pb.MEDIA_TRANSPORT_AUDIOSOCKET,
-    Transport.WEBSOCKET: pb.MEDIA_TRANSPORT_WEBSOCKET,
-}
-_STOP_REASONS = {
-    pb.STOP_REASON_UNSPECIFIED: StopReason.UNSPECIFIED,
-    pb.STOP_REASON_CLIENT_DONE: StopReason.CLIENT_DONE,
-    pb.STOP_REASON_CALL_HANGUP: StopReason.CALL_HANGUP,
-    pb.STOP_REASON_CONFERENCE_ENDED: StopReason.CONFERENCE_ENDED,
-    pb.STOP_REASON_SERVER_SHUTDOWN: StopReason.SERVER_SHUTDOWN,
-    pb.STOP_REASON_ASTERISK_FAILURE: StopReason.ASTERISK_FAILURE,
-    pb.STOP_REASON_CLIENT_HANGUP: StopReason.CLIENT_HANGUP,
-}
 
 RESUMABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -79,10 +55,6 @@ RESUMABLE = frozenset(
 
 FINAL_REASONS = frozenset({"ASTERISK_FAILURE", "DRAINING"})
 """Reasons of an UNAVAILABLE that a resume cannot mend: the stream is gone."""
-
-
-def _reverse(table: Mapping[_K, _V]) -> dict[_V, _K]:
-    return {v: k for k, v in table.items()}
 
 
 def _config(
@@ -99,11 +71,11 @@ def _config(
         raise ValueError("give exactly one of call_id and conference_id")
     config = pb.StreamConfig(
         resumable=resumable,
-        format=_FORMATS[fmt],
-        direction=_DIRECTIONS[direction],
+        format=FORMATS[fmt],
+        direction=DIRECTIONS[direction],
         chunk_ms=chunk_ms,
-        encapsulation=_ENCAPSULATIONS[encapsulation],
-        transport=_TRANSPORTS[transport] if transport else pb.MEDIA_TRANSPORT_UNSPECIFIED,
+        encapsulation=ENCAPSULATIONS[encapsulation],
+        transport=TRANSPORTS[transport] if transport else pb.MEDIA_TRANSPORT_UNSPECIFIED,
     )
     if call_id is not None:
         config.call_id = call_id
@@ -126,12 +98,12 @@ def _with_resume(
 def _info(started: Any) -> StreamInfo:
     return StreamInfo(
         stream_id=started.stream_id,
-        format=_reverse(_FORMATS)[started.format],
+        format=reverse(FORMATS)[started.format],
         sample_rate=started.sample_rate_hz,
         frame_bytes=started.frame_bytes,
         chunk_ms=started.chunk_ms,
-        encapsulation=_reverse(_ENCAPSULATIONS)[started.encapsulation],
-        transport=_reverse(_TRANSPORTS)[started.transport],
+        encapsulation=reverse(ENCAPSULATIONS)[started.encapsulation],
+        transport=reverse(TRANSPORTS)[started.transport],
         resume_token=started.resume_token,
         resumed=started.resumed,
     )
@@ -151,7 +123,7 @@ def _event(msg: Any) -> StreamEvent | None:
         return FlowControl(msg.flow.state == pb.FLOW_STATE_PAUSE, msg.flow.buffered_ms)
     if kind == "stopped":
         return Stopped(
-            _STOP_REASONS.get(msg.stopped.reason, StopReason.UNSPECIFIED), msg.stopped.detail
+            STOP_REASONS.get(msg.stopped.reason, StopReason.UNSPECIFIED), msg.stopped.detail
         )
     return None
 

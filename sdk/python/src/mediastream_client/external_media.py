@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from mediastream_client._convert import DIRECTIONS, FORMATS, reverse
 from mediastream_client._proto import external_media_pb2 as em
 from mediastream_client._proto import external_media_pb2_grpc as em_grpc
-from mediastream_client._proto import mediastream_pb2 as pb
 from mediastream_client.errors import RPCError
 from mediastream_client.types import AudioFormat, Direction
 
@@ -69,16 +69,6 @@ _STATUS = {
     em.EXTERNAL_MEDIA_STATUS_TERMINATING: ExternalStatus.TERMINATING,
     em.EXTERNAL_MEDIA_STATUS_TERMINATED: ExternalStatus.TERMINATED,
 }
-_FORMATS = {
-    AudioFormat.ULAW: pb.AUDIO_FORMAT_ULAW,
-    AudioFormat.SLIN: pb.AUDIO_FORMAT_SLIN,
-    AudioFormat.SLIN16: pb.AUDIO_FORMAT_SLIN16,
-}
-_DIRECTIONS = {
-    Direction.BOTH: pb.DIRECTION_BOTH,
-    Direction.IN: pb.DIRECTION_IN,
-    Direction.OUT: pb.DIRECTION_OUT,
-}
 
 RETRIES = 3
 """Attempts of a read-only call (get, list) when the gateway is UNAVAILABLE."""
@@ -91,9 +81,9 @@ def _from_proto(m: Any) -> ExternalMedia:
         call_id=m.call_id if target == "call_id" else None,
         conference_id=m.conference_id if target == "conference_id" else None,
         external_host=m.external_host,
-        encapsulation={v: k for k, v in _ENC.items()}[m.encapsulation],
-        format={v: k for k, v in _FORMATS.items()}[m.format],
-        direction={v: k for k, v in _DIRECTIONS.items()}[m.direction],
+        encapsulation=reverse(_ENC)[m.encapsulation],
+        format=reverse(FORMATS)[m.format],
+        direction=reverse(DIRECTIONS)[m.direction],
         status=_STATUS[m.status],
         created=datetime.fromtimestamp(m.create_time.ToNanoseconds() / 1e9, UTC),
         end_reason=m.end_reason,
@@ -139,8 +129,8 @@ class ExternalMediaClient:
         request = em.StartExternalMediaRequest(
             external_host=external_host,
             encapsulation=_ENC[encapsulation],
-            format=_FORMATS[format],
-            direction=_DIRECTIONS[direction],
+            format=FORMATS[format],
+            direction=DIRECTIONS[direction],
         )
         if call_id is not None:
             request.call_id = call_id
