@@ -65,7 +65,7 @@ async def running_gateway(
     """
     marker = request.node.get_closest_marker("settings")
     overrides = marker.kwargs if marker else {}
-    settings = Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
+    settings = Settings(**{**defaults, **overrides})
     settings.validate()
     gateway = Gateway(settings)
     endpoints = await gateway.start()
