@@ -17,7 +17,7 @@ def fixture_path(name: str) -> Path:
     """Path of a recorded file; skips the test when shared/ is not beside the repo."""
     path = FIXTURES / name
     if not path.exists():
-        pytest.skip(f"recorded fixture {name} not found at {FIXTURES}")
+        pytest.skip(f"recorded fixture {name} not found at {FIXTURES}", allow_module_level=True)
     return path
 
 
