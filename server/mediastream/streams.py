@@ -128,6 +128,9 @@ class Stream:
         self.attached = True
         self.detached_at: float | None = None
         self.buffer_high_ms = limits.pause_at_ms
+        # Bumped by each resume: the connection that resumed owns the stream, and an
+        # older one still reading (not yet noticed dead) stops and lets go of it.
+        self.attachment = 0
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -186,14 +189,21 @@ class Stream:
         return lost
 
     async def output(self) -> AsyncIterator[Chunk | StreamEvent]:
-        """Audio chunks and events for the client, until the stream stops."""
-        while True:
+        """Audio chunks and events for the client, until the stream stops.
+
+        Ends early, without taking anything more, once another connection resumed
+        the stream (`attachment` changed).
+        """
+        attachment = self.attachment
+        while self.attachment == attachment:
             dropped = self._buffer.dropped
             items = self._buffer.take()
             if self._buffer.dropped != dropped:
                 FRAMES_DROPPED.inc(self._buffer.dropped - dropped)
             if items:
                 for item in items:
+                    if self.attachment != attachment:
+                        return  # the resume rewound the read position for its client
                     yield item
                 continue
             if self._stopped.done() or self.error is not None:
@@ -306,6 +316,7 @@ class Stream:
     async def _play(self) -> None:
         assert self.leg is not None
         leg = self.leg
+        loop = asyncio.get_running_loop()
         while True:
             out = self._pacer.poll(time.monotonic())
             for frame in out.frames:
@@ -314,7 +325,11 @@ class Stream:
                 FRAMES_OUT.inc(len(out.frames))
             for event in out.events:
                 if isinstance(event, MarkPlayed):
-                    self._emit(MarkReached(event.name, event.position_ms))
+                    # The pacer reports a mark when the frame before it is sent;
+                    # it has been played once that frame's 20 ms are over.
+                    loop.call_later(
+                        FRAME_MS / 1000, self._emit, MarkReached(event.name, event.position_ms)
+                    )
                 elif isinstance(event, Xoff):
                     self._emit(Flow(True, event.depth * FRAME_MS))
                 elif isinstance(event, Xon):
@@ -421,6 +436,10 @@ class StreamManager:
         grace = self._grace_tasks.pop(stream_id, None)
         if grace is not None:
             grace.cancel()
+        # A connection still attached is one whose loss the server has not noticed
+        # yet: this resume takes the stream over from it.
+        stream.attachment += 1
+        stream._ready.set()
         stream.attached = True
         stream.detached_at = None
         logs.stream_id.set(stream_id)
