@@ -109,6 +109,9 @@ sdk-test-runners:
 	cd sdk/go && go test -count=1 ./...
 	cd sdk/typescript && npm test --silent
 	python -m pytest -q tests/conformance
+	python -m pytest -q examples/python
+	cd examples/go && go vet ./... && go test -count=1 ./...
+	cd examples/typescript && npm test --silent
 
 # --- Deployment: image, manifests, docs (Dockerfile, deploy/, docs/, tests/deploy/) ---
 # `make test` runs tests/deploy with the rest of pytest; its tools (kubeconform from the
@@ -148,3 +151,11 @@ browser:
 bench: setup
 	cd bench && go build -o ../out/bin/loadgen ./loadgen
 	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
+
+# --- Examples (examples/): tested by sdk-test-runners against its gateway -------------
+.PHONY: lint-examples
+lint: lint-examples
+lint-examples: setup
+	$(UV) run --frozen ruff check examples
+	$(UV) run --frozen ruff format --check examples
+	$(UV) run --frozen mypy --strict examples/python

@@ -25,6 +25,7 @@ class RunningGateway:
     ari_url: str
     demo: dict[str, str]
     metrics: str
+    websocket: str
 
 
 def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGateway:
@@ -56,7 +57,12 @@ def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGate
         raise RuntimeError(f"gateway exited with {process.returncode} before it was ready")
     ready: dict[str, Any] = json.loads(line)
     return RunningGateway(
-        process, ready["grpc"], ready["ari_url"], ready.get("demo", {}), ready["metrics"]
+        process,
+        ready["grpc"],
+        ready["ari_url"],
+        ready.get("demo", {}),
+        ready["metrics"],
+        ready.get("websocket", ""),
     )
 
 

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
         return 2
     gw = start_gateway()
     try:
-        ready = {"grpc": gw.grpc, "ari_url": gw.ari_url, "demo": gw.demo}
+        ready = {"grpc": gw.grpc, "ari_url": gw.ari_url, "demo": gw.demo, "websocket": gw.websocket}
         env = {**os.environ, "MEDIASTREAM_READY": json.dumps(ready)}
         print(f"gateway for the SDK tests: {gw.grpc}", flush=True)
         return subprocess.run(argv, env=env, check=False).returncode

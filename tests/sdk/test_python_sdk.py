@@ -125,3 +125,28 @@ def test_numpy_helpers_match_the_gateway_codecs() -> None:
         from_numpy(np.array([0.5, -1.0, 2.0])) == np.array([16383, -32767, 32767], "<i2").tobytes()
     )
     assert to_numpy(from_numpy(np.array([1, -2], np.int16)), AudioFormat.SLIN).tolist() == [1, -2]
+
+
+async def test_concurrent_writes_from_several_tasks_are_safe(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+    from mediastream_client import Cleared
+
+    async with harness.client() as client, client.stream(
+        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
+    ) as stream:
+        frame = b"\x00\x10" * 160
+
+        async def sender() -> None:
+            for _ in range(200):
+                await stream.send(frame)
+
+        async def marker() -> None:
+            for i in range(20):
+                await stream.mark(f"m{i}")
+                await asyncio.sleep(0)
+
+        await asyncio.gather(sender(), marker(), stream.clear())
+        await stream.done_sending()
+        events = [e async for e in stream]
+    assert any(isinstance(e, Cleared) for e in events)
+    assert stream.stopped is not None

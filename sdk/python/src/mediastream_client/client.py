@@ -196,6 +196,16 @@ class _Stream:
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """Every event of the stream: audio chunks, DTMF, marks, clears, flow, stop."""
+        try:
+            async for event in self._read_events():
+                yield event
+        finally:
+            self._on_end()
+
+    def _on_end(self) -> None:
+        """Hook for two-way streams: the stream has ended."""
+
+    async def _read_events(self) -> AsyncIterator[StreamEvent]:
         while True:
             try:
                 msg = await self._call.read()
@@ -259,6 +269,8 @@ class DuplexStream(_Stream):
         super().__init__(*args, **kwargs)
         self._may_send = asyncio.Event()
         self._may_send.set()
+        # gRPC allows one write in flight per call; barge-in writes from two tasks.
+        self._writing = asyncio.Lock()
 
     def _open_call(self, config: pb.StreamConfig) -> Any:
         return self._stub.StreamMedia(timeout=self._timeout, metadata=self._metadata)
@@ -276,9 +288,14 @@ class DuplexStream(_Stream):
         else:
             self._may_send.set()
 
+    def _on_end(self) -> None:
+        # A sender waiting for RESUME must not wait for a stream that is over.
+        self._may_send.set()
+
     async def _write(self, request: pb.StreamMediaRequest) -> None:
         try:
-            await self._call.write(request)
+            async with self._writing:
+                await self._call.write(request)
         except grpc.aio.AioRpcError as exc:
             raise RPCError.from_aio(exc) from None
 
@@ -307,7 +324,8 @@ class DuplexStream(_Stream):
 
     async def done_sending(self) -> None:
         """End input: the server plays what it has, then stops the stream."""
-        await self._call.done_writing()
+        async with self._writing:
+            await self._call.done_writing()
 
 
 class MediaStreamClient:

@@ -1,0 +1,15 @@
+"""Coverage-guided fuzzing of Uplink.decode for every encapsulation and format.
+
+    uv run python tests/fuzz/atheris_uplink.py --seconds 60
+
+See tests/fuzz/_atheris.py for the options and where findings go.
+"""
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.fuzz._atheris import script
+
+    script("uplink")
