@@ -38,11 +38,12 @@ from typing import Any, TextIO
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LOADGEN = ROOT / "out" / "bin" / "loadgen"  # out/ is gitignored
+NATIVE_RELAY = ROOT / "out" / "bin" / "nativerelay"
 
 P99_LIMIT_MS = 10.0
 NOISY_CORES = 0.3  # other users' CPU during a step above which its figures are suspect
 STEP_QUANTUM = 25
-FULL_NS = {100: [100, 200, 400, 700, 1000], 20: [50, 100, 200, 400]}
+FULL_NS = {100: [25, 50, 100, 200, 400, 700, 1000], 20: [25, 50, 100, 200, 400]}
 QUICK_NS = {100: [100], 20: [50]}
 
 
@@ -60,6 +61,7 @@ def build_loadgen() -> None:
     if shutil.which("go") is None:
         sys.exit("bench: Go is needed to build bench/loadgen")
     subprocess.run(["go", "build", "-o", str(LOADGEN), "./loadgen"], cwd=BENCH, check=True)
+    subprocess.run(["go", "build", "-o", str(NATIVE_RELAY), "./nativerelay"], cwd=BENCH, check=True)
 
 
 def read_ready(proc: subprocess.Popen[str], what: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -115,6 +117,10 @@ def gateway_target(ari_url: str, pythonpath: str | None, extra: list[str]) -> Ta
     return Target("gateway", argv, env)
 
 
+def native_target(ari_url: str) -> Target:
+    return Target("native", [str(NATIVE_RELAY), "--ari-url", ari_url], dict(os.environ))
+
+
 def baseline_target(ari_url: str, extra: list[str]) -> Target:
     argv = [sys.executable, str(BENCH / "baseline_relay.py"), "--ari-url", ari_url, *extra]
     return Target("baseline", argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -146,6 +152,7 @@ def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
 
 
 NICE = 0  # --nice: scheduling priority of the gateway and the load generator
+PYSPY_EXTRA: list[str] = os.environ.get("BENCH_PYSPY_ARGS", "").split()
 
 
 def _renice() -> None:
@@ -202,7 +209,10 @@ def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[byte
         sys.exit("bench: --profile needs py-spy: uv run --with py-spy python bench/run.py ...")
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
-    argv += ["--rate", "200", "--format", "raw", "--nonblocking", "--threads", "-o", str(out)]
+    # --native (C frames: grpc's Cython, asyncio's C tasks) cannot be non-blocking.
+    mode = [] if "--native" in PYSPY_EXTRA else ["--nonblocking"]
+    argv += ["--rate", "200", "--format", "raw", *mode, "--threads", *PYSPY_EXTRA]
+    argv += ["-o", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -219,10 +229,12 @@ def run_series(
 ) -> None:
     """Steps of growing N; after the first failure, one step half-way back."""
     last_ok = 0
+    tried: set[int] = set()
     queue = list(ns)
     bisected = False
     while queue:
         n = queue.pop(0)
+        tried.add(n)
         cfg = {
             "label": f"{target.name}-{transport}-{chunk}-{n}",
             "streams": n,
@@ -258,11 +270,12 @@ def run_series(
         if args.keep_going:
             continue
         # Past the limits: try once half-way between the last good N and this one.
-        if not bisected and last_ok and n - last_ok > 2 * STEP_QUANTUM:
+        if not bisected and last_ok and n - last_ok >= 2 * STEP_QUANTUM:
             bisected = True
-            mid = round((last_ok + n) / 2 / STEP_QUANTUM) * STEP_QUANTUM
-            queue = [mid]
-            continue
+            mid = (last_ok + n) // 2 // STEP_QUANTUM * STEP_QUANTUM
+            if last_ok < mid < n and mid not in tried:
+                queue = [mid]
+                continue
         # Far past them, a larger N only takes longer to fail.
         if r["failed"] > 0.05 * n or s["p99_ms"] > 100:
             break
@@ -308,8 +321,8 @@ def fmt_ms(x: Any) -> str:
     v = _num(x)
     if math.isnan(v):
         return "-"
-    if math.isinf(v):
-        return ">1000"
+    if math.isinf(v) or v >= 1000:
+        return ">1s"  # past the load generator's histogram (its max is in the JSON)
     return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
@@ -380,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         help="before each step, wait up to this long for the machine to be idle",
     )
     p.add_argument("--baseline-only", action="store_true")
+    p.add_argument(
+        "--native-relay",
+        action="store_true",
+        help="also run the steps against bench/nativerelay (the same relay in Go)",
+    )
     p.add_argument("--keep-going", action="store_true", help="run every N even after a failure")
     p.add_argument(
         "--nice",
@@ -407,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         ns_for[c] = [int(n) for n in args.ns.split(",")] if args.ns else default.get(c, [100])
     if args.quick:
         transports = ["rtp"] if "--transports" not in (argv or sys.argv) else transports
-        args.warmup, args.measure = min(args.warmup, 1.0), min(args.measure, 4.0)
-        args.quiet_wait = min(args.quiet_wait, 3.0)
+        args.warmup, args.measure = min(args.warmup, 1.0), min(args.measure, 3.0)
+        args.quiet_wait, args.retries = min(args.quiet_wait, 1.0), 0
 
     build_loadgen()
     out_dir = Path(args.json).parent
@@ -447,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                 step_targets = list(targets)
                 if transport == "rtp" and not args.no_baseline:
                     step_targets.append(baseline_target(ari, args.baseline_arg))
+                if transport == "rtp" and args.native_relay:
+                    step_targets.append(native_target(ari))
                 for target in step_targets:
                     run_series(args, control, target, transport, chunk, ns_for[chunk], out_dir,
                                log, results)  # fmt: skip

@@ -28,6 +28,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 )
 
@@ -47,6 +48,7 @@ func main() {
 	mux.HandleFunc("/ari/", ast.serveARI)
 	mux.HandleFunc("/media/", ast.serveMedia)
 	mux.HandleFunc("/bench/step", ast.serveStep)
+	mux.Handle("/debug/pprof/", http.DefaultServeMux) // go tool pprof http://<addr>/debug/pprof/profile
 	addr := ln.Addr().String()
 	ready, _ := json.Marshal(map[string]any{
 		"event":   "ready",

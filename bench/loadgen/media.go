@@ -160,7 +160,7 @@ func newRTPLeg(externalHost string) (*rtpLeg, error) {
 	_, _ = randRead(seed[:])
 	return &rtpLeg{
 		conn: conn, remote: remote,
-		seq:  binary.BigEndian.Uint16(seed[0:]), ts: binary.BigEndian.Uint32(seed[2:]),
+		seq: binary.BigEndian.Uint16(seed[0:]), ts: binary.BigEndian.Uint32(seed[2:]),
 		ssrc: binary.BigEndian.Uint32(seed[4:]) | 1, buf: make([]byte, 12+frameBytes),
 	}, nil
 }
@@ -199,7 +199,12 @@ func (l *rtpLeg) run(got func([]byte)) {
 	}
 }
 
-func (l *rtpLeg) close() { _ = l.conn.Close() }
+// close lets the socket read what is already queued in it first: a gateway
+// deletes the channel right after sending its last frame, and Asterisk would
+// still play that frame.
+func (l *rtpLeg) close() {
+	time.AfterFunc(500*time.Millisecond, func() { _ = l.conn.Close() })
+}
 
 // --- AudioSocket -------------------------------------------------------------------
 

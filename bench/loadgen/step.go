@@ -377,12 +377,12 @@ type direction struct {
 	// keeps its schedule while frames are queued, so a delay a stream met once
 	// (e.g. at set-up) stays in all its later frames: this is that floor.
 	Floor   *latency `json:"per_stream_floor,omitempty"`
-	Sent    int64   `json:"sent"`
-	Recv    int64   `json:"received"`
-	Lost    int64   `json:"lost"`
-	Bad     int64   `json:"bad"`
-	SentWin int64   `json:"sent_in_window"`
-	Latency latency `json:"added_latency"`
+	Sent    int64    `json:"sent"`
+	Recv    int64    `json:"received"`
+	Lost    int64    `json:"lost"`
+	Bad     int64    `json:"bad"`
+	SentWin int64    `json:"sent_in_window"`
+	Latency latency  `json:"added_latency"`
 }
 
 type stepResult struct {

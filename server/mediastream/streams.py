@@ -120,7 +120,7 @@ class Stream:
         self._room_frames = self._pacer.max_frames - 10
         self._room = asyncio.Event()
         self._room.set()
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
         self._hangup_requested = False
@@ -137,9 +137,12 @@ class Stream:
     def on_frame(self, frame: bytes) -> None:
         """A frame from Asterisk: convert it and make it readable."""
         FRAMES_IN.inc()
-        for chunk in self._downlink.push(frame, time.monotonic()):
-            self._buffer.add_chunk(chunk)
-        self._ready.set()
+        chunks = self._downlink.push(frame, time.monotonic())
+        if chunks:
+            # Only a whole chunk is worth waking the client's writer for.
+            for chunk in chunks:
+                self._buffer.add_chunk(chunk)
+            self._ready.set()
 
     def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
         """A digit from the call."""
@@ -231,7 +234,7 @@ class Stream:
         if not self._pacer.push(audio, time.monotonic()):
             FRAMES_REFUSED.inc()
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
-        self._wake.set()
+        self._kick()
 
     def send_dtmf(self, digits: str, duration_ms: int) -> None:
         """Play DTMF tones into the call after the audio already queued.
@@ -256,7 +259,7 @@ class Stream:
         audio = pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm)
         if not self._pacer.push(audio, time.monotonic()):
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
-        self._wake.set()
+        self._kick()
 
     def mark(self, name: str) -> None:
         """Report `name` once everything sent before it has played.
@@ -266,7 +269,7 @@ class Stream:
         """
         self._check_input()
         self._pacer.mark(name)
-        self._wake.set()
+        self._kick()
 
     def clear(self) -> None:
         """Drop every queued frame (barge-in) and report where playback was cut.
@@ -279,7 +282,7 @@ class Stream:
         cleared: Cleared = self._pacer.clear(time.monotonic())
         self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
         self._room.set()
-        self._wake.set()
+        self._kick()
 
     def end_input(self) -> None:
         """The client will send nothing more; stop once what it sent has played."""
@@ -289,7 +292,7 @@ class Stream:
         if self._uplink is None:
             return
         self._pacer.end_input()
-        self._wake.set()
+        self._kick()
 
     def note_hangup_request(self) -> None:
         """The client asked to hang up the call: report that as the reason."""
@@ -340,10 +343,24 @@ class Stream:
             if self._pacer.depth <= self._room_frames:
                 self._room.set()
             deadline = self._pacer.next_deadline()
-            self._wake.clear()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            # One bare future and at most one timer per wait: asyncio.wait_for
+            # would create a Task, a timeout handle and an Event waiter per frame.
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer: asyncio.TimerHandle | None = None
+            if deadline is not None:
+                when = loop.time() + max(0.0, deadline - time.monotonic())
+                timer = loop.call_at(when, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    def _kick(self) -> None:
+        """Have the player poll the pacer now (new audio, a mark, a clear)."""
+        _wake(self._waiter)
 
     def _finish(self, stopped: StreamStopped) -> None:
         if not self._stopped.done():
@@ -359,6 +376,11 @@ class Stream:
                 await self._player
         if self.leg is not None:
             await legs.close(self.leg)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class StreamManager:

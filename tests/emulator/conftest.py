@@ -8,6 +8,7 @@ import json
 import socket
 import struct
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,21 @@ class Ari:
         return await self.wait_event(
             lambda e: e["type"] == "StasisStart" and e["channel"]["id"] == channel_id
         )
+
+    async def audiosocket_media(self, peer: AudioSocketPeer, fmt: str) -> Any:
+        """An AudioSocket externalMedia channel to `peer`, in Stasis."""
+        em = await self.ok(
+            "POST",
+            "/channels/externalMedia",
+            app=self.app,
+            external_host=peer.address,
+            encapsulation="audiosocket",
+            transport="tcp",
+            format=fmt,
+            data=str(uuid.uuid4()),
+        )
+        await self.stasis_start(em["id"])
+        return em
 
     async def originate(self, exten: str) -> Event:
         call = await self.ok(

@@ -153,17 +153,7 @@ async def test_conference_mix_matches_recording(emulator: Emulator, ari: Ari) ->
     b = await ari.originate("tone880")
     await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{a['id']},{b['id']}")
     peer = await AudioSocketPeer.open()
-    em = await ari.ok(
-        "POST",
-        "/channels/externalMedia",
-        app=APP,
-        external_host=peer.address,
-        encapsulation="audiosocket",
-        transport="tcp",
-        format="ulaw",
-        data=str(uuid.uuid4()),
-    )
-    await ari.stasis_start(em["id"])
+    em = await ari.audiosocket_media(peer, "ulaw")
     joined = time.monotonic()
     await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=em["id"])
     audio = await wait_audio(peer, 25)

@@ -92,17 +92,7 @@ async def test_holding_bridge_passes_no_audio(emulator: Emulator, ari: Ari) -> N
     call = await ari.originate("tone")
     holding = await ari.ok("POST", "/bridges", type="holding")
     peer = await AudioSocketPeer.open()
-    em = await ari.ok(
-        "POST",
-        "/channels/externalMedia",
-        app=APP,
-        external_host=peer.address,
-        encapsulation="audiosocket",
-        transport="tcp",
-        format="slin",
-        data=str(uuid.uuid4()),
-    )
-    await ari.stasis_start(em["id"])
+    em = await ari.audiosocket_media(peer, "slin")
     await ari.ok("POST", f"/bridges/{holding['id']}/addChannel", channel=f"{call['id']},{em['id']}")
     await asyncio.sleep(0.7)
     assert peer.audio() == []

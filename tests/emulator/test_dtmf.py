@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from itertools import pairwise
 
 import aiohttp
@@ -82,17 +81,7 @@ async def test_audiosocket_gets_kind_3_at_digit_end(emulator: Emulator, ari: Ari
     observed = case("dtmf_audiosocket_slin.json")["observed"]
     bridge = await ari.ok("POST", "/bridges", type="mixing")
     peer = await AudioSocketPeer.open()
-    em = await ari.ok(
-        "POST",
-        "/channels/externalMedia",
-        app=APP,
-        external_host=peer.address,
-        encapsulation="audiosocket",
-        transport="tcp",
-        format="slin",
-        data=str(uuid.uuid4()),
-    )
-    await ari.stasis_start(em["id"])
+    em = await ari.audiosocket_media(peer, "slin")
     await ari.ok("POST", f"/bridges/{bridge['id']}/addChannel", channel=em["id"])
     call = await _add_dtmf_caller(ari, bridge["id"])
     events = await _dtmf_events(ari, call["id"])
@@ -168,17 +157,7 @@ async def test_demo_dtmf_call_and_ari_dtmf_to_a_channel(emulator: Emulator, ari:
     assert time.monotonic() - t0 < 2.8
     # POST /channels/{id}/dtmf plays digits to the channel's endpoint: 0x03 to the app.
     peer = await AudioSocketPeer.open()
-    em = await ari.ok(
-        "POST",
-        "/channels/externalMedia",
-        app=APP,
-        external_host=peer.address,
-        encapsulation="audiosocket",
-        transport="tcp",
-        format="slin",
-        data=str(uuid.uuid4()),
-    )
-    await ari.stasis_start(em["id"])
+    em = await ari.audiosocket_media(peer, "slin")
     await ari.ok("POST", f"/channels/{em['id']}/dtmf", dtmf="5*", duration="40", between="20")
     await asyncio.sleep(0.2)
     assert [m.payload for _, m in peer.messages if m.kind == 0x03] == [b"5", b"*"]
