@@ -118,6 +118,10 @@ class Gateway:
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", int(s.keepalive_time_s * 1000)),
                 ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout_s * 1000)),
+                # gRPC core fails an unanswered keepalive ping after the ping timeout
+                # (60 s by default), not after keepalive_timeout_ms: without this a
+                # vanished client is held for about keepalive_time_s + 60 s.
+                ("grpc.http2.ping_timeout_ms", int(s.keepalive_timeout_s * 1000)),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),

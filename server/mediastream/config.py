@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from mediastream.core.stream import Transport
 from mediastream.external_media import parse_allow_list
 
 ENV_PREFIX = "MEDIASTREAM_"
+
+_MAX_GRPC_MS = 2**31 - 1
+"""Largest millisecond value a gRPC channel argument (a C int) holds."""
 
 
 class ConfigError(ValueError):
@@ -116,13 +120,16 @@ class Settings:
             ConfigError: naming the first bad setting and why.
         """
         host, sep, port = self.grpc_listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
+        if not sep or not host or not _is_port(port):
             raise ConfigError(f"grpc_listen must be host:port, got {self.grpc_listen!r}")
         host, sep, port = self.ws_listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
+        if not sep or not host or not _is_port(port):
             raise ConfigError(f"ws_listen must be host:port, got {self.ws_listen!r}")
         for url in self.ari_urls:
-            parsed = urlparse(url)
+            try:
+                parsed = urlparse(url)
+            except ValueError:  # e.g. an unclosed IPv6 bracket
+                parsed = urlparse("")
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise ConfigError(f"ari_url must be http(s) URLs, comma-separated, got {url!r}")
         if not self.ari_app or any(c in self.ari_app for c in ",/?&= "):
@@ -141,6 +148,11 @@ class Settings:
             raise ConfigError("max_streams and max_streams_per_target must be at least 1")
         if self.keepalive_time_s <= 0 or self.keepalive_timeout_s <= 0:
             raise ConfigError("keepalive_time_s and keepalive_timeout_s must be positive")
+        if max(self.keepalive_time_s, self.keepalive_timeout_s) > _MAX_GRPC_MS / 1000:
+            # gRPC takes them in milliseconds as a 32-bit int: more fails at start-up.
+            raise ConfigError(
+                f"keepalive_time_s and keepalive_timeout_s must be at most {_MAX_GRPC_MS // 1000} s"
+            )
         if self.resume_grace_s < 0 or self.drain_timeout_s < 0:
             raise ConfigError("resume_grace_s and drain_timeout_s must not be negative")
         try:
@@ -151,7 +163,7 @@ class Settings:
             raise ConfigError(f"log_format must be text or json, got {self.log_format!r}")
         if self.metrics_listen:
             mhost, msep, mport = self.metrics_listen.rpartition(":")
-            if not msep or not mhost or not mport.isdigit() or int(mport) > 65535:
+            if not msep or not mhost or not _is_port(mport):
                 raise ConfigError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
@@ -160,9 +172,14 @@ class Settings:
         return self
 
 
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts digits int() cannot read ("²").
+    return text.isascii() and text.isdigit() and int(text) <= 65535
+
+
 def _convert(name: str, raw: str) -> object:
     if name == "audiosocket_port":
-        if not raw.isdigit() or int(raw) > 65535:
+        if not _is_port(raw):
             raise ConfigError(f"audiosocket_port must be a port number, got {raw!r}")
         return int(raw)
     kind = _FIELD_TYPES.get(name)
@@ -173,9 +190,13 @@ def _convert(name: str, raw: str) -> object:
             raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if kind is float:
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+            value = math.nan
+        # nan and inf pass every range check and then break the gRPC options.
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}")
+        return value
     if name == "transport":
         try:
             return Transport(raw.lower())

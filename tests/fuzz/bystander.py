@@ -82,7 +82,9 @@ async def listening(
             await listener.task
 
 
-def external_media_channel(emulator_channels: dict[str, Channel], channel_ids: list[str]) -> Channel:
+def external_media_channel(
+    emulator_channels: dict[str, Channel], channel_ids: list[str]
+) -> Channel:
     """Asterisk's side of a stream: the externalMedia channel among its channels."""
     for channel_id in channel_ids:
         channel = emulator_channels.get(channel_id)

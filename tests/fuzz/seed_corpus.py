@@ -58,9 +58,15 @@ def seed_audiosocket() -> None:
         stream = b"".join(data for _, data in records(name))[:1200]
         _write("audiosocket", name.removesuffix(".bin"), b"\x07" + stream)
     u = audiosocket.encode_uuid(uuid.UUID(TONE))
-    _write("audiosocket", "uuid-audio-dtmf-hangup", b"\x03" + u + audiosocket.encode_audio(
-        b"\x00\x01" * 160
-    ) + audiosocket.encode_dtmf("5") + audiosocket.HANGUP)
+    _write(
+        "audiosocket",
+        "uuid-audio-dtmf-hangup",
+        b"\x03"
+        + u
+        + audiosocket.encode_audio(b"\x00\x01" * 160)
+        + audiosocket.encode_dtmf("5")
+        + audiosocket.HANGUP,
+    )
     _write("audiosocket", "zero-length-audio", b"\x01" + u + b"\x10\x00\x00")
     _write("audiosocket", "unknown-kinds", b"\x02" + b"\x7f\x00\x02hi\xfe\x00\x00\x02\x00\x01x")
     _write("audiosocket", "odd-length-audio", b"\x05" + u + b"\x10\x00\x03abc")
@@ -86,12 +92,20 @@ def seed_wschannel() -> None:
             seen.add(text)
             _write("wschannel_event", name, text.encode())
     for name, text in _ws_texts("sent"):
-        _write("wschannel_command", name, (b"\x01" if text.startswith("{") else b"\x00") + text.encode())
+        _write(
+            "wschannel_command",
+            name,
+            (b"\x01" if text.startswith("{") else b"\x00") + text.encode(),
+        )
     _write("wschannel_event", "plain-no-colon", b"MEDIA_START connection_id")
     _write("wschannel_event", "json-not-object", b'["MEDIA_START"]')
     _write("wschannel_event", "json-event-not-string", b'{"event":5}')
     _write("wschannel_command", "plain-unknown", b"\x00NOT_A_COMMAND x")
-    _write("wschannel_command", "json-bad-direction", b'\x01{"command":"SET_MEDIA_DIRECTION","direction":7}')
+    _write(
+        "wschannel_command",
+        "json-bad-direction",
+        b'\x01{"command":"SET_MEDIA_DIRECTION","direction":7}',
+    )
 
 
 def seed_uplink() -> None:
@@ -108,7 +122,9 @@ def seed_uplink() -> None:
             data = audiosocket.encode(audiosocket.Kind.AUDIO, samples)
         else:
             data = samples
-        name = f"{spec.encapsulation.value}-{fmt.value}-{'voipbin' if spec.uplink_format else 'same'}"
+        name = (
+            f"{spec.encapsulation.value}-{fmt.value}-{'voipbin' if spec.uplink_format else 'same'}"
+        )
         _write("uplink", name, bytes([i]) + data)
 
 
@@ -118,8 +134,9 @@ def seed_stream_config() -> None:
         "conference": pb.StreamConfig(
             conference_id=TONE, encapsulation=pb.ENCAPSULATION_RTP, resumable=True
         ),
-        "unknown-enums": pb.StreamConfig(
-            call_id=TONE, format=99, direction=42, encapsulation=7, transport=9
+        "unknown-enums": pb.StreamConfig.FromString(
+            pb.StreamConfig(call_id=TONE).SerializeToString()
+            + bytes([3 << 3, 99, 4 << 3, 42, 6 << 3, 7, 7 << 3, 9])  # fields 3, 4, 6, 7
         ),
         "bad-id": pb.StreamConfig(call_id="bad id!"),
         "empty": pb.StreamConfig(),
@@ -128,7 +145,11 @@ def seed_stream_config() -> None:
     configs["resume"].resume.token = "x.y"
     for name, message in configs.items():
         _write("stream_config", name, b"\x01" + message.SerializeToString())
-    _write("stream_config", "unknown-field", b"\x00" + configs["call"].SerializeToString() + b"\xf8\x07\x01")
+    _write(
+        "stream_config",
+        "unknown-field",
+        b"\x00" + configs["call"].SerializeToString() + b"\xf8\x07\x01",
+    )
 
 
 def seed_shim() -> None:
@@ -200,19 +221,40 @@ def seed_ari() -> None:
             event = {**event, "channel": {**event["channel"], "id": call}}
             text = json.dumps(event)
         _write("ari_event", f"lifecycle-{i}-{event.get('type')}", text.encode())
-    _write("ari_event", "dtmf", json.dumps(
-        {"type": "ChannelDtmfReceived", "digit": "5", "duration_ms": 120, "channel": {"id": call}}
-    ).encode())
-    _write("ari_event", "bridge-destroyed", json.dumps(
-        {"type": "BridgeDestroyed", "bridge": {"id": bridge}}
-    ).encode())
+    _write(
+        "ari_event",
+        "dtmf",
+        json.dumps(
+            {
+                "type": "ChannelDtmfReceived",
+                "digit": "5",
+                "duration_ms": 120,
+                "channel": {"id": call},
+            }
+        ).encode(),
+    )
+    _write(
+        "ari_event",
+        "bridge-destroyed",
+        json.dumps({"type": "BridgeDestroyed", "bridge": {"id": bridge}}).encode(),
+    )
     for path in sorted(FIXTURES.glob("*_requests.json")):
         for i, r in enumerate(case(path.name)["requests"][:12]):
             if "response" in r:
                 _write("ari_answer", f"{path.stem}-{i}", json.dumps(r["response"]).encode())
-    _write("ari_answer", "channelvars", json.dumps(
-        {"id": "x", "channelvars": {"UNICASTRTP_LOCAL_ADDRESS": "127.0.0.1", "UNICASTRTP_LOCAL_PORT": 4000}}
-    ).encode())
+    _write(
+        "ari_answer",
+        "channelvars",
+        json.dumps(
+            {
+                "id": "x",
+                "channelvars": {
+                    "UNICASTRTP_LOCAL_ADDRESS": "127.0.0.1",
+                    "UNICASTRTP_LOCAL_PORT": 4000,
+                },
+            }
+        ).encode(),
+    )
 
 
 def main() -> None:

@@ -50,7 +50,9 @@ async def test_rtp_with_another_payload_type_is_dropped_and_counted(harness: Har
         t0 = time.monotonic()
         # From Asterisk's own address: A-law (8), telephone-event (101), comfort noise (13).
         for i, pt in enumerate([8, 101, 13] * 10):
-            packet = RtpPacket(pt, (tech._seq + 1000 + i) & 0xFFFF, i * 160, tech.ssrc, b"\x55" * 160)
+            packet = RtpPacket(
+                pt, (tech._seq + 1000 + i) & 0xFFFF, i * 160, tech.ssrc, b"\x55" * 160
+            )
             tech._transport.sendto(packet.serialize(), tech.remote)
             await asyncio.sleep(0.002)
         await victim.flowing(25)
@@ -75,7 +77,9 @@ async def test_rtp_payload_of_a_partial_sample_is_dropped_and_counted(harness: H
         tech = asterisk_side(harness, stream)
         before = malformed("rtp")
         # The right payload type (slin, PT 10) but 3 bytes: not whole 16-bit samples.
-        packet = RtpPacket(tech.payload_type, (tech._seq + 5) & 0xFFFF, 0, tech.ssrc, b"\x01\x02\x03")
+        packet = RtpPacket(
+            tech.payload_type, (tech._seq + 5) & 0xFFFF, 0, tech.ssrc, b"\x01\x02\x03"
+        )
         tech._transport.sendto(packet.serialize(), tech.remote)
         await victim.flowing(25)
         assert malformed("rtp") - before == 1

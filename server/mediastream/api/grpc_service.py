@@ -165,6 +165,18 @@ def _final(stopped: StreamStopped) -> StreamStopped:
     return stopped
 
 
+def _check_owner(stream: Stream, attachment: int) -> None:
+    """Raise if another connection resumed the stream while this one was reading it.
+
+    Raises:
+        FailedPrecondition: the stream was taken over (STREAM_TAKEN_OVER).
+    """
+    if stream.attachment != attachment:
+        raise FailedPrecondition(
+            "the stream was resumed on another connection", reason="STREAM_TAKEN_OVER"
+        )
+
+
 def _stopped(stopped: StreamStopped) -> pb.StreamStopped:
     return pb.StreamStopped(reason=_STOP_REASONS[stopped.reason], detail=stopped.detail)
 
@@ -229,9 +241,9 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             return stream, True
         return await self._streams.open(spec), False
 
-    async def _release(self, stream: Stream | None) -> None:
-        if stream is None:
-            return
+    async def _release(self, stream: Stream | None, attachment: int = 0) -> None:
+        if stream is None or stream.attachment != attachment:
+            return  # another connection resumed the stream and owns it now
         if stream.stopped.done() or stream.error is not None or not stream.spec.resumable:
             await self._streams.close(stream, StopReason.CLIENT_DONE, "stream ended")
         else:
@@ -245,6 +257,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
     ) -> AsyncIterator[pb.StreamMediaResponse]:
         """Two-way stream; see the proto for the contract."""
         stream: Stream | None = None
+        attachment = 0
         reader: asyncio.Task[None] | None = None
         try:
             first = await anext(aiter(request_iterator), None)
@@ -253,10 +266,12 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                     "the first message must carry config", reason="CONFIG_NOT_FIRST"
                 )
             stream, resumed = await self._attach(first.config, context, bidirectional=True)
+            attachment = stream.attachment
             yield pb.StreamMediaResponse(started=_started(stream, resumed))
             reader = asyncio.create_task(self._read_input(request_iterator, stream))
             async for item in stream.output():
                 yield pb.StreamMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
+            _check_owner(stream, attachment)
             if stream.error is not None:
                 raise stream.error
             yield pb.StreamMediaResponse(stopped=_stopped(_final(await stream.stopped)))
@@ -269,7 +284,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
-            await self._release(stream)
+            await self._release(stream, attachment)
 
     async def _read_input(
         self, requests: AsyncIterator[pb.StreamMediaRequest], stream: Stream
@@ -308,16 +323,19 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
     ) -> AsyncIterator[pb.ListenMediaResponse]:
         """Listen-only stream; see the proto for the contract."""
         stream: Stream | None = None
+        attachment = 0
         try:
             stream, resumed = await self._attach(request.config, context, bidirectional=False)
+            attachment = stream.attachment
             yield pb.ListenMediaResponse(started=_started(stream, resumed))
             async for item in stream.output():
                 if isinstance(item, Chunk | Dtmf):
                     yield pb.ListenMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
+            _check_owner(stream, attachment)
             yield pb.ListenMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.info("ListenMedia refused: %s (%s)", exc.message, exc.reason)
             await context.abort_with_status(to_status(exc))
         finally:
-            await self._release(stream)
+            await self._release(stream, attachment)

@@ -235,9 +235,11 @@ class AriClient:
                         message = str(data.get("message") or data.get("error") or "")
                     raise AriError(resp.status, message or text, method, path)
                 return data
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
+            # ValueError: not JSON (JSONDecodeError), or an integer too long to convert;
+            # RecursionError: nested deeper than the interpreter's recursion limit.
             metrics.ARI_REQUESTS.labels(method, "error").inc()
-            if isinstance(exc, json.JSONDecodeError):
+            if isinstance(exc, ValueError | RecursionError):
                 raise Unavailable(f"ARI {method} {path}: unreadable answer") from exc
             raise Unavailable(f"ARI {method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
@@ -282,7 +284,9 @@ class AriClient:
     def _dispatch(self, text: str) -> None:
         try:
             event = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
+            # Not JSON, an integer too long to convert, or nested too deep: none of
+            # these may end the events task, which every stream depends on.
             log.warning("ARI sent an event that is not JSON (%d bytes); ignored", len(text))
             return
         if not isinstance(event, dict):

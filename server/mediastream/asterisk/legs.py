@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from mediastream import metrics
 from mediastream.asterisk.ari import AriClient, AriError, Event, EventWatch
 from mediastream.asterisk.audiosocket import AudioSocketServer
 from mediastream.asterisk.transports import FrameSink, MediaTransport, RtpTransport
@@ -103,8 +104,21 @@ class _TransportSink:
         self.leg = leg
         self.sink = leg.sink
         self.dtmf = leg.spec.target.kind is TargetKind.CONFERENCE
+        self.malformed = 0
 
     def on_frame(self, frame: bytes) -> None:
+        if len(frame) % self.leg.fmt.sample_width:
+            # A partial 16-bit sample cannot be converted (the transcoder raises) and
+            # would shift every later sample by a byte: drop it and count it.
+            self.malformed += 1
+            metrics.MALFORMED_INPUT.labels(self.leg.spec.transport.value).inc()
+            if self.malformed == 1:
+                log.warning(
+                    "stream %s: dropped a %d-byte frame from Asterisk (not whole samples)",
+                    self.leg.stream_id,
+                    len(frame),
+                )
+            return
         self.sink.on_frame(frame)
 
     def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
@@ -176,6 +190,9 @@ class LegFactory:
             await self._subscribe(leg, f"channel:{target.id}")
             bridge_id = str(uuid.uuid4())
             leg.watch.add(bridge_id)
+            # Recorded before asking: if Asterisk acts but its answer is lost or
+            # unreadable, close() still deletes it (a 404 there is fine).
+            leg.bridge_ids.append(bridge_id)
             await self.ari.request(
                 "POST",
                 "/bridges",
@@ -185,7 +202,6 @@ class LegFactory:
                     "name": f"{self.ari.config.app}-{leg.stream_id}",
                 },
             )
-            leg.bridge_ids.append(bridge_id)
             snoop_id = str(uuid.uuid4())
             leg.watch.add(snoop_id)
             params = {
@@ -195,11 +211,11 @@ class LegFactory:
                 "appArgs": f"{NAME_PREFIX}snoop,{leg.stream_id}",
                 "snoopId": snoop_id,
             }
+            leg.channel_ids.append(snoop_id)
             try:
                 await self.ari.request("POST", f"/channels/{target.id}/snoop", params)
             except AriError as exc:
                 raise self._translate(exc, target) from exc
-            leg.channel_ids.append(snoop_id)
             await self._wait_stasis(leg.watch, snoop_id)
             join_bridge, members = bridge_id, [snoop_id]
         else:
@@ -303,6 +319,7 @@ class LegFactory:
         return channel_id
 
     async def _create_external_media(self, leg: Leg, params: dict[str, str]) -> dict[str, str]:
+        leg.channel_ids.append(params["channelId"])  # before asking, as for the bridge
         try:
             channel = await self.ari.request("POST", "/channels/externalMedia", params)
         except AriError as exc:
@@ -310,8 +327,9 @@ class LegFactory:
                 f"Asterisk refused the externalMedia channel: {exc.message}",
                 reason="ASTERISK_REFUSED",
             ) from exc
-        leg.channel_ids.append(params["channelId"])
-        variables = channel.get("channelvars", {}) if isinstance(channel, dict) else {}
+        variables = channel.get("channelvars") if isinstance(channel, dict) else None
+        if not isinstance(variables, dict):
+            return {}
         return {str(k): str(v) for k, v in variables.items()}
 
     async def _get(self, path: str, target: Target) -> Any:
@@ -339,7 +357,7 @@ class LegFactory:
     @staticmethod
     async def _wait_stasis(watch: EventWatch, channel_id: str) -> None:
         def started(e: Event) -> bool:
-            return e.get("type") == "StasisStart" and e.get("channel", {}).get("id") == channel_id
+            return e.get("type") == "StasisStart" and _object_id(e, "channel") == channel_id
 
         try:
             await watch.wait_for(started, STASIS_TIMEOUT)
@@ -355,7 +373,7 @@ class LegFactory:
         while not leg.ended.done():
             event = await leg.watch.queue.get()
             kind = event.get("type")
-            subject = event.get("channel", {}).get("id") or event.get("bridge", {}).get("id")
+            subject = _object_id(event, "channel") or _object_id(event, "bridge")
             end: LegEnd | None = None
             if kind == "_AriDisconnected":
                 end = await self._after_disconnect(leg)
@@ -379,7 +397,8 @@ class LegFactory:
                 and subject == target.id
                 and isinstance(event.get("digit"), str)
             ):
-                leg.sink.on_dtmf(event["digit"], int(event.get("duration_ms") or 0))
+                duration = event.get("duration_ms")
+                leg.sink.on_dtmf(event["digit"], duration if type(duration) is int else 0)
             if end is not None:
                 leg.end(end)
 
@@ -442,17 +461,17 @@ class LegFactory:
         """
         app = self.ari.config.app
         removed = 0
-        channels = await self.ari.request("GET", "/channels") or []
-        for channel in channels:
-            dialplan = channel.get("dialplan") or {}
+        for channel in _objects(await self.ari.request("GET", "/channels")):
+            dialplan = channel.get("dialplan")
+            if not isinstance(dialplan, dict):
+                dialplan = {}
             in_app = dialplan.get("app_name") == "Stasis" and (
                 str(dialplan.get("app_data", "")).split(",")[0] == app
             )
             if in_app and str(channel.get("name", "")).startswith(GATEWAY_CHANNELS):
                 await self._quietly("DELETE", f"/channels/{channel['id']}")
                 removed += 1
-        bridges = await self.ari.request("GET", "/bridges") or []
-        for bridge in bridges:
+        for bridge in _objects(await self.ari.request("GET", "/bridges")):
             # Exactly `<app>-<stream UUID>`: a prefix match would also take the
             # bridges of an app named `<app>-<something>`.
             name = str(bridge.get("name", ""))
@@ -512,6 +531,23 @@ class LegFactory:
                 log.warning("clean-up %s %s failed: %s", method, path, exc)
         except Unavailable as exc:
             log.warning("clean-up %s %s failed: %s", method, path, exc)
+
+
+def _objects(answer: Any) -> list[dict[str, Any]]:
+    """The channels or bridges of a list answer that have a string ``id``; junk is skipped."""
+    if not isinstance(answer, list):
+        return []
+    return [o for o in answer if isinstance(o, dict) and isinstance(o.get("id"), str)]
+
+
+def _object_id(event: Event, key: str) -> str | None:
+    """The ``id`` of the channel or bridge object `key` of an ARI event, if it has one."""
+    obj = event.get(key)
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def _is_uuid(text: str) -> bool:

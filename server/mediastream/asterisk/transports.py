@@ -74,6 +74,11 @@ class RtpTransport(asyncio.DatagramProtocol):
         self.jitter = JitterBuffer(REORDER_CAPACITY, fmt.frame_bytes, prefetch=1, fmt=fmt)
         self.malformed = 0
         self.foreign = 0
+        self.wrong_payload_type = 0
+        # What Asterisk sends for this format (slin may also come as PT 11).
+        self._payload_types = frozenset(
+            pt for pt in range(128) if _format_of_payload_type(pt) is fmt
+        )
 
     @classmethod
     async def bind(cls, host: str, fmt: AudioFormat, sink: FrameSink) -> RtpTransport:
@@ -108,6 +113,18 @@ class RtpTransport(asyncio.DatagramProtocol):
             metrics.MALFORMED_INPUT.labels("rtp").inc()
             log.warning("dropped malformed RTP from Asterisk: %s", exc.reason)
             return
+        if packet.payload_type not in self._payload_types:
+            # Another codec's payload (or telephone-event) is not a frame of this
+            # format: fed to the jitter buffer it would be played as noise.
+            self.wrong_payload_type += 1
+            metrics.MALFORMED_INPUT.labels("rtp").inc()
+            if self.wrong_payload_type == 1:
+                log.warning(
+                    "dropped RTP with payload type %d from Asterisk (expected %s)",
+                    packet.payload_type,
+                    "/".join(map(str, sorted(self._payload_types))),
+                )
+            return
         jitter = self.jitter
         before = jitter.stats.concealed
         jitter.push(packet)
@@ -137,3 +154,10 @@ class RtpTransport(asyncio.DatagramProtocol):
         """Close the socket."""
         if self._transport is not None:
             self._transport.close()
+
+
+def _format_of_payload_type(payload_type: int) -> AudioFormat | None:
+    try:
+        return AudioFormat.from_rtp_payload_type(payload_type)
+    except ValueError:
+        return None

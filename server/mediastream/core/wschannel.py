@@ -359,7 +359,8 @@ def parse_event(text: str) -> ControlEvent:
     if stripped[0] == "{":
         try:
             obj = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the interpreter's recursion limit.
             raise WsChannelError(f"event is not valid JSON: {exc}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
             raise WsChannelError('JSON event has no "event" string')
@@ -500,7 +501,11 @@ def parse_command(text: str, *, json_format: bool) -> ControlCommand:
             ``reply=None`` when Asterisk ignores the message silently (empty, over
             :data:`MAX_COMMAND_BYTES`, JSON without a ``command`` string).
     """
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # Lone surrogates: no UTF-8 frame can carry them, so Asterisk never sees this.
+        raise WsChannelError("command is not valid UTF-8 text") from None
     if size == 0:
         raise WsChannelError("empty command")
     if size > MAX_COMMAND_BYTES:
@@ -520,7 +525,8 @@ def parse_command(text: str, *, json_format: bool) -> ControlCommand:
         cmd = ControlCommand(name, cid if isinstance(cid, str) else None, obj)
         if name == SET_MEDIA_DIRECTION:
             direction = obj.get("direction")
-            if direction not in MEDIA_DIRECTIONS:
+            # Not a string (a list is not even hashable): as invalid as a wrong one.
+            if not isinstance(direction, str) or direction not in MEDIA_DIRECTIONS:
                 # Asterisk's text, trailing newline included, as recorded.
                 reply = f"'{direction or ''}' is not a valid direction for {name}.\n"
                 raise WsChannelError(reply.strip(), reply=reply)

@@ -11,7 +11,6 @@ bidirectional (``<Connect><Stream>``) Twilio stream. As Twilio does, a
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
 import uuid
@@ -212,7 +211,7 @@ class TwilioDialect(Dialect):
             )
         try:
             audio = base64.b64decode(payload, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character in the string
             raise InvalidArgument(
                 "media.payload", "media.payload is not valid base64", reason="MALFORMED_MEDIA"
             ) from None
@@ -227,7 +226,8 @@ class TwilioDialect(Dialect):
 def _parse(text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than the interpreter's recursion limit.
         raise InvalidArgument(
             "message", "messages are JSON objects", reason="MALFORMED_MESSAGE"
         ) from None

@@ -80,7 +80,8 @@ def parse_control(text: str) -> dict[str, Any]:
     """
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than the interpreter's recursion limit.
         raise InvalidArgument(
             "message", "control messages are JSON objects", reason="MALFORMED_MESSAGE"
         ) from None
