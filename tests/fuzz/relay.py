@@ -42,9 +42,12 @@ class FreezableRelay:
                 await task
         for writer in self._writers:
             writer.close()
+        self._writers.clear()
+        self._tasks.clear()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)

@@ -149,6 +149,7 @@ async def test_a_silent_websocket_client_is_dropped_within_the_heartbeat_bound(
             ]
             relay.freeze()
             await gone(harness, stream_id, 1.5 * KEEPALIVE_TIME_S + SLACK_S)
+            await relay.close()  # or the client would wait for a close handshake
     finally:
         await relay.close()
     assert await harness.leftovers() == []
