@@ -105,7 +105,7 @@ class Gateway:
             max_streams_per_target=s.max_streams_per_target,
             resume_grace_s=s.resume_grace_s,
         )
-        self._streams = StreamManager(self._pool, limits)
+        self._streams = StreamManager(self._pool, limits, instance_address=s.advertise_address)
         self._external = ExternalMediaManager(
             self._pool, parse_allow_list(s.external_media_allow), s.max_streams_per_target
         )

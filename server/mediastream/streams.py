@@ -12,6 +12,8 @@ resume grace period and continue where it was; the Asterisk side stays up.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import secrets
@@ -378,6 +380,25 @@ class Stream:
             await legs.close(self.leg)
 
 
+def _encode_instance(address: str) -> str:
+    return base64.urlsafe_b64encode(address.encode()).decode().rstrip("=")
+
+
+def _decode_instance(text: str) -> str:
+    """The instance address a token names, or "" if it names none (or is garbage)."""
+    if not text:
+        return ""
+    try:
+        address = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
+    # Only a plausible host:port goes back to the client as a place to dial.
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not address.isprintable():
+        return ""
+    return address
+
+
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
@@ -386,9 +407,17 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 class StreamManager:
     """Opens streams, keeps the live ones, and holds detached ones for resume."""
 
-    def __init__(self, legs: AsteriskPool, limits: StreamLimits | None = None) -> None:
+    def __init__(
+        self,
+        legs: AsteriskPool,
+        limits: StreamLimits | None = None,
+        *,
+        instance_address: str = "",
+    ) -> None:
         self._legs = legs
         self.limits = limits or StreamLimits()
+        self.instance_address = instance_address
+        """``host:port`` clients can reach this instance on directly, or empty."""
         self.streams: dict[str, Stream] = {}
         self._grace_tasks: dict[str, asyncio.Task[None]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -421,6 +450,10 @@ class StreamManager:
                 metadata={"limit": str(self.limits.max_streams_per_target)},
             )
         stream = Stream(str(uuid.uuid4()), spec, self.limits)
+        if self.instance_address:
+            # The token names its instance, so that an instance a resume reaches by
+            # mistake can say where the stream is (behind a load balancer).
+            stream.resume_token += "." + _encode_instance(self.instance_address)
         logs.stream_id.set(stream.id)
         self.streams[stream.id] = stream
         try:
@@ -442,9 +475,16 @@ class StreamManager:
             NotFound: no stream holds that token (expired, ended, or never issued).
             InvalidArgument: the configuration differs from the stream's.
         """
-        stream_id = token.split(".", 1)[0]
+        stream_id, _, rest = token.partition(".")
         stream = self.streams.get(stream_id)
         if stream is None or not secrets.compare_digest(stream.resume_token, token):
+            holder = _decode_instance(rest.partition(".")[2])
+            if holder and holder != self.instance_address:
+                raise NotFound(
+                    f"the stream is held by the gateway instance at {holder}; resume there",
+                    reason="RESUME_WRONG_INSTANCE",
+                    metadata={"instance_address": holder},
+                )
             raise NotFound(
                 "no stream to resume with that token (it may have expired)",
                 reason="RESUME_TOKEN_UNKNOWN",

@@ -677,8 +677,15 @@ type StreamStarted struct {
 	// Chunks of the client's audio the server buffers before it asks the
 	// client to hold off (see FlowControl).
 	BufferHighChunks uint32 `protobuf:"varint,10,opt,name=buffer_high_chunks,json=bufferHighChunks,proto3" json:"buffer_high_chunks,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// host:port on which the gateway instance holding this stream can be
+	// reached directly, bypassing the load balancer, when the instance
+	// advertises one. A resume must reach this instance: clients send it there.
+	// A resume that reaches another instance fails with NOT_FOUND, reason
+	// RESUME_WRONG_INSTANCE, and this address in the ErrorInfo metadata
+	// (instance_address).
+	InstanceAddress string `protobuf:"bytes,11,opt,name=instance_address,json=instanceAddress,proto3" json:"instance_address,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StreamStarted) Reset() {
@@ -779,6 +786,13 @@ func (x *StreamStarted) GetBufferHighChunks() uint32 {
 		return x.BufferHighChunks
 	}
 	return 0
+}
+
+func (x *StreamStarted) GetInstanceAddress() string {
+	if x != nil {
+		return x.InstanceAddress
+	}
+	return ""
 }
 
 // StreamStopped is the last message of a stream.
@@ -1751,7 +1765,7 @@ const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"AudioChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12'\n" +
 	"\x0fsequence_number\x18\x02 \x01(\x04R\x0esequenceNumber\x12\x1c\n" +
-	"\ttimestamp\x18\x03 \x01(\x04R\ttimestamp\"\xc9\x03\n" +
+	"\ttimestamp\x18\x03 \x01(\x04R\ttimestamp\"\xf4\x03\n" +
 	"\rStreamStarted\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12;\n" +
 	"\x06format\x18\x02 \x01(\x0e2#.voipbin.mediastream.v1.AudioFormatR\x06format\x12$\n" +
@@ -1764,7 +1778,8 @@ const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"\fresume_token\x18\b \x01(\tR\vresumeToken\x12\x18\n" +
 	"\aresumed\x18\t \x01(\bR\aresumed\x12,\n" +
 	"\x12buffer_high_chunks\x18\n" +
-	" \x01(\rR\x10bufferHighChunks\"c\n" +
+	" \x01(\rR\x10bufferHighChunks\x12)\n" +
+	"\x10instance_address\x18\v \x01(\tR\x0finstanceAddress\"c\n" +
 	"\rStreamStopped\x12:\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\".voipbin.mediastream.v1.StopReasonR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\"C\n" +

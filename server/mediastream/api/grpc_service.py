@@ -138,7 +138,7 @@ def spec_from_config(
     )
 
 
-def _started(stream: Stream, resumed: bool) -> pb.StreamStarted:
+def _started(stream: Stream, resumed: bool, instance_address: str) -> pb.StreamStarted:
     spec = stream.spec
     return pb.StreamStarted(
         stream_id=stream.id,
@@ -151,6 +151,7 @@ def _started(stream: Stream, resumed: bool) -> pb.StreamStarted:
         resume_token=stream.resume_token,
         resumed=resumed,
         buffer_high_chunks=stream.buffer_high_ms // spec.chunk_ms,
+        instance_address=instance_address,
     )
 
 
@@ -267,7 +268,9 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 )
             stream, resumed = await self._attach(first.config, context, bidirectional=True)
             attachment = stream.attachment
-            yield pb.StreamMediaResponse(started=_started(stream, resumed))
+            yield pb.StreamMediaResponse(
+                started=_started(stream, resumed, self._streams.instance_address)
+            )
             reader = asyncio.create_task(self._read_input(request_iterator, stream))
             async for item in stream.output():
                 yield pb.StreamMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
@@ -327,7 +330,9 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         try:
             stream, resumed = await self._attach(request.config, context, bidirectional=False)
             attachment = stream.attachment
-            yield pb.ListenMediaResponse(started=_started(stream, resumed))
+            yield pb.ListenMediaResponse(
+                started=_started(stream, resumed, self._streams.instance_address)
+            )
             async for item in stream.output():
                 if isinstance(item, Chunk | Dtmf):
                     yield pb.ListenMediaResponse(**_response_fields(item))  # type: ignore[arg-type]

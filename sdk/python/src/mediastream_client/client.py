@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -55,6 +55,12 @@ RESUMABLE = frozenset(
 
 FINAL_REASONS = frozenset({"ASTERISK_FAILURE", "DRAINING"})
 """Reasons of an UNAVAILABLE that a resume cannot mend: the stream is gone."""
+
+WRONG_INSTANCE = "RESUME_WRONG_INSTANCE"
+"""A resume reached a gateway instance other than the one holding the stream."""
+
+StubFor = Callable[[str], pb_grpc.MediaStreamServiceStub]
+"""The stub for a gateway instance's own address ("" : the client's target)."""
 
 
 def _config(
@@ -106,6 +112,7 @@ def _info(started: Any) -> StreamInfo:
         transport=reverse(TRANSPORTS)[started.transport],
         resume_token=started.resume_token,
         resumed=started.resumed,
+        instance_address=started.instance_address,
     )
 
 
@@ -133,13 +140,16 @@ class _Stream:
 
     def __init__(
         self,
-        stub: pb_grpc.MediaStreamServiceStub,
+        stub_for: StubFor,
         config: pb.StreamConfig,
         metadata: tuple[tuple[str, str], ...],
         timeout: float | None,
         auto_resume: bool,
+        instance_address: str = "",
     ) -> None:
-        self._stub, self._config, self._metadata = stub, config, metadata
+        self._stub_for = stub_for
+        self._stub = stub_for(instance_address)
+        self._config, self._metadata = config, metadata
         self._timeout, self._auto_resume = timeout, auto_resume
         self._call: Any = None
         self._last_sequence: int | None = None
@@ -155,14 +165,26 @@ class _Stream:
 
     async def _start(self, config: pb.StreamConfig) -> None:
         try:
-            self._call = self._open_call(config)
-            await self._after_open(config)
-            first = await self._call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise RPCError.from_aio(exc) from None
+            first = await self._open(config)
+        except RPCError as error:
+            holder = error.metadata.get("instance_address", "")
+            if error.reason != WRONG_INSTANCE or not holder:
+                raise
+            # Behind a load balancer: the resume landed on another instance,
+            # which names the one holding the stream. Go there directly.
+            self._stub = self._stub_for(holder)
+            first = await self._open(config)
         if first is grpc.aio.EOF or first.WhichOneof("payload") != "started":
             raise RPCError(grpc.StatusCode.INTERNAL, "server did not confirm the stream", None)
         self.info = _info(first.started)
+
+    async def _open(self, config: pb.StreamConfig) -> Any:
+        try:
+            self._call = self._open_call(config)
+            await self._after_open(config)
+            return await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise RPCError.from_aio(exc) from None
 
     async def _after_open(self, config: pb.StreamConfig) -> None:
         """Hook for two-way streams, which send the config as a message."""
@@ -188,6 +210,8 @@ class _Stream:
         config.resume.token = self.info.resume_token
         if self._last_sequence is not None:
             config.resume.last_sequence_number = self._last_sequence
+        # The stream lives on one instance; the load balancer may pick another.
+        self._stub = self._stub_for(self.info.instance_address)
         await self._start(config)
         self.resumes += 1
 
@@ -275,6 +299,14 @@ class DuplexStream(_Stream):
     def _open_call(self, config: pb.StreamConfig) -> Any:
         return self._stub.StreamMedia(timeout=self._timeout, metadata=self._metadata)
 
+    async def _open(self, config: pb.StreamConfig) -> Any:
+        try:
+            self._call = self._open_call(config)
+            await self._after_open(config)
+            return await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise RPCError.from_aio(exc) from None
+
     async def _after_open(self, config: pb.StreamConfig) -> None:
         await self._call.write(pb.StreamMediaRequest(config=config))
 
@@ -351,16 +383,16 @@ class MediaStreamClient:
         channel: grpc.aio.Channel | None = None,
     ) -> None:
         self._own = channel is None
+        self._creds = (
+            grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            if root_certificates is not None
+            else None
+        )
         if channel is None:
-            if root_certificates is not None:
-                creds = grpc.ssl_channel_credentials(
-                    root_certificates, private_key, certificate_chain
-                )
-                channel = grpc.aio.secure_channel(target, creds)
-            else:
-                channel = grpc.aio.insecure_channel(target)
+            channel = self._dial(target)
         self._channel = channel
         self._stub = pb_grpc.MediaStreamServiceStub(self._channel)
+        self._instances: dict[str, tuple[grpc.aio.Channel, pb_grpc.MediaStreamServiceStub]] = {}
         self._external: ExternalMediaClient | None = None
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -381,8 +413,32 @@ class MediaStreamClient:
             self._external = ExternalMediaClient(self._channel, self._metadata)
         return self._external
 
+    def _dial(self, target: str) -> grpc.aio.Channel:
+        if self._creds is not None:
+            return grpc.aio.secure_channel(target, self._creds)
+        return grpc.aio.insecure_channel(target)
+
+    def _stub_for(self, instance_address: str) -> pb_grpc.MediaStreamServiceStub:
+        """The stub for one gateway instance, dialled directly (a resume's target).
+
+        Args:
+            instance_address: ``host:port`` of the instance; empty for the
+                client's own target (the load balancer).
+        """
+        if not instance_address:
+            return self._stub
+        known = self._instances.get(instance_address)
+        if known is None:
+            channel = self._dial(instance_address)
+            known = (channel, pb_grpc.MediaStreamServiceStub(channel))
+            self._instances[instance_address] = known
+        return known[1]
+
     async def close(self) -> None:
-        """Close the connection (if this client opened it)."""
+        """Close the connection (if this client opened it), and any to single instances."""
+        for channel, _ in self._instances.values():
+            await channel.close()
+        self._instances.clear()
         if self._own:
             await self._channel.close()
 
@@ -400,6 +456,7 @@ class MediaStreamClient:
         auto_resume: bool = False,
         resume_token: str | None = None,
         last_sequence_number: int | None = None,
+        instance_address: str | None = None,
     ) -> ListenStream:
         """A listen-only stream of a call or conference (use with ``async with``).
 
@@ -407,10 +464,11 @@ class MediaStreamClient:
         no chunk lost when its connection drops; the server then keeps it for
         its grace period after it is closed, too. To take over a stream another
         process opened, pass its `resume_token` (and the last sequence number
-        received, if any) with the same configuration.
+        received, if any) with the same configuration, and its
+        `instance_address` (StreamInfo) when the gateway runs behind a load balancer.
         """
         return ListenStream(
-            self._stub,
+            self._stub_for,
             _with_resume(
                 _config(
                     call_id,
@@ -428,6 +486,7 @@ class MediaStreamClient:
             self._metadata,
             timeout,
             auto_resume,
+            instance_address or "",
         )
 
     def stream(
@@ -444,16 +503,19 @@ class MediaStreamClient:
         auto_resume: bool = False,
         resume_token: str | None = None,
         last_sequence_number: int | None = None,
+        instance_address: str | None = None,
     ) -> DuplexStream:
         """A two-way stream of a call or conference (use with ``async with``).
 
         With `auto_resume`, the stream is opened resumable and re-attached when
         its connection drops: received audio continues with no chunk lost;
         audio being written while the connection was down must be re-sent.
-        `resume_token` and `last_sequence_number` take over an existing stream.
+        `resume_token` and `last_sequence_number` take over an existing stream;
+        `instance_address` (its StreamInfo's) sends the resume to the instance
+        that holds it, past a load balancer.
         """
         return DuplexStream(
-            self._stub,
+            self._stub_for,
             _with_resume(
                 _config(
                     call_id,
@@ -471,4 +533,5 @@ class MediaStreamClient:
             self._metadata,
             timeout,
             auto_resume,
+            instance_address or "",
         )

@@ -76,6 +76,9 @@ class StreamInfo:
     transport: Transport
     resume_token: str = ""
     resumed: bool = False
+    instance_address: str = ""
+    """``host:port`` of the gateway instance holding the stream, if it advertises
+    one: a resume is sent there, past the load balancer."""
 
 
 @dataclass(frozen=True)

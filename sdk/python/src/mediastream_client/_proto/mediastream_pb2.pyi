@@ -119,7 +119,7 @@ class AudioChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class StreamStarted(_message.Message):
-    __slots__ = ("stream_id", "format", "sample_rate_hz", "frame_bytes", "chunk_ms", "encapsulation", "transport", "resume_token", "resumed", "buffer_high_chunks")
+    __slots__ = ("stream_id", "format", "sample_rate_hz", "frame_bytes", "chunk_ms", "encapsulation", "transport", "resume_token", "resumed", "buffer_high_chunks", "instance_address")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class StreamStarted(_message.Message):
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     BUFFER_HIGH_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     format: AudioFormat
     sample_rate_hz: int
@@ -140,7 +141,8 @@ class StreamStarted(_message.Message):
     resume_token: str
     resumed: bool
     buffer_high_chunks: int
-    def __init__(self, stream_id: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., sample_rate_hz: _Optional[int] = ..., frame_bytes: _Optional[int] = ..., chunk_ms: _Optional[int] = ..., encapsulation: _Optional[_Union[Encapsulation, str]] = ..., transport: _Optional[_Union[MediaTransport, str]] = ..., resume_token: _Optional[str] = ..., resumed: _Optional[bool] = ..., buffer_high_chunks: _Optional[int] = ...) -> None: ...
+    instance_address: str
+    def __init__(self, stream_id: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., sample_rate_hz: _Optional[int] = ..., frame_bytes: _Optional[int] = ..., chunk_ms: _Optional[int] = ..., encapsulation: _Optional[_Union[Encapsulation, str]] = ..., transport: _Optional[_Union[MediaTransport, str]] = ..., resume_token: _Optional[str] = ..., resumed: _Optional[bool] = ..., buffer_high_chunks: _Optional[int] = ..., instance_address: _Optional[str] = ...) -> None: ...
 
 class StreamStopped(_message.Message):
     __slots__ = ("reason", "detail")
