@@ -37,6 +37,7 @@ from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
 from mediastream.shim import ShimServer
 from mediastream.streams import StreamLimits, StreamManager
+from mediastream.target_counts import SharedTargetCounts, TargetCounts
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,28 @@ class Endpoints:
     websocket: str = ""
 
 
-class Gateway:
-    """The whole gateway in one process."""
+@dataclass(frozen=True)
+class WorkerRole:
+    """What makes a gateway process one worker of several (see `mediastream.workers`).
 
-    def __init__(self, settings: Settings) -> None:
+    Attributes:
+        index: The worker's number, from 0.
+        direct_listen: ``host:port`` of this worker alone, next to the shared port;
+            the worker advertises it, so that a resume reaches it.
+        counts_path: The table of streams per call that the workers share.
+    """
+
+    index: int
+    direct_listen: str
+    counts_path: str
+
+
+class Gateway:
+    """The whole gateway in one process (or one worker process of several)."""
+
+    def __init__(self, settings: Settings, worker: WorkerRole | None = None) -> None:
         self.settings = settings
+        self.worker = worker
         self._emulator: Emulator | None = None
         self._aris: list[AriClient] = []
         self._pool: AsteriskPool | None = None
@@ -71,6 +89,7 @@ class Gateway:
         self._health_tasks: set[asyncio.Task[None]] = set()
         self._metrics_runner: web.AppRunner | None = None
         self._shim: ShimServer | None = None
+        self._shared_counts: SharedTargetCounts | None = None
         self.endpoints: Endpoints | None = None
 
     async def start(self) -> Endpoints:
@@ -105,7 +124,14 @@ class Gateway:
             max_streams_per_target=s.max_streams_per_target,
             resume_grace_s=s.resume_grace_s,
         )
-        self._streams = StreamManager(self._pool, limits, instance_address=s.advertise_address)
+        counts: TargetCounts | None = None
+        if self.worker is not None:
+            counts = self._shared_counts = SharedTargetCounts(
+                self.worker.counts_path, self.worker.index
+            )
+        self._streams = StreamManager(
+            self._pool, limits, instance_address=s.advertise_address, target_counts=counts
+        )
         self._external = ExternalMediaManager(
             self._pool, parse_allow_list(s.external_media_allow), s.max_streams_per_target
         )
@@ -115,7 +141,8 @@ class Gateway:
 
         server = grpc.aio.server(
             options=[
-                ("grpc.so_reuseport", 0),
+                # Workers share the port; a lone gateway must fail on a port in use.
+                ("grpc.so_reuseport", 1 if self.worker is not None else 0),
                 ("grpc.keepalive_time_ms", int(s.keepalive_time_s * 1000)),
                 ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout_s * 1000)),
                 # gRPC core fails an unanswered keepalive ping after the ping timeout
@@ -138,7 +165,9 @@ class Gateway:
             (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
             server,
         )
-        port = self._bind(server)
+        port = self._bind(server, s.grpc_listen)
+        if self.worker is not None:
+            self._bind(server, self.worker.direct_listen)
         await server.start()
         self._server = server
         # "" is the process's own liveness: SERVING from here until a drain starts.
@@ -149,7 +178,7 @@ class Gateway:
         self._shim = ShimServer(
             self._streams, auth, s.transport, embedded=s.embedded, heartbeat_s=s.keepalive_time_s
         )
-        ws_address = await self._shim.start(s.ws_listen)
+        ws_address = await self._shim.start(s.ws_listen, reuse_port=self.worker is not None)
         host = s.grpc_listen.rpartition(":")[0]
         self.endpoints = Endpoints(
             f"{host}:{port}", ",".join(urls), s.embedded, metrics_address, websocket=ws_address
@@ -198,10 +227,10 @@ class Gateway:
         assert self._streams is not None
         return self._streams
 
-    def _bind(self, server: grpc.aio.Server) -> int:
+    def _bind(self, server: grpc.aio.Server, listen: str) -> int:
         s = self.settings
         if not s.tls_cert:
-            return int(server.add_insecure_port(s.grpc_listen))
+            return int(server.add_insecure_port(listen))
         with open(s.tls_cert, "rb") as f:
             cert = f.read()
         with open(s.tls_key, "rb") as f:
@@ -213,7 +242,7 @@ class Gateway:
         creds = grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
-        return int(server.add_secure_port(s.grpc_listen, creds))
+        return int(server.add_secure_port(listen, creds))
 
     def _on_asterisk(self, up: bool) -> None:
         # Serving while at least one Asterisk is reachable.
@@ -246,6 +275,8 @@ class Gateway:
             await self._metrics_runner.cleanup()
         if self._emulator is not None:
             await self._emulator.stop()
+        if self._shared_counts is not None:
+            self._shared_counts.close()
 
     async def run_until_signal(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop gracefully."""

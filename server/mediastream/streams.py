@@ -51,6 +51,7 @@ from mediastream.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from mediastream.target_counts import LocalTargetCounts, TargetCounts
 
 log = logging.getLogger(__name__)
 
@@ -413,9 +414,11 @@ class StreamManager:
         limits: StreamLimits | None = None,
         *,
         instance_address: str = "",
+        target_counts: TargetCounts | None = None,
     ) -> None:
         self._legs = legs
         self.limits = limits or StreamLimits()
+        self._per_target = target_counts or LocalTargetCounts()
         self.instance_address = instance_address
         """``host:port`` clients can reach this instance on directly, or empty."""
         self.streams: dict[str, Stream] = {}
@@ -442,13 +445,20 @@ class StreamManager:
                 reason="TOO_MANY_STREAMS",
                 metadata={"limit": str(self.limits.max_streams)},
             )
-        same = sum(1 for s in self.streams.values() if s.spec.target == spec.target)
-        if same >= self.limits.max_streams_per_target:
+        same = self._per_target.acquire(spec.target, self.limits.max_streams_per_target)
+        if same is not None:
             raise ResourceExhausted(
                 f"{spec.target.kind.value} {spec.target.id} already has {same} streams",
                 reason="TOO_MANY_STREAMS_FOR_TARGET",
                 metadata={"limit": str(self.limits.max_streams_per_target)},
             )
+        try:
+            return await self._open(spec)
+        except BaseException:
+            self._per_target.release(spec.target)
+            raise
+
+    async def _open(self, spec: StreamSpec) -> Stream:
         stream = Stream(str(uuid.uuid4()), spec, self.limits)
         if self.instance_address:
             # The token names its instance, so that an instance a resume reaches by
@@ -539,6 +549,7 @@ class StreamManager:
         can wait for it.
         """
         if self.streams.pop(stream.id, None) is not None:
+            self._per_target.release(stream.spec.target)
             metrics.STREAMS_ACTIVE.labels(*_labels(stream.spec)).dec()
             ended = stream.stopped.result().reason if stream.stopped.done() else reason
             metrics.STREAMS_ENDED.labels(ended.value).inc()

@@ -129,13 +129,18 @@ class ShimServer:
         app.router.add_get("/", self._root)
         return app
 
-    async def start(self, listen: str) -> str:
-        """Listen on ``host:port`` (port 0: any free port); return the bound ``host:port``."""
+    async def start(self, listen: str, *, reuse_port: bool = False) -> str:
+        """Listen on ``host:port`` (port 0: any free port); return the bound ``host:port``.
+
+        Args:
+            listen: ``host:port``.
+            reuse_port: Share the port with the other worker processes (SO_REUSEPORT).
+        """
         # A short shutdown: open sockets are closed by stop() before the runner's cleanup.
         self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=reuse_port)
         await site.start()
         bound = self._runner.addresses[0]
         self.address = f"{host}:{bound[1]}"

@@ -1,0 +1,170 @@
+"""How many streams each call or conference has, across worker processes.
+
+With one process a dict does. Worker processes share a port, so the kernel
+spreads connections, and with them the streams of one call, over the workers:
+the per-call limit (5 streams, as VoIPBIN) must then be counted in one place
+they all see. `SharedTargetCounts` is a small hash table in a file-backed
+mmap, locked with flock: a stream open or close takes one lock and touches
+one 640-byte bucket, which is nothing next to the ARI round trips of an open.
+
+Each worker counts in a column of its own, so a worker that dies (or is
+restarted) clears its column and can never leave a call's count stuck.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import mmap
+import os
+from collections import Counter
+from typing import Protocol
+
+from mediastream.core.stream import Target
+
+MAX_WORKERS = 64
+_KEY = 16  # bytes of blake2b digest naming a target
+_SLOT = _KEY + MAX_WORKERS  # key + one byte of count per worker
+_SLOTS_PER_BUCKET = 8
+_BUCKETS = 4096
+SIZE = _BUCKETS * _SLOTS_PER_BUCKET * _SLOT
+"""Bytes of the shared table file (2.6 MB)."""
+_ZERO = bytes(MAX_WORKERS)
+
+
+class TargetCounts(Protocol):
+    """Counts of streams per target, with the limit checked and taken at once."""
+
+    def acquire(self, target: Target, limit: int) -> int | None:
+        """Count one more stream on `target` unless it already has `limit`.
+
+        Returns:
+            None when counted; else how many streams the target has.
+        """
+        ...
+
+    def release(self, target: Target) -> None:
+        """Count one stream less on `target`."""
+        ...
+
+
+class LocalTargetCounts:
+    """Counts for one process."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[Target] = Counter()
+
+    def acquire(self, target: Target, limit: int) -> int | None:
+        """See `TargetCounts.acquire`."""
+        have = self._counts[target]
+        if have >= limit:
+            return have
+        self._counts[target] = have + 1
+        return None
+
+    def release(self, target: Target) -> None:
+        """See `TargetCounts.release`."""
+        self._counts[target] -= 1
+        if self._counts[target] <= 0:
+            del self._counts[target]
+
+
+def _digest(target: Target) -> bytes:
+    return hashlib.blake2b(f"{target.kind.value}:{target.id}".encode(), digest_size=_KEY).digest()
+
+
+class SharedTargetCounts:
+    """Counts shared by the workers of one gateway through a file.
+
+    Args:
+        path: The table file (created by the supervisor with `create`).
+        worker: This worker's index, its column in the table.
+    """
+
+    def __init__(self, path: str, worker: int) -> None:
+        if not 0 <= worker < MAX_WORKERS:
+            raise ValueError(f"worker index must be below {MAX_WORKERS}")
+        self._fd = os.open(path, os.O_RDWR)
+        self._map = mmap.mmap(self._fd, SIZE)
+        self._worker = worker
+        self._local = LocalTargetCounts()
+        with self._locked():
+            self._clear_column()
+
+    @staticmethod
+    def create(path: str) -> None:
+        """Make an empty table file (by the supervisor, before its workers start)."""
+        with open(path, "wb") as f:
+            f.truncate(SIZE)
+
+    @classmethod
+    def clear_worker(cls, path: str, worker: int) -> None:
+        """Forget every stream a worker counted (it died: its streams are gone)."""
+        cls(path, worker).close()
+
+    def close(self) -> None:
+        """Clear this worker's counts and unmap the table."""
+        with self._locked():
+            self._clear_column()
+        self._map.close()
+        os.close(self._fd)
+
+    def acquire(self, target: Target, limit: int) -> int | None:
+        """See `TargetCounts.acquire`."""
+        key = _digest(target)
+        with self._locked():
+            slot = self._find(key, claim=True)
+            if slot is None:
+                # Nine live targets in one bucket of 4096: count locally rather
+                # than refuse a stream the limit would allow.
+                return self._local.acquire(target, limit)
+            counts = self._map[slot + _KEY : slot + _SLOT]
+            have = sum(counts)
+            if have >= limit:
+                return have
+            if counts[self._worker] == 255:  # a byte per worker; a limit above that
+                return self._local.acquire(target, limit)
+            self._map[slot + _KEY + self._worker] = counts[self._worker] + 1
+            self._map[slot : slot + _KEY] = key
+            return None
+
+    def release(self, target: Target) -> None:
+        """See `TargetCounts.release`."""
+        key = _digest(target)
+        with self._locked():
+            slot = self._find(key, claim=False)
+            at = None if slot is None else slot + _KEY + self._worker
+            if at is None or self._map[at] == 0:
+                self._local.release(target)
+                return
+            self._map[at] -= 1
+
+    def _find(self, key: bytes, *, claim: bool) -> int | None:
+        """The slot holding `key`, else (with `claim`) a free one of its bucket."""
+        bucket = int.from_bytes(key[:4], "little") % _BUCKETS
+        start = bucket * _SLOTS_PER_BUCKET * _SLOT
+        free = None
+        for slot in range(start, start + _SLOTS_PER_BUCKET * _SLOT, _SLOT):
+            if self._map[slot : slot + _KEY] == key:
+                return slot
+            if free is None and self._map[slot + _KEY : slot + _SLOT] == _ZERO:
+                free = slot  # no live stream counted here: reusable
+        return free if claim else None
+
+    def _clear_column(self) -> None:
+        for slot in range(_KEY + self._worker, SIZE, _SLOT):
+            self._map[slot] = 0
+
+    def _locked(self) -> _Flock:
+        return _Flock(self._fd)
+
+
+class _Flock:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -1,0 +1,195 @@
+"""`serve --workers 2`: worker processes behind one port, with real processes and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+
+from mediastream.emulator import TONE_CALL_ID, Emulator, EmulatorConfig
+from mediastream_client import MediaStreamClient, RPCError
+from tests.conftest import RunningGateway, start_gateway, stop_gateway
+from tests.harness import GATEWAY_CHANNELS
+
+
+def own_connection(target: str) -> MediaStreamClient:
+    """A client on a TCP connection of its own (the kernel spreads connections)."""
+    channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+    return MediaStreamClient(channel=channel)
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return sorted(int(p) for p in children)
+
+
+def live_objects(emulator: Emulator) -> list[str]:
+    return [
+        c.name
+        for c in emulator.pbx.channels.values()
+        if not c.hung_up and c.name.startswith(GATEWAY_CHANNELS)
+    ]
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[tuple[RunningGateway, Emulator]]:
+    emulator = Emulator(EmulatorConfig(demo=True))
+    await emulator.start()
+    gw = await asyncio.to_thread(
+        start_gateway,
+        "--workers",
+        "2",
+        "--max-streams-per-target",
+        "4",
+        "--drain-timeout-s",
+        "1",
+        env={"MEDIASTREAM_ARI_URL": emulator.ari_url},
+    )
+    try:
+        yield gw, emulator
+    finally:
+        await asyncio.to_thread(stop_gateway, gw)
+        await emulator.stop()
+
+
+async def open_streams(target: str, n: int) -> list[tuple[MediaStreamClient, object]]:
+    opened = []
+    for _ in range(n):
+        client = own_connection(target)
+        stream = client.listen(call_id=TONE_CALL_ID)
+        await stream.__aenter__()
+        opened.append((client, stream))
+    return opened
+
+
+async def close_all(opened: list[tuple[MediaStreamClient, object]]) -> None:
+    for client, stream in opened:
+        await stream.aclose()  # type: ignore[attr-defined]
+        await client._channel.close()
+
+
+async def test_streams_spread_over_workers_and_the_call_limit_holds_across_them(
+    workers: tuple[RunningGateway, Emulator],
+) -> None:
+    gw, emulator = workers
+    assert len(worker_pids(gw.process.pid)) == 2
+    opened = await open_streams(gw.grpc, 4)
+    try:
+        holders = {s.info.instance_address for _, s in opened}  # type: ignore[attr-defined]
+        assert len(holders) == 2, "connections are spread over both workers"
+        # The 5th stream on the call is refused, whichever worker it reaches.
+        for _ in range(3):
+            client = own_connection(gw.grpc)
+            try:
+                with pytest.raises(RPCError) as caught:
+                    async with client.listen(call_id=TONE_CALL_ID):
+                        pass
+            finally:
+                await client._channel.close()
+            assert caught.value.reason == "TOO_MANY_STREAMS_FOR_TARGET"
+        # A stream that ends frees its place for a stream on any worker.
+        await close_all(opened[:1])
+        del opened[:1]
+        await asyncio.sleep(0.3)
+        opened += await open_streams(gw.grpc, 1)
+
+        async with aiohttp.ClientSession() as session, session.get(
+            f"http://{gw.metrics}/metrics"
+        ) as reply:
+            text = await reply.text()
+        for worker in ("0", "1"):
+            assert f'worker="{worker}"' in text
+        opened_by_worker = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("mediastream_streams_opened_total{")
+        ]
+        assert sum(opened_by_worker) == 5
+    finally:
+        await close_all(opened)
+
+
+async def test_a_resume_through_the_shared_port_reaches_the_holding_worker(
+    workers: tuple[RunningGateway, Emulator],
+) -> None:
+    gw, _ = workers
+    owner = own_connection(gw.grpc)
+    stream = owner.listen(call_id=TONE_CALL_ID, auto_resume=True)
+    await stream.__aenter__()
+    assert stream.info is not None
+    holder, token = stream.info.instance_address, stream.info.resume_token
+    await stream.aclose()
+    await owner._channel.close()
+    # Each resume comes in on a new connection, which may reach either worker.
+    for _ in range(4):
+        client = own_connection(gw.grpc)
+        try:
+            async with client.listen(call_id=TONE_CALL_ID, resume_token=token) as resumed:
+                assert resumed.info is not None and resumed.info.resumed
+                assert resumed.info.instance_address == holder
+                async for _chunk in resumed.audio():
+                    break
+                resumed._call.cancel()  # vanish again, keeping the stream resumable
+        finally:
+            await client.close()
+            await client._channel.close()
+
+
+async def test_a_killed_worker_is_replaced_and_its_leftovers_swept(
+    workers: tuple[RunningGateway, Emulator],
+) -> None:
+    gw, emulator = workers
+    opened = await open_streams(gw.grpc, 4)
+    try:
+        before = worker_pids(gw.process.pid)
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        async with asyncio.timeout(20):
+            while True:
+                now = worker_pids(gw.process.pid)
+                if len(now) == 2 and victim not in now:
+                    break
+                await asyncio.sleep(0.1)
+        # The streams of the other worker still run; those of the dead one ended.
+        survivors = 0
+        for _, stream in opened:
+            try:
+                async with asyncio.timeout(5):
+                    async for _chunk in stream.audio():  # type: ignore[attr-defined]
+                        break
+                survivors += 1
+            except RPCError as exc:
+                assert exc.code is grpc.StatusCode.UNAVAILABLE
+        assert 0 < survivors < len(opened)
+        # The replacement swept the dead worker's channels at start-up.
+        async with asyncio.timeout(15):
+            while len(live_objects(emulator)) > 2 * survivors:
+                await asyncio.sleep(0.1)
+        # Streams open again on both workers.
+        more = await open_streams(gw.grpc, 2)
+        await close_all(more)
+    finally:
+        await close_all(opened)
+
+
+async def test_sigterm_drains_every_worker(workers: tuple[RunningGateway, Emulator]) -> None:
+    gw, emulator = workers
+    opened = await open_streams(gw.grpc, 2)
+    pids = worker_pids(gw.process.pid)
+    try:
+        assert len(live_objects(emulator)) == 4  # a snoop and an externalMedia channel each
+        assert await asyncio.to_thread(stop_gateway, gw) == 0
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(
+                f"/proc/{pid}/stat"
+            ).read_text().split()[2]
+        await asyncio.sleep(0.3)
+        assert live_objects(emulator) == []
+    finally:
+        await close_all(opened)
