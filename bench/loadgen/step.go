@@ -327,8 +327,47 @@ func (h *hist) summary() latency {
 
 var clkTck = 100.0 // sysconf(_SC_CLK_TCK) is 100 on Linux
 
-// cpuSeconds is utime+stime of a process (all its threads).
+// tree is a process and its descendants (a gateway with --workers is a
+// supervisor and its worker processes).
+func tree(pid string) []string {
+	out := []string{pid}
+	b, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	if err != nil {
+		return out
+	}
+	for _, child := range strings.Fields(string(b)) {
+		out = append(out, tree(child)...)
+	}
+	return out
+}
+
+// cpuSeconds is utime+stime of a process tree (all threads of every process).
 func cpuSeconds(pid string) (float64, error) {
+	var total float64
+	for i, p := range tree(pid) {
+		s, err := processCPU(p)
+		if err != nil && i == 0 {
+			return 0, err
+		}
+		total += s
+	}
+	return total, nil
+}
+
+// rssKB is the resident memory of a process tree.
+func rssKB(pid string) (int64, error) {
+	var total int64
+	for i, p := range tree(pid) {
+		kb, err := processRSS(p)
+		if err != nil && i == 0 {
+			return 0, err
+		}
+		total += kb
+	}
+	return total, nil
+}
+
+func processCPU(pid string) (float64, error) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0, err
@@ -340,7 +379,7 @@ func cpuSeconds(pid string) (float64, error) {
 	return (ut + st) / clkTck, nil
 }
 
-func rssKB(pid string) (int64, error) {
+func processRSS(pid string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0, err

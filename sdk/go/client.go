@@ -2,21 +2,46 @@ package mediastream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
 )
 
+// reasonWrongInstance is the ErrorInfo reason of a resume that reached a
+// gateway instance other than the one holding the stream; its metadata
+// "instance_address" names the holder.
+const reasonWrongInstance = "RESUME_WRONG_INSTANCE"
+
 // Client is a connection to the gateway. It is safe for concurrent use.
+//
+// Behind a load balancer, a resumable stream lives on one gateway instance,
+// which the server names in StreamInfo.InstanceAddress. A stream opened with
+// a Resume goes to Resume.InstanceAddress when it is set and differs from the
+// client's own target: the client dials that instance with the same options
+// (TLS, token, ...) and keeps the connection for later resumes until Close.
+// When a resume reaches the wrong instance anyway (NotFound,
+// RESUME_WRONG_INSTANCE, with the holder's address in the metadata), the
+// client tries once more at the instance the server names. Other streams and
+// ExternalMedia always use the client's own target.
 type Client struct {
 	conn     *grpc.ClientConn // nil when the caller owns the connection
 	media    pb.MediaStreamServiceClient
 	external pb.ExternalMediaServiceClient
+
+	target    string            // the own target: "" when unknown
+	dialOpts  []grpc.DialOption // how to dial an instance; nil: instances are not dialled
+	mu        sync.Mutex        // guards instances and closed
+	instances map[string]*grpc.ClientConn
+	closed    bool
 }
 
 // DialOption configures Dial.
@@ -75,34 +100,133 @@ func Dial(ctx context.Context, target string, opts ...DialOption) (*Client, erro
 			}
 		}
 	}
-	c := NewClient(conn)
-	c.conn = conn
+	c := NewClient(conn, WithInstanceDialOptions(o.grpc...))
+	c.conn, c.target = conn, target
 	return c, nil
 }
 
-// NewClient makes a Client on a connection the caller owns (Close leaves it open).
-func NewClient(conn grpc.ClientConnInterface) *Client {
-	return &Client{media: pb.NewMediaStreamServiceClient(conn), external: pb.NewExternalMediaServiceClient(conn)}
+// ClientOption configures NewClient.
+type ClientOption func(*Client)
+
+// WithInstanceDialOptions lets a Client made by NewClient dial single gateway
+// instances (a resume's InstanceAddress, behind a load balancer) with
+// grpc.NewClient(address, opts...), after the default (plaintext)
+// credentials: give it the credentials and options conn was made with.
+// Without it, such a Client sends every stream on conn.
+func WithInstanceDialOptions(opts ...grpc.DialOption) ClientOption {
+	return func(c *Client) {
+		c.dialOpts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	}
 }
 
-// Close closes the connection if Dial opened it.
-func (c *Client) Close() error {
-	if c.conn == nil {
-		return nil
+// NewClient makes a Client on a connection the caller owns (Close leaves it
+// open). If conn is a *grpc.ClientConn, its target counts as the client's own.
+func NewClient(conn grpc.ClientConnInterface, opts ...ClientOption) *Client {
+	c := &Client{media: pb.NewMediaStreamServiceClient(conn), external: pb.NewExternalMediaServiceClient(conn)}
+	if cc, ok := conn.(*grpc.ClientConn); ok {
+		c.target = cc.Target()
 	}
-	return c.conn.Close()
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
+}
+
+// Close closes the connection if Dial opened it, and the connections the
+// client opened to single gateway instances for resumes.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	instances := c.instances
+	c.instances, c.closed = nil, true
+	c.mu.Unlock()
+	var errs []error
+	for _, conn := range instances {
+		errs = append(errs, conn.Close())
+	}
+	if c.conn != nil {
+		errs = append(errs, c.conn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// mediaAt returns the MediaStreamService of the gateway instance at address:
+// the client's own connection when address is empty or the own target (or
+// when the client cannot dial instances), otherwise a connection of its own,
+// dialled on first use and kept until Close.
+func (c *Client) mediaAt(address string) (pb.MediaStreamServiceClient, error) {
+	if address == "" || address == c.target || c.dialOpts == nil {
+		return c.media, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, newRPCError(status.New(codes.Canceled, "mediastream: the client is closed"))
+	}
+	conn := c.instances[address]
+	if conn == nil {
+		var err error
+		if conn, err = grpc.NewClient(address, c.dialOpts...); err != nil {
+			return nil, fmt.Errorf("mediastream: dial instance %s: %w", address, err)
+		}
+		if c.instances == nil {
+			c.instances = map[string]*grpc.ClientConn{}
+		}
+		c.instances[address] = conn
+	}
+	return pb.NewMediaStreamServiceClient(conn), nil
+}
+
+// open runs open on the instance a stream belongs on: the client's own target
+// for a new stream; for a resume, resume.InstanceAddress, and once more at the
+// instance a RESUME_WRONG_INSTANCE refusal names.
+func (c *Client) open(resume *Resume, open func(pb.MediaStreamServiceClient) error) error {
+	if resume == nil {
+		return open(c.media)
+	}
+	media, err := c.mediaAt(resume.InstanceAddress)
+	if err != nil {
+		return err
+	}
+	err = open(media)
+	var rpcErr *RPCError
+	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.NotFound || rpcErr.Reason != reasonWrongInstance {
+		return err
+	}
+	holder := rpcErr.Metadata["instance_address"]
+	if holder == "" || holder == resume.InstanceAddress {
+		return err
+	}
+	// Behind a load balancer: the resume reached another instance, which
+	// named the one holding the stream. Go there directly.
+	if media, err = c.mediaAt(holder); err != nil {
+		return err
+	}
+	return open(media)
 }
 
 // Listen opens a listen-only stream of a call or conference and waits until
 // the server confirms it. The stream lives until ctx is done, Close is called,
-// or the server ends it.
+// or the server ends it. With cfg.Resume, the stream is opened on the gateway
+// instance that holds it (see Client).
 func (c *Client) Listen(ctx context.Context, cfg Config, opts ...grpc.CallOption) (*Stream, error) {
 	config, err := cfg.proto()
 	if err != nil {
 		return nil, err
 	}
+	var s *Stream
+	err = c.open(cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
+		s, err = listen(ctx, media, config, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func listen(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*Stream, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	rpc, err := c.media.ListenMedia(ctx, &pb.ListenMediaRequest{Config: config}, opts...)
+	rpc, err := media.ListenMedia(ctx, &pb.ListenMediaRequest{Config: config}, opts...)
 	if err != nil {
 		cancel()
 		return nil, AsRPCError(err)
@@ -123,13 +247,27 @@ func (c *Client) Listen(ctx context.Context, cfg Config, opts ...grpc.CallOption
 // Stream opens a two-way stream of a call or conference and waits until the
 // server confirms it. The stream lives until ctx is done, Close is called,
 // or the server ends it (after CloseSend, once everything sent was played).
+// With cfg.Resume, the stream is opened on the gateway instance that holds it
+// (see Client).
 func (c *Client) Stream(ctx context.Context, cfg Config, opts ...grpc.CallOption) (*DuplexStream, error) {
 	config, err := cfg.proto()
 	if err != nil {
 		return nil, err
 	}
+	var d *DuplexStream
+	err = c.open(cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
+		d, err = stream(ctx, media, config, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func stream(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*DuplexStream, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	rpc, err := c.media.StreamMedia(ctx, opts...)
+	rpc, err := media.StreamMedia(ctx, opts...)
 	if err != nil {
 		cancel()
 		return nil, AsRPCError(err)

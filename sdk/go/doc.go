@@ -34,5 +34,17 @@
 //	var rpcErr *mediastream.RPCError
 //	if errors.As(err, &rpcErr) && rpcErr.Reason == "CALL_NOT_FOUND" { ... }
 //
+// # Behind a load balancer
+//
+// When several gateway instances share one address, a resumable stream lives
+// on one of them: [StreamInfo].InstanceAddress names it, and
+// [Stream.ResumeFrom] copies it into [Resume].InstanceAddress. A Listen or
+// Stream with that Resume dials the instance directly, with the client's dial
+// options, and keeps the connection until [Client.Close]; a resume refused
+// with RESUME_WRONG_INSTANCE is retried once at the instance the server names:
+//
+//	resume := stream.ResumeFrom()
+//	again, err := client.Listen(ctx, mediastream.Config{CallID: id, Resumable: true, Resume: resume})
+//
 // The generated protobuf and gRPC code is in the mediastreamv1 subpackage.
 package mediastream

@@ -46,6 +46,7 @@ func (s *Stream) start() error {
 		ResumeToken:      started.GetResumeToken(),
 		Resumed:          started.GetResumed(),
 		BufferHighChunks: started.GetBufferHighChunks(),
+		InstanceAddress:  started.GetInstanceAddress(),
 	}
 	return nil
 }
@@ -88,11 +89,13 @@ func (s *Stream) Stopped() *Stopped {
 }
 
 // ResumeFrom returns the Resume for a Config that continues this stream on a
-// new connection: its token and the last audio sequence number received.
+// new connection: its token, the last audio sequence number received, and the
+// address of the gateway instance holding the stream (which Client.Listen and
+// Client.Stream dial directly when the gateway runs behind a load balancer).
 func (s *Stream) ResumeFrom() *Resume {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &Resume{Token: s.info.ResumeToken}
+	r := &Resume{Token: s.info.ResumeToken, InstanceAddress: s.info.InstanceAddress}
 	if s.lastSeq != nil {
 		seq := *s.lastSeq
 		r.LastSequenceNumber = &seq

@@ -108,13 +108,20 @@ type Config struct {
 	Resume *Resume
 }
 
-// Resume continues a stream after its connection dropped.
+// Resume continues a stream after its connection dropped. Stream.ResumeFrom
+// fills it in.
 type Resume struct {
 	// Token is StreamInfo.ResumeToken of the stream to continue.
 	Token string
 	// LastSequenceNumber is the sequence number of the last audio chunk
 	// received, or nil if none was.
 	LastSequenceNumber *uint64
+	// InstanceAddress is StreamInfo.InstanceAddress of the stream to
+	// continue: the host:port of the gateway instance holding it. When set
+	// and different from the client's own target, the resume is sent there
+	// directly instead of through the load balancer. Empty: the client's own
+	// target (which redirects a resume that reaches the wrong instance).
+	InstanceAddress string
 }
 
 // StreamInfo is what the server confirmed when the stream started.
@@ -140,6 +147,11 @@ type StreamInfo struct {
 	// BufferHighChunks is how many client chunks the server buffers before
 	// it sends a FlowControl pause.
 	BufferHighChunks uint32
+	// InstanceAddress is the host:port on which the gateway instance holding
+	// the stream can be dialled directly, bypassing a load balancer; a
+	// resume must reach that instance. Empty when the instance advertises
+	// none (a single gateway).
+	InstanceAddress string
 }
 
 // ChunkBytes is the number of sample bytes in one chunk (without encapsulation).

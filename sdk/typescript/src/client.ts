@@ -1,6 +1,10 @@
 /**
  * Node client for the mediastream gateway, over gRPC (HTTP/2).
  *
+ * Behind a load balancer, a resumable stream lives on one gateway instance,
+ * which the server names in {@link StreamInfo.instanceAddress}; see
+ * {@link MediaStreamClient} for how resumes reach it.
+ *
  * @example
  * const client = new MediaStreamClient("127.0.0.1:50051");
  * const stream = await client.listen({ callId, format: AudioFormat.SLIN });
@@ -22,7 +26,7 @@ import {
   type StreamMediaResponse,
   type StreamStarted,
 } from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
-import { RPCError } from "./errors.js";
+import { Code, RPCError } from "./errors.js";
 import { ExternalMediaClient } from "./external.js";
 import { RequestQueue } from "./queue.js";
 import {
@@ -45,7 +49,16 @@ export interface ClientOptions {
   interceptors?: Interceptor[];
   /** Use this transport instead of making one (the client does not close it). */
   transport?: Transport;
+  /**
+   * With `transport`: makes the transport to one gateway instance, `host:port`
+   * (a resume's `instanceAddress`, behind a load balancer). Without it, a client
+   * given `transport` sends every stream there. The client does not close these.
+   */
+  instanceTransport?: (address: string) => Transport;
 }
+
+/** ErrorInfo reason of a resume that reached an instance other than the stream's. */
+const WRONG_INSTANCE = "RESUME_WRONG_INSTANCE";
 
 /** Options of one stream. */
 export interface StreamOptions {
@@ -55,21 +68,47 @@ export interface StreamOptions {
   timeoutMs?: number;
 }
 
-/** A connection to the gateway. */
+type MediaRPC = Client<typeof MediaStreamService>;
+
+/** A connection to one gateway instance, dialled for resumes. */
+interface Instance {
+  rpc: MediaRPC;
+  sessions: Http2SessionManager | undefined;
+}
+
+/**
+ * A connection to the gateway.
+ *
+ * Behind a load balancer, a resumable stream lives on one gateway instance,
+ * which the server names in {@link StreamInfo.instanceAddress}. A stream opened
+ * with a `resume` goes to `resume.instanceAddress` when it is set and differs
+ * from the client's own target: the client connects to that instance with the
+ * same options (scheme, token, interceptors) and keeps the connection for later
+ * resumes until {@link MediaStreamClient.close}. When a resume reaches the wrong
+ * instance anyway (NOT_FOUND, `RESUME_WRONG_INSTANCE`, with the holder's
+ * `instance_address` in the metadata), the client tries once more at the
+ * instance the server names. Other streams and `externalMedia` always use the
+ * client's own target.
+ */
 export class MediaStreamClient {
-  private readonly rpc: Client<typeof MediaStreamService>;
+  private readonly rpc: MediaRPC;
   private readonly sessions: Http2SessionManager | undefined;
+  private readonly target: string;
+  private readonly dialInstance: ((address: string) => Instance) | undefined;
+  private readonly instances = new Map<string, Instance>();
+  private closed = false;
   /** The ExternalMediaService on the same connection. */
   readonly externalMedia: ExternalMediaClient;
 
   /**
-   * @param target `host:port` of the gateway's gRPC endpoint.
+   * @param target `host:port` of the gateway's gRPC endpoint (or of the load
+   *   balancer in front of several gateway instances).
    */
   constructor(target: string, options: ClientOptions = {}) {
+    this.target = target;
     let transport = options.transport;
     if (!transport) {
-      const baseUrl = `${options.scheme ?? "http"}://${target}`;
-      this.sessions = new Http2SessionManager(baseUrl);
+      const scheme = options.scheme ?? "http";
       const interceptors = [...(options.interceptors ?? [])];
       const token = options.token;
       if (token) {
@@ -78,35 +117,120 @@ export class MediaStreamClient {
           return next(req);
         });
       }
-      transport = createGrpcTransport({ baseUrl, sessionManager: this.sessions, interceptors });
+      const dial = (address: string): { transport: Transport; sessions: Http2SessionManager } => {
+        const baseUrl = `${scheme}://${address}`;
+        const sessions = new Http2SessionManager(baseUrl);
+        return { transport: createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors }), sessions };
+      };
+      const own = dial(target);
+      transport = own.transport;
+      this.sessions = own.sessions;
+      this.dialInstance = (address) => {
+        const made = dial(address);
+        return { rpc: createClient(MediaStreamService, made.transport), sessions: made.sessions };
+      };
+    } else if (options.instanceTransport) {
+      const make = options.instanceTransport;
+      this.dialInstance = (address) => ({ rpc: createClient(MediaStreamService, make(address)), sessions: undefined });
     }
     this.rpc = createClient(MediaStreamService, transport);
     this.externalMedia = new ExternalMediaClient(transport);
   }
 
-  /** Closes the connection (if this client made it); open streams fail. */
+  /**
+   * Closes the connection (if this client made it) and those it made to single
+   * gateway instances for resumes; open streams fail.
+   */
   close(): void {
+    this.closed = true;
+    for (const instance of this.instances.values()) {
+      instance.sessions?.abort();
+    }
+    this.instances.clear();
     this.sessions?.abort();
   }
 
-  /** Opens a listen-only stream and waits until the server confirms it. */
+  /**
+   * Opens a listen-only stream and waits until the server confirms it. With
+   * `config.resume`, the stream is opened on the instance that holds it (see
+   * {@link MediaStreamClient}).
+   */
   async listen(config: StreamConfig, options: StreamOptions = {}): Promise<ListenStream> {
-    const call = callOptions(options);
-    const responses = this.rpc.listenMedia({ config: toProto(config) }, call.options);
-    const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
-    await stream.start();
-    return stream;
+    const pb = toProto(config);
+    return this.open(config.resume, async (rpc) => {
+      const call = callOptions(options);
+      const responses = rpc.listenMedia({ config: pb }, call.options);
+      const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
+      await stream.start();
+      return stream;
+    });
   }
 
-  /** Opens a two-way stream and waits until the server confirms it. */
+  /**
+   * Opens a two-way stream and waits until the server confirms it. With
+   * `config.resume`, the stream is opened on the instance that holds it (see
+   * {@link MediaStreamClient}).
+   */
   async stream(config: StreamConfig, options: StreamOptions = {}): Promise<DuplexStream> {
-    const call = callOptions(options);
-    const requests = new RequestQueue<StreamMediaRequest>();
-    requests.push(request({ case: "config", value: toProto(config) })).catch(() => {}); // a failure is reported by start()
-    const responses = this.rpc.streamMedia(requests, call.options);
-    const stream = new DuplexStream(responses[Symbol.asyncIterator](), requests, call.abort);
-    await stream.start();
-    return stream;
+    const pb = toProto(config);
+    return this.open(config.resume, async (rpc) => {
+      const call = callOptions(options);
+      const requests = new RequestQueue<StreamMediaRequest>();
+      requests.push(request({ case: "config", value: pb })).catch(() => {}); // a failure is reported by start()
+      const responses = rpc.streamMedia(requests, call.options);
+      const stream = new DuplexStream(responses[Symbol.asyncIterator](), requests, call.abort);
+      await stream.start();
+      return stream;
+    });
+  }
+
+  /**
+   * Runs `open` where a stream belongs: the client's own target for a new
+   * stream; for a resume, `resume.instanceAddress`, and once more at the
+   * instance a `RESUME_WRONG_INSTANCE` refusal names.
+   */
+  private async open<T>(resume: Resume | undefined, open: (rpc: MediaRPC) => Promise<T>): Promise<T> {
+    if (!resume) {
+      return open(this.rpc);
+    }
+    const tried = resume.instanceAddress ?? "";
+    try {
+      return await open(this.rpcAt(tried));
+    } catch (err) {
+      const holder = err instanceof RPCError ? (err.metadata.instance_address ?? "") : "";
+      if (
+        !(err instanceof RPCError) ||
+        err.code !== Code.NotFound ||
+        err.reason !== WRONG_INSTANCE ||
+        holder === "" ||
+        holder === tried
+      ) {
+        throw err;
+      }
+      // Behind a load balancer: the resume reached another instance, which
+      // named the one holding the stream. Go there directly.
+      return open(this.rpcAt(holder));
+    }
+  }
+
+  /**
+   * The MediaStreamService of the instance at `address`: the client's own
+   * connection for "" or its own target (or when it cannot reach single
+   * instances), otherwise a connection made on first use and kept until close.
+   */
+  private rpcAt(address: string): MediaRPC {
+    if (!address || address === this.target || !this.dialInstance) {
+      return this.rpc;
+    }
+    if (this.closed) {
+      throw new RPCError(Code.Canceled, "the client is closed");
+    }
+    let instance = this.instances.get(address);
+    if (!instance) {
+      instance = this.dialInstance(address);
+      this.instances.set(address, instance);
+    }
+    return instance.rpc;
   }
 }
 
@@ -166,6 +290,7 @@ function info(s: StreamStarted): StreamInfo {
     resumeToken: s.resumeToken,
     resumed: s.resumed,
     bufferHighChunks: s.bufferHighChunks,
+    instanceAddress: s.instanceAddress,
   };
 }
 
@@ -241,9 +366,14 @@ export class ListenStream implements AsyncIterable<StreamEvent> {
     return this.stoppedValue;
   }
 
-  /** The `resume` of a config that continues this stream on a new connection. */
+  /**
+   * The `resume` of a config that continues this stream on a new connection:
+   * its token, the last audio sequence number received, and the address of the
+   * gateway instance holding the stream (where the client sends the resume,
+   * past a load balancer).
+   */
   resumeFrom(): Resume {
-    const out: Resume = { token: this.info.resumeToken };
+    const out: Resume = { token: this.info.resumeToken, instanceAddress: this.info.instanceAddress };
     if (this.lastSequenceNumber !== undefined) {
       out.lastSequenceNumber = this.lastSequenceNumber;
     }

@@ -31,16 +31,24 @@ export interface StreamConfig {
   transport?: MediaTransport;
   /** Keep the stream for the server's grace period if the RPC ends without `stopped`. */
   resumable?: boolean;
-  /** Take over a stream whose connection dropped (see {@link MediaStream.resumeFrom}). */
+  /** Take over a stream whose connection dropped (see {@link ListenStream.resumeFrom}). */
   resume?: Resume;
 }
 
-/** Continues a stream after its connection dropped. */
+/** Continues a stream after its connection dropped (see `resumeFrom()` of a stream). */
 export interface Resume {
   /** The `resumeToken` of the stream's {@link StreamInfo}. */
   token: string;
   /** Sequence number of the last audio chunk received; unset if none was. */
   lastSequenceNumber?: number;
+  /**
+   * The `instanceAddress` of the stream's {@link StreamInfo}: `host:port` of
+   * the gateway instance holding it. When set and different from the client's
+   * own target, the resume is sent there directly instead of through the load
+   * balancer. Unset or empty: the client's own target (which redirects a
+   * resume that reaches the wrong instance).
+   */
+  instanceAddress?: string;
 }
 
 /** What the server confirmed when the stream started. */
@@ -60,6 +68,12 @@ export interface StreamInfo {
   resumed: boolean;
   /** Client chunks the server buffers before it asks the client to hold off. */
   bufferHighChunks: number;
+  /**
+   * `host:port` on which the gateway instance holding the stream can be
+   * reached directly, bypassing a load balancer; a resume must reach that
+   * instance. Empty when the instance advertises none (a single gateway).
+   */
+  instanceAddress: string;
 }
 
 /** Sample bytes in one chunk of a stream (without encapsulation). */

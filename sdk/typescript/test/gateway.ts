@@ -38,7 +38,23 @@ export async function startGateway(): Promise<Gateway> {
     const ready = JSON.parse(env) as { grpc: string; demo: Record<string, string> };
     return { grpc: ready.grpc, demo: ready.demo, stop: async () => {} };
   }
-  const args = ["run", "--frozen", "python", "-m", "mediastream.cli", "serve", "--grpc-listen", "127.0.0.1:0", "--log-level", "WARNING"];
+  return spawnGateway([]);
+}
+
+/**
+ * Starts a gateway of its own, even when MEDIASTREAM_READY names one, with its
+ * gRPC, metrics and WebSocket endpoints on free ports and `extra` appended to
+ * its command line (a later flag overrides an earlier one).
+ */
+export async function startOwnGateway(...extra: string[]): Promise<Gateway> {
+  return spawnGateway(["--metrics-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", ...extra]);
+}
+
+async function spawnGateway(extra: string[]): Promise<Gateway> {
+  const args = [
+    "run", "--frozen", "python", "-m", "mediastream.cli", "serve",
+    "--grpc-listen", "127.0.0.1:0", "--log-level", "WARNING", ...extra,
+  ];
   const hasUv = spawnSync("uv", ["--version"]).status === 0;
   const child: ChildProcess = spawn(hasUv ? "uv" : "python3", hasUv ? args : ["-m", "uv", ...args], {
     cwd: repoRoot(),

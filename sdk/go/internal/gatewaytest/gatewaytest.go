@@ -51,12 +51,24 @@ func Start() (*Gateway, error) {
 		}
 		return &Gateway{GRPC: ready.GRPC, Demo: ready.Demo}, nil
 	}
+	return start()
+}
+
+// StartOwn starts a gateway of its own, even when MEDIASTREAM_READY names
+// one, with its gRPC, metrics and WebSocket endpoints on free ports and extra
+// appended to its command line (a later flag overrides an earlier one).
+func StartOwn(extra ...string) (*Gateway, error) {
+	return start(append([]string{"--metrics-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"}, extra...)...)
+}
+
+func start(extra ...string) (*Gateway, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"run", "--frozen", "python", "-m", "mediastream.cli", "serve",
 		"--grpc-listen", "127.0.0.1:0", "--log-level", "WARNING"}
+	args = append(args, extra...)
 	var cmd *exec.Cmd
 	if uv, err := exec.LookPath("uv"); err == nil {
 		cmd = exec.Command(uv, args...)
