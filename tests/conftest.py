@@ -26,6 +26,7 @@ class RunningGateway:
     demo: dict[str, str]
     metrics: str
     websocket: str
+    workers: tuple[str, ...] = ()
 
 
 def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGateway:
@@ -63,6 +64,7 @@ def start_gateway(*extra: str, env: dict[str, str] | None = None) -> RunningGate
         ready.get("demo", {}),
         ready["metrics"],
         ready.get("websocket", ""),
+        tuple(ready.get("workers", ())),
     )
 
 

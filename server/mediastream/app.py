@@ -205,7 +205,7 @@ class Gateway:
         self._metrics_runner = web.AppRunner(app, access_log=None)
         await self._metrics_runner.setup()
         host, _, port = s.metrics_listen.rpartition(":")
-        site = web.TCPSite(self._metrics_runner, host, int(port))
+        site = web.TCPSite(self._metrics_runner, host.strip("[]"), int(port))
         await site.start()
         bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
         return f"{host}:{bound[1]}"

@@ -209,7 +209,7 @@ class Supervisor:
         self._metrics_runner = web.AppRunner(app, access_log=None)
         await self._metrics_runner.setup()
         host, _, port = s.metrics_listen.rpartition(":")
-        site = web.TCPSite(self._metrics_runner, host, int(port))
+        site = web.TCPSite(self._metrics_runner, host.strip("[]"), int(port))
         await site.start()
         return f"{host}:{self._metrics_runner.addresses[0][1]}"
 

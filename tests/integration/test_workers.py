@@ -12,7 +12,13 @@ import aiohttp
 import grpc
 import pytest
 
-from mediastream.emulator import TONE_CALL_ID, Emulator, EmulatorConfig
+from mediastream.emulator import (
+    DTMF_CALL_ID,
+    ECHO_CALL_ID,
+    TONE_CALL_ID,
+    Emulator,
+    EmulatorConfig,
+)
 from mediastream_client import MediaStreamClient, RPCError
 from tests.conftest import RunningGateway, start_gateway, stop_gateway
 from tests.harness import GATEWAY_CHANNELS
@@ -78,14 +84,28 @@ async def test_streams_spread_over_workers_and_the_call_limit_holds_across_them(
     workers: tuple[RunningGateway, Emulator],
 ) -> None:
     gw, emulator = workers
-    assert len(worker_pids(gw.process.pid)) == 2
-    opened = await open_streams(gw.grpc, 4)
+    assert len(worker_pids(gw.process.pid)) == 2 and len(gw.workers) == 2
+    # Connections to the shared port are spread by the kernel (a hash of the
+    # 4-tuple): a dozen of them reach both workers but once in 2,048 runs.
+    spread = []
+    for i in range(12):
+        client = own_connection(gw.grpc)
+        stream = client.listen(call_id=(TONE_CALL_ID, ECHO_CALL_ID, DTMF_CALL_ID)[i % 3])
+        await stream.__aenter__()
+        spread.append((client, stream))
+    holders = {s.info.instance_address for _, s in spread}  # type: ignore[attr-defined]
+    await close_all(spread)
+    assert holders == set(gw.workers)
+    async with asyncio.timeout(10):
+        while live_objects(emulator):
+            await asyncio.sleep(0.05)
+
+    # Two streams of the call on each worker, through each worker's own port...
+    opened = await open_streams(gw.workers[0], 2) + await open_streams(gw.workers[1], 2)
     try:
-        holders = {s.info.instance_address for _, s in opened}  # type: ignore[attr-defined]
-        assert len(holders) == 2, "connections are spread over both workers"
-        # The 5th stream on the call is refused, whichever worker it reaches.
-        for _ in range(3):
-            client = own_connection(gw.grpc)
+        # ...and a 5th is refused, whichever worker it reaches.
+        for address in (*gw.workers, gw.grpc):
+            client = own_connection(address)
             try:
                 with pytest.raises(RPCError) as caught:
                     async with client.listen(call_id=TONE_CALL_ID):
@@ -99,9 +119,10 @@ async def test_streams_spread_over_workers_and_the_call_limit_holds_across_them(
         await asyncio.sleep(0.3)
         opened += await open_streams(gw.grpc, 1)
 
-        async with aiohttp.ClientSession() as session, session.get(
-            f"http://{gw.metrics}/metrics"
-        ) as reply:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{gw.metrics}/metrics") as reply,
+        ):
             text = await reply.text()
         for worker in ("0", "1"):
             assert f'worker="{worker}"' in text
@@ -110,7 +131,7 @@ async def test_streams_spread_over_workers_and_the_call_limit_holds_across_them(
             for line in text.splitlines()
             if line.startswith("mediastream_streams_opened_total{")
         ]
-        assert sum(opened_by_worker) == 5
+        assert sum(opened_by_worker) == 12 + 4 + 1
     finally:
         await close_all(opened)
 
@@ -145,7 +166,7 @@ async def test_a_killed_worker_is_replaced_and_its_leftovers_swept(
     workers: tuple[RunningGateway, Emulator],
 ) -> None:
     gw, emulator = workers
-    opened = await open_streams(gw.grpc, 4)
+    opened = await open_streams(gw.workers[0], 2) + await open_streams(gw.workers[1], 2)
     try:
         before = worker_pids(gw.process.pid)
         victim = before[0]
@@ -166,13 +187,14 @@ async def test_a_killed_worker_is_replaced_and_its_leftovers_swept(
                 survivors += 1
             except RPCError as exc:
                 assert exc.code is grpc.StatusCode.UNAVAILABLE
-        assert 0 < survivors < len(opened)
+        assert survivors == 2
         # The replacement swept the dead worker's channels at start-up.
         async with asyncio.timeout(15):
             while len(live_objects(emulator)) > 2 * survivors:
                 await asyncio.sleep(0.1)
-        # Streams open again on both workers.
-        more = await open_streams(gw.grpc, 2)
+        # The dead worker's streams no longer count against the call: two more open,
+        # one on each worker.
+        more = await open_streams(gw.workers[0], 1) + await open_streams(gw.workers[1], 1)
         await close_all(more)
     finally:
         await close_all(opened)
@@ -186,9 +208,10 @@ async def test_sigterm_drains_every_worker(workers: tuple[RunningGateway, Emulat
         assert len(live_objects(emulator)) == 4  # a snoop and an externalMedia channel each
         assert await asyncio.to_thread(stop_gateway, gw) == 0
         for pid in pids:
-            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(
-                f"/proc/{pid}/stat"
-            ).read_text().split()[2]
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            )
         await asyncio.sleep(0.3)
         assert live_objects(emulator) == []
     finally:
