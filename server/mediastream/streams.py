@@ -145,6 +145,10 @@ class Stream:
             # Only a whole chunk is worth waking the client's writer for.
             for chunk in chunks:
                 self._buffer.add_chunk(chunk)
+            if self.attached:
+                # A reader the ring overtook (its writer blocked on a slow client)
+                # skips ahead: counted now, not when the client next takes.
+                self._count_dropped(self._buffer.skip_lost())
             self._ready.set()
 
     def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
@@ -203,9 +207,10 @@ class Stream:
         attachment = self.attachment
         while self.attachment == attachment:
             dropped = self._buffer.dropped
-            items = self._buffer.take()
-            if self._buffer.dropped != dropped:
-                FRAMES_DROPPED.inc(self._buffer.dropped - dropped)
+            # One chunk at a time: a writer blocked on a slow client then holds no
+            # batch of chunks that go stale while the ring moves on.
+            items = self._buffer.take(max_chunks=1)
+            self._count_dropped(self._buffer.dropped - dropped)
             if items:
                 for item in items:
                     if self.attachment != attachment:
@@ -216,6 +221,10 @@ class Stream:
                 return
             self._ready.clear()
             await self._ready.wait()
+
+    def _count_dropped(self, chunks: int) -> None:
+        if chunks:
+            FRAMES_DROPPED.inc(chunks * (self.spec.chunk_ms // FRAME_MS))  # in 20 ms frames
 
     async def wait_for_room(self) -> None:
         """Return when the play buffer can take one more client message."""

@@ -177,6 +177,45 @@ def test_slow_reader_skips_oldest_and_counts_them() -> None:
     assert buf.dropped == 6
 
 
+def test_an_overtaken_reader_is_moved_on_and_counted_at_once() -> None:
+    buf = DownlinkBuffer(capacity=4)
+    for i in range(3):
+        buf.add_chunk(chunk(i))
+    assert buf.skip_lost() == 0
+    for i in range(3, 10):
+        buf.add_chunk(chunk(i))
+    assert (buf.skip_lost(), buf.dropped, buf.cursor) == (6, 6, 6)
+    assert buf.skip_lost() == 0
+    assert [c.sequence_number for c in buf.take()] == [6, 7, 8, 9]  # type: ignore[union-attr]
+    assert buf.dropped == 6
+
+
+def test_take_at_most_n_chunks_keeps_events_in_place() -> None:
+    buf = DownlinkBuffer(capacity=8)
+    buf.add_event(Dtmf("1"))
+    buf.add_chunk(chunk(0))
+    buf.add_chunk(chunk(1))
+    buf.add_event(Dtmf("2"))
+    buf.add_chunk(chunk(2))
+    assert buf.take(max_chunks=1) == [Dtmf("1"), chunk(0)]
+    assert buf.take(max_chunks=1) == [chunk(1), Dtmf("2")]  # it came after chunk 1
+    assert buf.take(max_chunks=1) == [chunk(2)]
+    assert buf.take(max_chunks=1) == []
+    buf.add_event(Dtmf("3"))
+    assert buf.take(max_chunks=1) == [Dtmf("3")]
+
+
+def test_a_reader_taking_one_chunk_at_a_time_gets_the_newest_after_falling_behind() -> None:
+    buf = DownlinkBuffer(capacity=4)
+    for i in range(3):
+        buf.add_chunk(chunk(i))
+    assert buf.take(max_chunks=1) == [chunk(0)]
+    for i in range(3, 12):  # the reader is stuck writing chunk 0 meanwhile
+        buf.add_chunk(chunk(i))
+    assert buf.take(max_chunks=1) == [chunk(8)]
+    assert buf.dropped == 7
+
+
 def test_rewind_replays_what_is_still_held() -> None:
     buf = DownlinkBuffer(capacity=4)
     for i in range(6):
@@ -189,7 +228,7 @@ def test_rewind_replays_what_is_still_held() -> None:
     assert buf.rewind(None) == 2
 
 
-@given(st.lists(st.sampled_from(["chunk", "event", "take"]), max_size=300),
+@given(st.lists(st.sampled_from(["chunk", "event", "take", "take1", "skip"]), max_size=300),
        st.integers(min_value=1, max_value=16))
 def test_buffer_is_bounded_ordered_and_accounts_for_every_chunk(
     ops: list[str], capacity: int
@@ -203,8 +242,11 @@ def test_buffer_is_bounded_ordered_and_accounts_for_every_chunk(
             produced += 1
         elif op == "event":
             buf.add_event(Dtmf("5"))
+        elif op == "skip":
+            buf.skip_lost()
         else:
-            seen += [c.sequence_number for c in buf.take() if isinstance(c, Chunk)]
+            limit = 1 if op == "take1" else None
+            seen += [c.sequence_number for c in buf.take(limit) if isinstance(c, Chunk)]
         assert sum(c is not None for c in buf._chunks) <= capacity
     seen += [c.sequence_number for c in buf.take() if isinstance(c, Chunk)]
     assert seen == sorted(seen) and len(set(seen)) == len(seen)

@@ -13,7 +13,7 @@ from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream.api.grpc_service import DIRECTIONS, FORMATS, FORMATS_OUT, enum_value
 from mediastream.api.status import unary_errors
-from mediastream.auth import Authenticator
+from mediastream.auth import Authenticator, Principal
 from mediastream.core.stream import Direction, Target, TargetKind, validate_target_id
 from mediastream.errors import InvalidArgument, PermissionDenied
 from mediastream.external_media import (
@@ -88,10 +88,12 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         self._manager = manager
         self._auth = auth
 
-    def _authorize(
-        self, context: grpc.aio.ServicerContext[object, object], target: Target | None
-    ) -> None:
-        principal = self._auth.authenticate_metadata(context.invocation_metadata() or ())
+    def _principal(self, context: grpc.aio.ServicerContext[object, object]) -> Principal:
+        """Who calls: checked first, before anything of the request is looked at or up."""
+        return self._auth.authenticate_metadata(context.invocation_metadata() or ())
+
+    @staticmethod
+    def _authorize(principal: Principal, target: Target | None) -> None:
         if target is not None:
             principal.check(target)
         elif principal.scope is not None:
@@ -106,9 +108,10 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.StartExternalMediaResponse:
         """Start sending audio to a host."""
+        principal = self._principal(context)
         target = _target(request, "target", required=True)
         assert target is not None
-        self._authorize(context, target)
+        self._authorize(principal, target)
         fmt = enum_value(FORMATS, request.format, "format")
         direction = enum_value(DIRECTIONS, request.direction, "direction")
         encapsulation = enum_value(_ENCAPSULATIONS, request.encapsulation, "encapsulation")
@@ -124,14 +127,15 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.StopExternalMediaResponse:
         """Stop one external media, or all of a call or conference."""
+        principal = self._principal(context)
         if request.WhichOneof("selector") == "id":
             media = self._manager.get(request.id)
-            self._authorize(context, media.target)
+            self._authorize(principal, media.target)
             stopped = [await self._manager.stop(request.id)]
         else:
             target = _target(request, "selector", required=True)
             assert target is not None
-            self._authorize(context, target)
+            self._authorize(principal, target)
             stopped = await self._manager.stop_target(target)
         return em_pb.StopExternalMediaResponse(external_media=[_to_proto(m) for m in stopped])
 
@@ -142,8 +146,9 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.GetExternalMediaResponse:
         """One external media."""
+        principal = self._principal(context)
         media = self._manager.get(request.id)
-        self._authorize(context, media.target)
+        self._authorize(principal, media.target)
         return em_pb.GetExternalMediaResponse(external_media=_to_proto(media))
 
     @unary_errors
@@ -153,8 +158,9 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.ListExternalMediaResponse:
         """External media of a call or conference, or all."""
+        principal = self._principal(context)
         target = _target(request, "target", required=False)
-        self._authorize(context, target)
+        self._authorize(principal, target)
         return em_pb.ListExternalMediaResponse(
             external_media=[_to_proto(m) for m in self._manager.list_for(target)]
         )

@@ -400,21 +400,38 @@ class DownlinkBuffer:
         self.cursor = max(want, self.oldest)
         return lost
 
-    def take(self) -> list[Chunk | StreamEvent]:
-        """Everything not read yet, in order; advances the read position."""
+    def skip_lost(self) -> int:
+        """Move a reader the ring has overtaken to the oldest chunk still held.
+
+        Returns:
+            How many chunks it skipped (also added to `dropped`).
+        """
+        lost = max(0, self.oldest - self.cursor)
+        self.dropped += lost
+        self.cursor += lost
+        return lost
+
+    def take(self, max_chunks: int | None = None) -> list[Chunk | StreamEvent]:
+        """Everything not read yet, in order; advances the read position.
+
+        Args:
+            max_chunks: Take at most this many audio chunks (and the events before
+                them): a reader that takes few at a time never holds chunks the ring
+                has moved past.
+        """
         out: list[Chunk | StreamEvent] = []
-        if self.cursor < self.oldest:
-            self.dropped += self.oldest - self.cursor
-            self.cursor = self.oldest
+        self.skip_lost()
         events = self._events
         i = 0
+        taken = 0
         while self.cursor < self._next or i < len(events):
             if i < len(events) and events[i][0] <= self.cursor:
                 out.append(events[i][1])
                 i += 1
                 continue
-            if self.cursor >= self._next:
+            if self.cursor >= self._next or taken == max_chunks:
                 break
+            taken += 1
             chunk = self._chunks[self.cursor % self.capacity]
             assert chunk is not None
             out.append(chunk)

@@ -17,6 +17,7 @@ import contextlib
 import importlib.resources
 import json
 import logging
+import socket
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
@@ -37,6 +38,25 @@ HEARTBEAT_S = 20.0
 """Default: ping a client quiet this long; one that does not answer within half of it is dropped."""
 
 _PAGE = importlib.resources.files("mediastream.shim").joinpath("page.html")
+
+SEND_BUFFER_BYTES = 16 * 1024
+"""What a stream's connection may hold on its way out, besides the replay ring: the socket's
+kernel send buffer (Linux doubles it), and half of it each in the event loop's transport and
+in aiohttp's writer. Left to autotuning, the kernel's grows to tcp_wmem's maximum (4 MiB by
+default): minutes of audio queued for a client that reads slower than real time before its
+writer is held back and the oldest audio dropped. This still carries a stream's at most
+33 kB/s at round trips up to about half a second."""
+
+
+def _limit_send_buffer(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES // 2)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -180,7 +200,11 @@ class ShimServer:
         return target
 
     def _websocket(self, request: web.Request, max_msg_size: int) -> ShimWebSocket:
-        ws = ShimWebSocket(heartbeat=self.heartbeat_s, max_msg_size=max_msg_size)
+        ws = ShimWebSocket(
+            heartbeat=self.heartbeat_s,
+            max_msg_size=max_msg_size,
+            writer_limit=SEND_BUFFER_BYTES // 2,
+        )
         # Checked before the stream opens: a plain GET must not create a leg in Asterisk.
         if not ws.can_prepare(request):
             raise InvalidArgument(
@@ -230,6 +254,7 @@ class ShimServer:
         self._sockets.add(ws)
         try:
             await ws.prepare(request)
+            _limit_send_buffer(request)
             await run_session(dialect)
         finally:
             self._sockets.discard(ws)
@@ -251,11 +276,20 @@ class ShimServer:
         return _json({"streams": [_stream_summary(s) for s in visible]})
 
     async def _demo(self, request: web.Request) -> web.Response:
+        try:
+            self._principal(request)
+        except MediaStreamError as exc:
+            return error_response(exc)
         if not self._embedded:
             return _json({"embedded": False, "calls": [], "conferences": []})
         return _json(_demo_targets())
 
     async def _page(self, request: web.Request) -> web.Response:
+        # With credentials configured, only their holders see the page (?token= or a cookie).
+        try:
+            self._principal(request)
+        except MediaStreamError as exc:
+            return error_response(exc)
         return web.Response(
             text=_PAGE.read_text(encoding="utf-8"),
             content_type="text/html",
