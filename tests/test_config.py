@@ -102,6 +102,7 @@ BAD = [
     Bad("max_streams", "0", "max_streams must be at least 1"),
     Bad("max_streams", "lots", "max_streams must be a whole number"),
     Bad("max_streams_per_target", "0", "max_streams_per_target must be at least 1"),
+    Bad("max_streams_per_client", "-1", "max_streams_per_client must be 0 (no limit) or more"),
     Bad("resume_grace_s", "-1", "resume_grace_s must not be negative"),
     Bad("resume_grace_s", "inf", "resume_grace_s must be a number of seconds"),
     Bad("drain_timeout_s", "-0.5", "drain_timeout_s must not be negative"),

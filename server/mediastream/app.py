@@ -122,6 +122,7 @@ class Gateway:
         limits = StreamLimits(
             max_streams=s.max_streams,
             max_streams_per_target=s.max_streams_per_target,
+            max_streams_per_client=s.max_streams_per_client,
             resume_grace_s=s.resume_grace_s,
         )
         counts: TargetCounts | None = None

@@ -9,6 +9,7 @@ configured, authentication is off (the embedded demo); the gateway logs that.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,12 +25,16 @@ class Principal:
     """An authenticated caller.
 
     Attributes:
-        subject: Who it is (the JWT ``sub``, or ``api-key``).
+        subject: Who it is: the JWT ``sub``, or ``api-key:<first 8 hex digits of the
+            key's SHA-256>`` (names the key in logs and limits without revealing it).
         scope: The only target it may open; None for any.
+        client: Who it counts as in the per-client limit (``key:<hash>``,
+            ``jwt:<sub>``); empty when authentication is off.
     """
 
     subject: str
     scope: Target | None = None
+    client: str = ""
 
     def check(self, target: Target) -> None:
         """Raise PermissionDenied unless this principal may open `target`."""
@@ -42,6 +47,17 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous")
+
+
+def client_id(principal: Principal, peer_host: str) -> str:
+    """Who a stream counts against in the per-client limit.
+
+    Args:
+        principal: The authenticated caller.
+        peer_host: The caller's IP address, which stands for the client when
+            authentication is off.
+    """
+    return principal.client or f"peer:{peer_host}"
 
 
 class Authenticator:
@@ -79,8 +95,10 @@ class Authenticator:
         if not token:
             raise Unauthenticated("a bearer token is required", reason="TOKEN_MISSING")
         candidate = token.encode()
-        if any(hmac.compare_digest(candidate, k) for k in self._keys):
-            return Principal("api-key")
+        for key in self._keys:
+            if hmac.compare_digest(candidate, key):
+                name = hashlib.sha256(key).hexdigest()[:8]
+                return Principal(f"api-key:{name}", client=f"key:{name}")
         if not self._jwt_key:
             raise Unauthenticated("unknown API key", reason="TOKEN_INVALID")
         try:
@@ -100,7 +118,8 @@ class Authenticator:
             scope = Target(TargetKind.CALL, claims["call_id"])
         elif isinstance(claims.get("conference_id"), str):
             scope = Target(TargetKind.CONFERENCE, claims["conference_id"])
-        return Principal(str(claims.get("sub", "jwt")), scope)
+        subject = str(claims.get("sub", "jwt"))
+        return Principal(subject, scope, client=f"jwt:{subject}")
 
     def authenticate_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:
         """Authenticate from gRPC metadata (``authorization: Bearer <token>``).

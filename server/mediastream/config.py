@@ -77,6 +77,9 @@ class Settings:
         tls_client_ca: PEM CA file; when set, clients must present a certificate (mTLS).
         max_streams: Concurrent streams this process accepts.
         max_streams_per_target: Concurrent streams on one call or conference.
+        max_streams_per_client: Concurrent streams one client may hold (0: no limit);
+            a client is a JWT subject, an API key, or (with authentication off) a
+            peer address.
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
         drain_timeout_s: Seconds streams get to finish on SIGTERM.
         external_media_allow: Comma-separated networks external media may be sent to.
@@ -115,6 +118,7 @@ class Settings:
     tls_client_ca: str = ""
     max_streams: int = 1000
     max_streams_per_target: int = 5
+    max_streams_per_client: int = 0
     resume_grace_s: float = 10.0
     drain_timeout_s: float = 30.0
     external_media_allow: str = "127.0.0.0/8,::1/128"
@@ -197,6 +201,12 @@ class Settings:
         for name in ("max_streams", "max_streams_per_target"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", name)
+        if self.max_streams_per_client < 0:
+            raise ConfigError(
+                "max_streams_per_client must be 0 (no limit) or more, "
+                f"got {self.max_streams_per_client}",
+                "max_streams_per_client",
+            )
         for name in ("resume_grace_s", "drain_timeout_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}", name)

@@ -40,6 +40,7 @@ from mediastream.core.stream import (
     StopReason,
     StreamEvent,
     StreamSpec,
+    Target,
     TargetKind,
     Uplink,
 )
@@ -79,6 +80,7 @@ class StreamLimits:
         resume_grace_s: How long a stream whose client vanished waits for it.
         max_streams: Concurrent streams in this process.
         max_streams_per_target: Concurrent streams on one call or conference.
+        max_streams_per_client: Concurrent streams of one client (0: no limit).
     """
 
     play_buffer_ms: int = 10_000
@@ -88,6 +90,7 @@ class StreamLimits:
     resume_grace_s: float = 10.0
     max_streams: int = 1000
     max_streams_per_target: int = 5
+    max_streams_per_client: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class Stream:
         # Bumped by each resume: the connection that resumed owns the stream, and an
         # older one still reading (not yet noticed dead) stops and lets go of it.
         self.attachment = 0
+        self.client_key = ""
+        """What the stream counts against in the per-client limit, if anything."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -390,6 +395,10 @@ class Stream:
             await legs.close(self.leg)
 
 
+def _target_key(target: Target) -> str:
+    return f"{target.kind.value}:{target.id}"
+
+
 def _encode_instance(address: str) -> str:
     return base64.urlsafe_b64encode(address.encode()).decode().rstrip("=")
 
@@ -427,7 +436,7 @@ class StreamManager:
     ) -> None:
         self._legs = legs
         self.limits = limits or StreamLimits()
-        self._per_target = target_counts or LocalTargetCounts()
+        self._counts = target_counts or LocalTargetCounts()
         self.instance_address = instance_address
         """``host:port`` clients can reach this instance on directly, or empty."""
         self.streams: dict[str, Stream] = {}
@@ -436,8 +445,13 @@ class StreamManager:
         self.draining = False
         self.resumes = 0
 
-    async def open(self, spec: StreamSpec) -> Stream:
+    async def open(self, spec: StreamSpec, client: str = "") -> Stream:
         """Attach a new stream to its call or conference.
+
+        Args:
+            spec: What the client asked for.
+            client: Who asks (a JWT subject, an API key's name, a peer address),
+                for the per-client limit; empty: not counted.
 
         Raises:
             Unavailable: the gateway is draining.
@@ -448,24 +462,40 @@ class StreamManager:
             raise Unavailable(
                 "the gateway is shutting down; connect to another instance", reason="DRAINING"
             )
-        if len(self.streams) >= self.limits.max_streams:
+        limits = self.limits
+        if len(self.streams) >= limits.max_streams:
             raise ResourceExhausted(
-                f"the gateway already carries {self.limits.max_streams} streams",
+                f"the gateway already carries {limits.max_streams} streams",
                 reason="TOO_MANY_STREAMS",
-                metadata={"limit": str(self.limits.max_streams)},
+                metadata={"limit": str(limits.max_streams)},
             )
-        same = self._per_target.acquire(spec.target, self.limits.max_streams_per_target)
+        target_key = _target_key(spec.target)
+        same = self._counts.acquire(target_key, limits.max_streams_per_target)
         if same is not None:
             raise ResourceExhausted(
                 f"{spec.target.kind.value} {spec.target.id} already has {same} streams",
                 reason="TOO_MANY_STREAMS_FOR_TARGET",
-                metadata={"limit": str(self.limits.max_streams_per_target)},
+                metadata={"limit": str(limits.max_streams_per_target)},
             )
+        client_key = f"client:{client}" if client and limits.max_streams_per_client else ""
+        if client_key:
+            held = self._counts.acquire(client_key, limits.max_streams_per_client)
+            if held is not None:
+                self._counts.release(target_key)
+                raise ResourceExhausted(
+                    f"this client already holds {held} streams",
+                    reason="TOO_MANY_STREAMS_FOR_CLIENT",
+                    metadata={"limit": str(limits.max_streams_per_client)},
+                )
         try:
-            return await self._open(spec)
+            stream = await self._open(spec)
         except BaseException:
-            self._per_target.release(spec.target)
+            self._counts.release(target_key)
+            if client_key:
+                self._counts.release(client_key)
             raise
+        stream.client_key = client_key
+        return stream
 
     async def _open(self, spec: StreamSpec) -> Stream:
         stream = Stream(str(uuid.uuid4()), spec, self.limits)
@@ -558,7 +588,9 @@ class StreamManager:
         can wait for it.
         """
         if self.streams.pop(stream.id, None) is not None:
-            self._per_target.release(stream.spec.target)
+            self._counts.release(_target_key(stream.spec.target))
+            if stream.client_key:
+                self._counts.release(stream.client_key)
             metrics.STREAMS_ACTIVE.labels(*_labels(stream.spec)).dec()
             ended = stream.stopped.result().reason if stream.stopped.done() else reason
             metrics.STREAMS_ENDED.labels(ended.value).inc()

@@ -20,8 +20,6 @@ import os
 from collections import Counter
 from typing import Protocol
 
-from mediastream.core.stream import Target
-
 MAX_WORKERS = 64
 _KEY = 16  # bytes of blake2b digest naming a target
 _SLOT = _KEY + MAX_WORKERS  # key + one byte of count per worker
@@ -35,16 +33,20 @@ _ZERO = bytes(MAX_WORKERS)
 class TargetCounts(Protocol):
     """Counts of streams per target, with the limit checked and taken at once."""
 
-    def acquire(self, target: Target, limit: int) -> int | None:
-        """Count one more stream on `target` unless it already has `limit`.
+    def acquire(self, key: str, limit: int) -> int | None:
+        """Count one more stream under `key` unless it already has `limit`.
+
+        Args:
+            key: What is counted: ``call:<id>``, ``conference:<id>``, ``client:<who>``.
+            limit: The most streams `key` may have.
 
         Returns:
-            None when counted; else how many streams the target has.
+            None when counted; else how many streams `key` has.
         """
         ...
 
-    def release(self, target: Target) -> None:
-        """Count one stream less on `target`."""
+    def release(self, key: str) -> None:
+        """Count one stream less under `key`."""
         ...
 
 
@@ -52,25 +54,25 @@ class LocalTargetCounts:
     """Counts for one process."""
 
     def __init__(self) -> None:
-        self._counts: Counter[Target] = Counter()
+        self._counts: Counter[str] = Counter()
 
-    def acquire(self, target: Target, limit: int) -> int | None:
+    def acquire(self, key: str, limit: int) -> int | None:
         """See `TargetCounts.acquire`."""
-        have = self._counts[target]
+        have = self._counts[key]
         if have >= limit:
             return have
-        self._counts[target] = have + 1
+        self._counts[key] = have + 1
         return None
 
-    def release(self, target: Target) -> None:
+    def release(self, key: str) -> None:
         """See `TargetCounts.release`."""
-        self._counts[target] -= 1
-        if self._counts[target] <= 0:
-            del self._counts[target]
+        self._counts[key] -= 1
+        if self._counts[key] <= 0:
+            del self._counts[key]
 
 
-def _digest(target: Target) -> bytes:
-    return hashlib.blake2b(f"{target.kind.value}:{target.id}".encode(), digest_size=_KEY).digest()
+def _digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=_KEY).digest()
 
 
 class SharedTargetCounts:
@@ -109,33 +111,32 @@ class SharedTargetCounts:
         self._map.close()
         os.close(self._fd)
 
-    def acquire(self, target: Target, limit: int) -> int | None:
+    def acquire(self, key: str, limit: int) -> int | None:
         """See `TargetCounts.acquire`."""
-        key = _digest(target)
+        digest = _digest(key)
         with self._locked():
-            slot = self._find(key, claim=True)
+            slot = self._find(digest, claim=True)
             if slot is None:
                 # Nine live targets in one bucket of 4096: count locally rather
                 # than refuse a stream the limit would allow.
-                return self._local.acquire(target, limit)
+                return self._local.acquire(key, limit)
             counts = self._map[slot + _KEY : slot + _SLOT]
             have = sum(counts)
             if have >= limit:
                 return have
             if counts[self._worker] == 255:  # a byte per worker; a limit above that
-                return self._local.acquire(target, limit)
+                return self._local.acquire(key, limit)
             self._map[slot + _KEY + self._worker] = counts[self._worker] + 1
-            self._map[slot : slot + _KEY] = key
+            self._map[slot : slot + _KEY] = digest
             return None
 
-    def release(self, target: Target) -> None:
+    def release(self, key: str) -> None:
         """See `TargetCounts.release`."""
-        key = _digest(target)
         with self._locked():
-            slot = self._find(key, claim=False)
+            slot = self._find(_digest(key), claim=False)
             at = None if slot is None else slot + _KEY + self._worker
             if at is None or self._map[at] == 0:
-                self._local.release(target)
+                self._local.release(key)
                 return
             self._map[at] -= 1
 

@@ -8,7 +8,8 @@
   tests/shim/test_errors.py::test_token_scoped_to_another_call_is_403).
 * gRPC over TLS and mutual TLS carries streams; plaintext to a TLS port fails.
 * Five streams per call by default, shared by gRPC and WebSocket (a setting:
-  max_streams_per_target, shown in test_errors.py).
+  max_streams_per_target, shown in test_errors.py); streams per client (API key, JWT subject),
+  max_streams_per_client, also shared by both APIs.
 * No secret (API key, JWT, its key, ARI password, metrics token) and no audio in the logs, at
   DEBUG, as text and as JSON.
 """
@@ -320,6 +321,73 @@ async def test_five_streams_per_call_by_default_across_both_apis(harness: Harnes
         finally:
             for s in streams:
                 await s.__aexit__(None, None, None)
+    assert await harness.leftovers() == []
+
+
+KEY_2 = "key-security-2"
+
+
+@pytest.mark.settings(api_keys=f"{KEY},{KEY_2}", jwt_key=SECRET, max_streams_per_client=2)
+async def test_streams_per_client_are_limited_per_key_and_token_subject(harness: Harness) -> None:
+    calls = [
+        harness.emulator.add_call("tone", channel_id=f"00000000-0000-4000-8000-0000000c1e{i:02x}")
+        for i in range(3)
+    ]
+    assert harness.gateway.endpoints is not None
+    ws = f"http://{harness.gateway.endpoints.websocket}/v1.0/calls"
+
+    async def refused(client: MediaStreamClient, call_id: str) -> RPCError:
+        with pytest.raises(RPCError) as err:
+            async with client.listen(call_id=call_id):
+                pass
+        return err.value
+
+    async with harness.client(KEY) as first, harness.client(KEY_2) as second:
+        held = [first.listen(call_id=calls[0]), first.listen(call_id=calls[1])]
+        for s in held:
+            await s.__aenter__()
+        try:
+            # A third stream of the same key is refused, on any call, over either API.
+            error = await refused(first, calls[2])
+            assert (error.code, error.reason, error.metadata) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "TOO_MANY_STREAMS_FOR_CLIENT",
+                {"limit": "2"},
+            )
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(
+                    f"{ws}/{calls[2]}/media_stream?encapsulation=sln&token={KEY}", headers=UPGRADE
+                ) as r,
+            ):
+                assert r.status == 429
+                assert "TOO_MANY_STREAMS_FOR_CLIENT" in await r.text()
+            # Another key is another client.
+            async with second.listen(call_id=calls[2]) as other:
+                assert other.info is not None
+            # A stream that ends gives its place back.
+            await held.pop().__aexit__(None, None, None)
+            await asyncio.sleep(0.2)
+            async with first.listen(call_id=calls[2]) as again:
+                assert again.info is not None
+        finally:
+            for s in held:
+                await s.__aexit__(None, None, None)
+
+    # Two tokens with one subject are one client; another subject is another.
+    one, same, other_sub = token(sub="tenant-a"), token(sub="tenant-a"), token(sub="tenant-b")
+    async with harness.client(one) as a1, harness.client(same) as a2:
+        s1 = a1.listen(call_id=calls[0])
+        s2 = a2.listen(call_id=calls[1])
+        await s1.__aenter__()
+        await s2.__aenter__()
+        try:
+            assert (await refused(a2, calls[2])).reason == "TOO_MANY_STREAMS_FOR_CLIENT"
+            async with harness.client(other_sub) as b, b.listen(call_id=calls[2]) as s3:
+                assert s3.info is not None
+        finally:
+            await s1.__aexit__(None, None, None)
+            await s2.__aexit__(None, None, None)
     assert await harness.leftovers() == []
 
 

@@ -19,7 +19,7 @@ from mediastream import logs, metrics
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.api.status import to_status
-from mediastream.auth import Authenticator, Principal
+from mediastream.auth import Authenticator, Principal, client_id
 from mediastream.core.formats import AudioFormat
 from mediastream.core.stream import (
     Chunk,
@@ -155,6 +155,13 @@ def _started(stream: Stream, resumed: bool, instance_address: str) -> pb.StreamS
     )
 
 
+def _peer_host(peer: str) -> str:
+    """The host of a gRPC peer (``ipv4:10.0.0.7:5123`` → ``10.0.0.7``)."""
+    _, _, address = peer.partition(":")
+    host, sep, port = address.rpartition(":")
+    return host if sep and port.isdigit() else address
+
+
 def _final(stopped: StreamStopped) -> StreamStopped:
     """A stream that Asterisk failed ends with UNAVAILABLE, so clients can retry.
 
@@ -240,7 +247,8 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             if lost:
                 log.warning("stream %s resumed with %d chunks no longer held", stream.id, lost)
             return stream, True
-        return await self._streams.open(spec), False
+        client = client_id(principal, _peer_host(context.peer()))
+        return await self._streams.open(spec, client), False
 
     async def _release(self, stream: Stream | None, attachment: int = 0) -> None:
         if stream is None or stream.attachment != attachment:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, web
 
 from mediastream import logs, metrics
-from mediastream.auth import Authenticator, Principal
+from mediastream.auth import Authenticator, Principal, client_id
 from mediastream.core.stream import StopReason, Target, Transport
 from mediastream.errors import InvalidArgument, MediaStreamError, PermissionDenied
 from mediastream.shim import twilio, voipbin
@@ -228,7 +228,9 @@ class ShimServer:
             parsed = parse_media_stream(target, request.query, self._transport)
             principal.check(target)
             ws = self._websocket(request, voipbin.MAX_MESSAGE_BYTES)
-            stream = await self._streams.open(parsed.spec)
+            stream = await self._streams.open(
+                parsed.spec, client_id(principal, request.remote or "")
+            )
         except MediaStreamError as exc:
             return self._refuse(exc)
         dialect = voipbin.VoipbinDialect(ws, stream, self._streams, events=parsed.events)
@@ -240,7 +242,10 @@ class ShimServer:
             target = self._target(request)
             principal.check(target)
             ws = self._websocket(request, twilio.MAX_MESSAGE_BYTES)
-            stream = await self._streams.open(twilio.twilio_spec(target, self._transport))
+            stream = await self._streams.open(
+                twilio.twilio_spec(target, self._transport),
+                client_id(principal, request.remote or ""),
+            )
         except MediaStreamError as exc:
             return self._refuse(exc)
         dialect = twilio.TwilioDialect(
