@@ -86,6 +86,7 @@ BAD = [
     Bad("jwt_key", "   ", "jwt_key is blank"),
     Bad("jwt_key", MISSING, "jwt_key looks like a file path"),
     Bad("jwt_key", "~/jwt.pub", "jwt_key looks like a file path"),
+    Bad("jwt_key", "/run/secrets/jwt", "jwt_key looks like a file path"),
     Bad("jwt_key", "{dir}/empty.txt", "is empty"),
     Bad("jwt_key", "{dir}/bad.pem", "jwt_key is PEM but not an RSA or EC key"),
     Bad("jwt_key", CERT, "jwt_key is PEM but not an RSA or EC key"),
@@ -148,6 +149,7 @@ GOOD = [
     ("metrics_token", "tok-en_1.2~"),
     ("api_keys", "key-1, key-2"),
     ("jwt_key", "hmac+secret=with/slash"),
+    ("jwt_key", "/q8Zr1b2Xk9Vt0cLw3mN4pQ6sT7uY8vW9xA0bC1dE2f="),  # base64, leading /
     ("jwt_key", "{dir}/public.pem"),
     ("jwt_key", "{dir}/hmac.txt"),
     ("jwt_audience", "any audience at all"),

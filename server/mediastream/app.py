@@ -65,11 +65,14 @@ class WorkerRole:
         direct_listen: ``host:port`` of this worker alone, next to the shared port;
             the worker advertises it, so that a resume reaches it.
         counts_path: The table of streams per call that the workers share.
+        embedded_asterisk: Whether the supervisor runs the embedded emulator (the
+            worker then serves its demo calls on the web page).
     """
 
     index: int
     direct_listen: str
     counts_path: str
+    embedded_asterisk: bool = False
 
 
 class Gateway:
@@ -176,8 +179,9 @@ class Gateway:
         await self._health.set(health.OVERALL_HEALTH, SERVING)
         await self._set_health(self._pool.connected)
         metrics_address = await self._start_metrics()
+        embedded = s.embedded or (self.worker is not None and self.worker.embedded_asterisk)
         self._shim = ShimServer(
-            self._streams, auth, s.transport, embedded=s.embedded, heartbeat_s=s.keepalive_time_s
+            self._streams, auth, s.transport, embedded=embedded, heartbeat_s=s.keepalive_time_s
         )
         ws_address = await self._shim.start(s.ws_listen, reuse_port=self.worker is not None)
         host = s.grpc_listen.rpartition(":")[0]

@@ -118,7 +118,10 @@ class Authenticator:
             scope = Target(TargetKind.CALL, claims["call_id"])
         elif isinstance(claims.get("conference_id"), str):
             scope = Target(TargetKind.CONFERENCE, claims["conference_id"])
-        subject = str(claims.get("sub", "jwt"))
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            # No subject: such tokens are not one client; each counts by its peer.
+            return Principal("jwt", scope)
         return Principal(subject, scope, client=f"jwt:{subject}")
 
     def authenticate_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:

@@ -297,13 +297,12 @@ class Settings:
             if not key.strip():
                 # Authentication would silently be off.
                 raise ConfigError(f"jwt_key: the file {self.jwt_key!r} is empty", "jwt_key")
-        elif self.jwt_key.startswith(_PATH_PREFIXES) or self.jwt_key.lower().endswith(
-            _PATH_SUFFIXES
-        ):
+        elif _looks_like_path(self.jwt_key):
             # Without this a mistyped path would quietly become the HMAC secret.
             raise ConfigError(
-                "jwt_key looks like a file path (it begins with / ./ ../ ~ or ends in "
-                ".pem .pub .crt .key) but names no file; ~ is not expanded; value not shown",
+                "jwt_key looks like a file path (an absolute path, or it begins with "
+                "./ ../ ~ or ends in .pem .pub .crt .key) but names no file; ~ is not "
+                "expanded; value not shown",
                 "jwt_key",
             )
         else:
@@ -372,8 +371,20 @@ _HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 _DOTTED_NUMBERS = re.compile(r"[0-9.]+")
 _PEM_CERT = re.compile(r"-----BEGIN (X509 |TRUSTED )?CERTIFICATE-----")
 _PEM_KEY = re.compile(r"-----BEGIN ([A-Z]+ )?PRIVATE KEY-----")
-_PATH_PREFIXES = ("/", "./", "../", "~")
+_PATH_PREFIXES = ("./", "../", "~")
 _PATH_SUFFIXES = (".pem", ".pub", ".crt", ".key")
+
+
+def _looks_like_path(value: str) -> bool:
+    """Whether a jwt_key that names no file was meant to name one.
+
+    A base64 HMAC secret may begin with ``/`` too (one in 64 does); such secrets
+    carry ``+`` or ``=`` or have at most one ``/`` more, where absolute paths have
+    two or more slashes and neither character.
+    """
+    if value.startswith(_PATH_PREFIXES) or value.lower().endswith(_PATH_SUFFIXES):
+        return True
+    return value.startswith("/") and value.count("/") >= 2 and not any(c in value for c in "+=")
 
 
 def _shown(name: str, value: object) -> str:

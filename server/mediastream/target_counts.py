@@ -5,7 +5,7 @@ spreads connections, and with them the streams of one call, over the workers:
 the per-call limit (5 streams, as VoIPBIN) must then be counted in one place
 they all see. `SharedTargetCounts` is a small hash table in a file-backed
 mmap, locked with flock: a stream open or close takes one lock and touches
-one 640-byte bucket, which is nothing next to the ARI round trips of an open.
+one 1,152-byte bucket, which is nothing next to the ARI round trips of an open.
 
 Each worker counts in a column of its own, so a worker that dies (or is
 restarted) clears its column and can never leave a call's count stuck.
@@ -17,17 +17,20 @@ import fcntl
 import hashlib
 import mmap
 import os
+import struct
 from collections import Counter
 from typing import Protocol
 
 MAX_WORKERS = 64
 _KEY = 16  # bytes of blake2b digest naming a target
-_SLOT = _KEY + MAX_WORKERS  # key + one byte of count per worker
+_COUNT = struct.Struct("<H")  # a worker's count of one key: up to 65,535
+_COUNTS = struct.Struct(f"<{MAX_WORKERS}H")
+_SLOT = _KEY + _COUNTS.size  # key + a count per worker
 _SLOTS_PER_BUCKET = 8
 _BUCKETS = 4096
 SIZE = _BUCKETS * _SLOTS_PER_BUCKET * _SLOT
-"""Bytes of the shared table file (2.6 MB)."""
-_ZERO = bytes(MAX_WORKERS)
+"""Bytes of the shared table file (4.7 MB)."""
+_ZERO = bytes(_COUNTS.size)
 
 
 class TargetCounts(Protocol):
@@ -120,13 +123,11 @@ class SharedTargetCounts:
                 # Nine live targets in one bucket of 4096: count locally rather
                 # than refuse a stream the limit would allow.
                 return self._local.acquire(key, limit)
-            counts = self._map[slot + _KEY : slot + _SLOT]
-            have = sum(counts)
+            have: int = sum(_COUNTS.unpack_from(self._map, slot + _KEY))
             if have >= limit:
                 return have
-            if counts[self._worker] == 255:  # a byte per worker; a limit above that
-                return self._local.acquire(key, limit)
-            self._map[slot + _KEY + self._worker] = counts[self._worker] + 1
+            at = slot + _KEY + self._worker * _COUNT.size
+            _COUNT.pack_into(self._map, at, _COUNT.unpack_from(self._map, at)[0] + 1)
             self._map[slot : slot + _KEY] = digest
             return None
 
@@ -134,11 +135,12 @@ class SharedTargetCounts:
         """See `TargetCounts.release`."""
         with self._locked():
             slot = self._find(_digest(key), claim=False)
-            at = None if slot is None else slot + _KEY + self._worker
-            if at is None or self._map[at] == 0:
+            at = None if slot is None else slot + _KEY + self._worker * _COUNT.size
+            mine = 0 if at is None else _COUNT.unpack_from(self._map, at)[0]
+            if at is None or mine == 0:
                 self._local.release(key)
                 return
-            self._map[at] -= 1
+            _COUNT.pack_into(self._map, at, mine - 1)
 
     def _find(self, key: bytes, *, claim: bool) -> int | None:
         """The slot holding `key`, else (with `claim`) a free one of its bucket."""
@@ -153,8 +155,8 @@ class SharedTargetCounts:
         return free if claim else None
 
     def _clear_column(self) -> None:
-        for slot in range(_KEY + self._worker, SIZE, _SLOT):
-            self._map[slot] = 0
+        for at in range(_KEY + self._worker * _COUNT.size, SIZE, _SLOT):
+            _COUNT.pack_into(self._map, at, 0)
 
     def _locked(self) -> _Flock:
         return _Flock(self._fd)

@@ -61,13 +61,35 @@ def worker_role_from_env(environ: dict[str, str] | os._Environ[str]) -> WorkerRo
     if not raw:
         return None
     data = json.loads(raw)
-    return WorkerRole(int(data["index"]), str(data["direct_listen"]), str(data["counts_path"]))
+    return WorkerRole(
+        int(data["index"]),
+        str(data["direct_listen"]),
+        str(data["counts_path"]),
+        embedded_asterisk=bool(data.get("embedded_asterisk", False)),
+    )
 
 
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
         s.bind((host.strip("[]") or "0.0.0.0", 0))
         return int(s.getsockname()[1])
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets, as in ``host:port``; other hosts as they are."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _check_free(host: str, port: int) -> None:
+    """Raise if a listener holds the port (a bind without SO_REUSEPORT fails then)."""
+    bare = host.strip("[]") or "0.0.0.0"
+    with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET) as s:
+        # SO_REUSEADDR: connections of an earlier run in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((bare, port))
+        except OSError as exc:
+            raise RuntimeError(f"{host}:{port} is in use: {exc.strerror}") from None
 
 
 def _env_value(value: object) -> str:
@@ -113,11 +135,21 @@ class Supervisor:
         shared_port = int(port) or _free_port(host)
         ws_host, _, ws_port = s.ws_listen.rpartition(":")
         ws_listen = f"{ws_host}:{int(ws_port) or _free_port(ws_host)}"
-        advertise_host = s.advertise_address.rpartition(":")[0] or (
+        advertise_host = s.advertise_address.rpartition(":")[0] or _bracketed(
             s.media_host if host in _WILDCARDS else host
         )
-        for i in range(s.workers):
-            direct_port = shared_port + 1 + i if int(port) else _free_port(host)
+        direct_ports = [
+            shared_port + 1 + i if int(port) else _free_port(host) for i in range(s.workers)
+        ]
+        # The workers bind with SO_REUSEPORT, which would let them join another
+        # gateway already on these ports: check that nobody holds them first.
+        for bind_host, bind_port in [
+            (host, shared_port),
+            (ws_host, int(ws_listen.rpartition(":")[2])),
+            *((host, p) for p in direct_ports),
+        ]:
+            _check_free(bind_host, bind_port)
+        for i, direct_port in enumerate(direct_ports):
             settings = dataclasses.replace(
                 s,
                 ari_url=ari_url,
@@ -128,8 +160,10 @@ class Supervisor:
                 audiosocket_port=s.audiosocket_port + i if s.audiosocket_port else 0,
                 metrics_listen="127.0.0.1:0" if s.metrics_listen else "",
                 workers=1,
+            ).validate()  # a derived value out of range fails here, not in a worker
+            role = WorkerRole(
+                i, f"{host}:{direct_port}", self._counts_path, embedded_asterisk=s.embedded
             )
-            role = WorkerRole(i, f"{host}:{direct_port}", self._counts_path)
             self._workers.append(_Worker(i, settings, role))
         await asyncio.gather(*(self._spawn(w) for w in self._workers))
         metrics_address = await self._start_metrics()
@@ -158,13 +192,18 @@ class Supervisor:
             env=env,
             stdout=asyncio.subprocess.PIPE,
         )
+        # Known from the start, so that a stop signals a worker still starting.
+        worker.process = process
         assert process.stdout is not None
         line = await process.stdout.readline()
         if not line:
             code = await process.wait()
             raise RuntimeError(f"worker {worker.index} exited with {code} before it was ready")
-        worker.process = process
-        worker.ready = json.loads(line)
+        try:
+            worker.ready = json.loads(line)
+        except json.JSONDecodeError:
+            process.kill()
+            raise RuntimeError(f"worker {worker.index} printed no ready line") from None
         log.info("worker %d ready (pid %d)", worker.index, process.pid)
         task = asyncio.create_task(self._watch(worker, process))
         self._watchers.add(task)
@@ -180,12 +219,21 @@ class Supervisor:
         log.error(
             "worker %d (pid %d) exited with %s; restarting it", worker.index, process.pid, code
         )
-        await asyncio.sleep(1.0)
-        if not self._stopping:
+        delay = 1.0
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
             try:
                 await self._spawn(worker)
-            except RuntimeError:
-                log.exception("worker %d could not be restarted", worker.index)
+                return
+            except RuntimeError as exc:
+                # E.g. Asterisk unreachable at the moment: a worker refuses to start
+                # without it. Keep trying; capacity must come back with Asterisk.
+                delay = min(delay * 2, 30.0)
+                log.error(
+                    "worker %d did not start (%s); retrying in %.0f s", worker.index, exc, delay
+                )
 
     async def _start_metrics(self) -> str:
         s = self.settings
@@ -226,7 +274,11 @@ class Supervisor:
     async def stop(self) -> None:
         """SIGTERM every worker, wait for their drains, stop the rest."""
         self._stopping = True
-        processes = [w.process for w in self._workers if w.process is not None]
+        processes = [
+            w.process
+            for w in self._workers
+            if w.process is not None and w.process.returncode is None
+        ]
         for p in processes:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)

@@ -28,7 +28,7 @@ from tests.loadbalancer import LoadBalancer
 def own_connection(target: str) -> MediaStreamClient:
     """A client on a TCP connection of its own (channels in one process share them)."""
     channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-    return MediaStreamClient(channel=channel)
+    return MediaStreamClient(channel=channel, instance_channel=grpc.aio.insecure_channel)
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ from tests.harness import GATEWAY_CHANNELS
 def own_connection(target: str) -> MediaStreamClient:
     """A client on a TCP connection of its own (the kernel spreads connections)."""
     channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-    return MediaStreamClient(channel=channel)
+    return MediaStreamClient(channel=channel, instance_channel=grpc.aio.insecure_channel)
 
 
 def worker_pids(supervisor: int) -> list[int]:
@@ -216,3 +216,20 @@ async def test_sigterm_drains_every_worker(workers: tuple[RunningGateway, Emulat
         assert live_objects(emulator) == []
     finally:
         await close_all(opened)
+
+
+async def test_a_second_gateway_cannot_join_the_ports_of_a_running_one(
+    workers: tuple[RunningGateway, Emulator],
+) -> None:
+    gw, emulator = workers
+    # Workers bind with SO_REUSEPORT; without the supervisor's check a second gateway
+    # on the same ports would silently take half of the connections.
+    with pytest.raises(RuntimeError, match="before it was ready"):
+        await asyncio.to_thread(
+            start_gateway,
+            "--workers",
+            "2",
+            "--grpc-listen",
+            gw.grpc,
+            env={"MEDIASTREAM_ARI_URL": emulator.ari_url},
+        )

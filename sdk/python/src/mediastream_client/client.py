@@ -370,6 +370,11 @@ class MediaStreamClient:
         private_key: PEM client key for mTLS.
         certificate_chain: PEM client certificate for mTLS.
         channel: An existing channel to use instead (not closed by this client).
+        instance_channel: Opens a channel to one gateway instance (``host:port``)
+            for resumes behind a load balancer. Default: dial as this client does
+            (same TLS; the certificate is checked against `target`'s host name);
+            with `channel` and no `instance_channel`, resumes go through `channel`,
+            since the client cannot know that channel's credentials.
     """
 
     def __init__(
@@ -381,8 +386,13 @@ class MediaStreamClient:
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
         channel: grpc.aio.Channel | None = None,
+        instance_channel: Callable[[str], grpc.aio.Channel] | None = None,
     ) -> None:
         self._own = channel is None
+        self._target_host = target.rpartition(":")[0].strip("[]")
+        self._instance_channel = instance_channel
+        if instance_channel is None and channel is None:
+            self._instance_channel = self._dial_instance
         self._creds = (
             grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
             if root_certificates is not None
@@ -418,6 +428,13 @@ class MediaStreamClient:
             return grpc.aio.secure_channel(target, self._creds)
         return grpc.aio.insecure_channel(target)
 
+    def _dial_instance(self, address: str) -> grpc.aio.Channel:
+        if self._creds is not None:
+            # Instances are dialled by address; the certificate names the service.
+            options = [("grpc.ssl_target_name_override", self._target_host)]
+            return grpc.aio.secure_channel(address, self._creds, options=options)
+        return grpc.aio.insecure_channel(address)
+
     def _stub_for(self, instance_address: str) -> pb_grpc.MediaStreamServiceStub:
         """The stub for one gateway instance, dialled directly (a resume's target).
 
@@ -425,11 +442,11 @@ class MediaStreamClient:
             instance_address: ``host:port`` of the instance; empty for the
                 client's own target (the load balancer).
         """
-        if not instance_address:
+        if not instance_address or self._instance_channel is None:
             return self._stub
         known = self._instances.get(instance_address)
         if known is None:
-            channel = self._dial(instance_address)
+            channel = self._instance_channel(instance_address)
             known = (channel, pb_grpc.MediaStreamServiceStub(channel))
             self._instances[instance_address] = known
         return known[1]
