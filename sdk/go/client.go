@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -100,7 +101,11 @@ func Dial(ctx context.Context, target string, opts ...DialOption) (*Client, erro
 			}
 		}
 	}
-	c := NewClient(conn, WithInstanceDialOptions(o.grpc...))
+	// Instances are dialled by address; over TLS the certificate names the
+	// service dialled here, so the authority (and TLS server name) stays target's.
+	// The caller's own options come after and win.
+	instanceOpts := append([]grpc.DialOption{grpc.WithAuthority(authorityOf(target))}, o.grpc...)
+	c := NewClient(conn, WithInstanceDialOptions(instanceOpts...))
 	c.conn, c.target = conn, target
 	return c, nil
 }
@@ -319,4 +324,12 @@ func (cfg Config) proto() (*pb.StreamConfig, error) {
 		out.Resume = &pb.ResumeRequest{Token: cfg.Resume.Token, LastSequenceNumber: cfg.Resume.LastSequenceNumber}
 	}
 	return out, nil
+}
+
+// authorityOf is the host:port part of a gRPC target ("dns:///gw:50051" → "gw:50051").
+func authorityOf(target string) string {
+	if i := strings.Index(target, ":///"); i >= 0 {
+		return target[i+4:]
+	}
+	return target
 }

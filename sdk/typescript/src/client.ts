@@ -117,16 +117,22 @@ export class MediaStreamClient {
           return next(req);
         });
       }
-      const dial = (address: string): { transport: Transport; sessions: Http2SessionManager } => {
+      const dial = (
+        address: string,
+        servername?: string,
+      ): { transport: Transport; sessions: Http2SessionManager } => {
         const baseUrl = `${scheme}://${address}`;
-        const sessions = new Http2SessionManager(baseUrl);
+        const sessions = new Http2SessionManager(baseUrl, undefined, servername ? { servername } : undefined);
         return { transport: createGrpcTransport({ baseUrl, sessionManager: sessions, interceptors }), sessions };
       };
       const own = dial(target);
       transport = own.transport;
       this.sessions = own.sessions;
+      // Instances are dialled by address; over TLS the certificate names the
+      // service the client dialled, so verify it against that name.
+      const servername = scheme === "https" ? hostOf(target) : undefined;
       this.dialInstance = (address) => {
-        const made = dial(address);
+        const made = dial(address, servername);
         return { rpc: createClient(MediaStreamService, made.transport), sessions: made.sessions };
       };
     } else if (options.instanceTransport) {
@@ -493,3 +499,9 @@ export class DuplexStream extends ListenStream {
   }
 }
 
+/** The host of `host:port` (brackets of an IPv6 address removed). */
+function hostOf(target: string): string {
+  const colon = target.lastIndexOf(":");
+  const host = colon > 0 ? target.slice(0, colon) : target;
+  return host.replace(/^\[|\]$/g, "");
+}
