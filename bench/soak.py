@@ -77,25 +77,44 @@ class Tally:
         self.examples.setdefault(key, detail[:200])
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (with --workers: the supervisor and its workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return [pid, *(p for c in children for p in tree(c))]
+
+
 def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """VmRSS of `pid` and its descendants, in KiB."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid`, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of every thread of `pid` and its descendants, in seconds."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> int:
-    """Open file descriptors of `pid`."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Open file descriptors of `pid` and its descendants."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            total += len(os.listdir(f"/proc/{p}/fd"))
+    return total
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
@@ -111,7 +130,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
     return 60.0 * sum((t - mt) * (v - mv) for t, v in points) / den
 
 
-def start_gateway(streams: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_gateway(streams: int, workers: int = 1) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """``mediastream serve`` on free loopback ports, limits raised for the soak."""
     process = subprocess.Popen(
         [
@@ -133,6 +152,8 @@ def start_gateway(streams: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
             str(streams),
             "--drain-timeout-s",
             "2",
+            "--workers",
+            str(workers),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -159,16 +180,22 @@ def stop_gateway(process: subprocess.Popen[str]) -> int:
     return process.returncode
 
 
-async def active_streams(ws_address: str) -> int:
-    """Streams the gateway holds, from ``GET /v1.0/streams``."""
+async def active_streams(metrics_address: str) -> int:
+    """Streams the gateway holds (every worker's), from its metrics."""
     import aiohttp
 
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"http://{ws_address}/v1.0/streams", timeout=aiohttp.ClientTimeout(5)) as r,
+        http.get(f"http://{metrics_address}/metrics", timeout=aiohttp.ClientTimeout(5)) as r,
     ):
-        body = await r.json()
-    return len(body["streams"])
+        text = await r.text()
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("mediastream_streams_active{")
+        )
+    )
 
 
 class Soak:
@@ -294,7 +321,7 @@ def fmt_sample(s: Sample, samples: list[Sample]) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60.0
-    process, ready = start_gateway(args.streams)
+    process, ready = start_gateway(args.streams, args.workers)
     pid = process.pid
     samples: list[Sample] = []
     t0 = time.monotonic()
@@ -305,7 +332,7 @@ async def main_async(args: argparse.Namespace) -> int:
             round(time.monotonic() - t0, 1),
             rss_kib(pid),
             open_fds(pid),
-            await active_streams(ready["websocket"]),
+            await active_streams(ready["metrics"]),
             round(cpu_seconds(pid), 2),
             note,
         )
@@ -339,7 +366,7 @@ async def main_async(args: argparse.Namespace) -> int:
         await sample("load interrupted" if interrupted else "load stopped")
         # Every stream must end and release what it held.
         for _ in range(100):
-            if await active_streams(ready["websocket"]) == 0:
+            if await active_streams(ready["metrics"]) == 0:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
@@ -400,6 +427,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--quick", action="store_true", help="60 s, 50 streams, samples every 15 s")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the churn")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     parser.add_argument(
         "--settle", type=float, default=20.0, help="idle seconds before the last sample"
     )
