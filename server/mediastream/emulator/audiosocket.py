@@ -95,7 +95,8 @@ class AudioSocketTech:
 
     def write_frame(self, frame: Frame) -> None:
         """Send one audio message (the channel's format, as is)."""
-        if self._closed or not frame.payload:
+        # uvloop raises on a write to a closed transport (asyncio only logs it).
+        if self._closed or not frame.payload or self._writer.is_closing():
             return
         for start in range(0, len(frame.payload), audiosocket.MAX_PAYLOAD - 1):
             chunk = frame.payload[start : start + audiosocket.MAX_PAYLOAD - 1]
@@ -103,7 +104,7 @@ class AudioSocketTech:
 
     def write_dtmf(self, digit: str, duration_ms: int) -> None:
         """Send the digit as kind 0x03 (at the end of the digit)."""
-        if not self._closed:
+        if not self._closed and not self._writer.is_closing():
             self._writer.write(audiosocket.encode(audiosocket.Kind.DTMF, digit.encode("ascii")))
 
     def close(self) -> None:
