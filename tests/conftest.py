@@ -85,3 +85,18 @@ def gateway() -> Iterator[RunningGateway]:
     gw = start_gateway()
     yield gw
     stop_gateway(gw)
+
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Run async tests on uvloop, as `mediastream serve` runs.
+
+    MEDIASTREAM_TEST_LOOP=asyncio runs them on the default loop instead.
+    """
+    if os.environ.get("MEDIASTREAM_TEST_LOOP", "uvloop") == "uvloop":
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
+    import asyncio
+
+    return {"asyncio": asyncio.new_event_loop}
