@@ -487,29 +487,29 @@ class StreamManager:
                     reason="TOO_MANY_STREAMS_FOR_CLIENT",
                     metadata={"limit": str(limits.max_streams_per_client)},
                 )
-        try:
-            stream = await self._open(spec)
-        except BaseException:
-            self._counts.release(target_key)
-            if client_key:
-                self._counts.release(client_key)
-            raise
-        stream.client_key = client_key
-        return stream
-
-    async def _open(self, spec: StreamSpec) -> Stream:
         stream = Stream(str(uuid.uuid4()), spec, self.limits)
+        stream.client_key = client_key
         if self.instance_address:
             # The token names its instance, so that an instance a resume reaches by
             # mistake can say where the stream is (behind a load balancer).
             stream.resume_token += "." + _encode_instance(self.instance_address)
         logs.stream_id.set(stream.id)
+        # From here the stream's counts are released by whoever removes it from
+        # `streams`: this method if the open fails, else `close` (a drain may close
+        # it while its leg is still being made).
         self.streams[stream.id] = stream
         try:
             leg = await self._legs.open(stream.id, spec, stream)
         except BaseException:
-            del self.streams[stream.id]
+            if self.streams.pop(stream.id, None) is not None:
+                self._release_counts(stream)
             raise
+        if stream.id not in self.streams:
+            # Closed (drained) while Asterisk was making its leg: undo that too.
+            await self._legs.close(leg)
+            raise Unavailable(
+                "the gateway is shutting down; connect to another instance", reason="DRAINING"
+            )
         stream.start(leg)
         labels = _labels(spec)
         metrics.STREAMS_ACTIVE.labels(*labels).inc()
@@ -588,12 +588,11 @@ class StreamManager:
         can wait for it.
         """
         if self.streams.pop(stream.id, None) is not None:
-            self._counts.release(_target_key(stream.spec.target))
-            if stream.client_key:
-                self._counts.release(stream.client_key)
-            metrics.STREAMS_ACTIVE.labels(*_labels(stream.spec)).dec()
-            ended = stream.stopped.result().reason if stream.stopped.done() else reason
-            metrics.STREAMS_ENDED.labels(ended.value).inc()
+            self._release_counts(stream)
+            if stream.leg is not None:  # active (and counted so) once its leg was up
+                metrics.STREAMS_ACTIVE.labels(*_labels(stream.spec)).dec()
+                ended = stream.stopped.result().reason if stream.stopped.done() else reason
+                metrics.STREAMS_ENDED.labels(ended.value).inc()
             grace = self._grace_tasks.pop(stream.id, None)
             if grace is not None and grace is not asyncio.current_task():
                 grace.cancel()
@@ -604,6 +603,11 @@ class StreamManager:
         pending = self._closing.get(stream.id)
         if pending is not None:
             await asyncio.shield(pending)
+
+    def _release_counts(self, stream: Stream) -> None:
+        self._counts.release(_target_key(stream.spec.target))
+        if stream.client_key:
+            self._counts.release(stream.client_key)
 
     async def hangup(self, stream: Stream) -> None:
         """Hang up the stream's call.

@@ -50,6 +50,7 @@ class AudioSocketServer:
         self._expected: dict[uuid.UUID, tuple[FrameSink, asyncio.Future[AudioSocketTransport]]] = {}
         self.unknown_connections = 0
         self.malformed_connections = 0
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def start(self, host: str, port: int = 0) -> None:
         """Listen on `host:port` (port 0: any free port)."""
@@ -75,12 +76,30 @@ class AudioSocketServer:
             entry[1].cancel()
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening and close every connection still open."""
         if self._server is not None:
             self._server.close()
+        # Ended here rather than cancelled at the loop's end, which Python 3.11's
+        # stream server reports as an error for every connection.
+        for writer in self._connections.values():
+            writer.close()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=2.0)
+        if self._server is not None:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            await self._serve_connection(reader, writer)
+        finally:
+            del self._connections[task]
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         decoder = audiosocket.AudioSocketDecoder()
         messages: list[audiosocket.Message] = []
         error: audiosocket.AudioSocketError | None = None
