@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 
 from mediastream.app import Endpoints, Gateway
@@ -18,6 +19,16 @@ from mediastream.emulator import Emulator
 from mediastream_client import MediaStreamClient
 
 GATEWAY_CHANNELS = ("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/")
+
+
+def own_connection(target: str) -> MediaStreamClient:
+    """A client on a TCP connection of its own.
+
+    Channels to one target in one process share a connection; a balancer (or the
+    kernel, for worker processes) spreads connections, not streams.
+    """
+    channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+    return MediaStreamClient(channel=channel, instance_channel=grpc.aio.insecure_channel)
 
 
 @dataclasses.dataclass

@@ -10,7 +10,6 @@ Asterisk is gone.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import signal
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from mediastream import metrics
 from mediastream._proto import external_media_pb2_grpc as em_grpc
@@ -195,25 +194,13 @@ class Gateway:
         if not s.metrics_listen:
             return ""
 
-        async def scrape(request: web.Request) -> web.Response:
-            if s.metrics_token and not hmac.compare_digest(
-                request.headers.get("Authorization", ""), f"Bearer {s.metrics_token}"
-            ):
-                return web.Response(status=401, text="metrics need a bearer token\n")
-            return web.Response(
-                body=generate_latest(metrics.REGISTRY),
-                headers={"Content-Type": CONTENT_TYPE_LATEST},
-            )
+        async def render() -> bytes:
+            return generate_latest(metrics.REGISTRY)
 
-        app = web.Application()
-        app.router.add_get("/metrics", scrape)
-        self._metrics_runner = web.AppRunner(app, access_log=None)
-        await self._metrics_runner.setup()
-        host, _, port = s.metrics_listen.rpartition(":")
-        site = web.TCPSite(self._metrics_runner, host.strip("[]"), int(port))
-        await site.start()
-        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-        return f"{host}:{bound[1]}"
+        self._metrics_runner, address = await metrics.serve(
+            s.metrics_listen, s.metrics_token, render
+        )
+        return address
 
     @property
     def emulator(self) -> Emulator | None:

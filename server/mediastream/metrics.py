@@ -5,7 +5,11 @@ Counters are incremented where the event happens; nothing here reads a clock.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -76,3 +80,33 @@ MALFORMED_INPUT = Counter(
     ["ingress"],
     registry=REGISTRY,
 )
+
+
+async def serve(
+    listen: str, token: str, render: Callable[[], Awaitable[bytes]]
+) -> tuple[web.AppRunner, str]:
+    """Serve ``GET /metrics`` on `listen` (``host:port``, port 0: any free port).
+
+    Args:
+        listen: Where to listen.
+        token: Bearer token a scrape must present; empty: none.
+        render: Produces the exposition text of one scrape.
+
+    Returns:
+        The runner (clean it up to stop) and the bound ``host:port``.
+    """
+
+    async def scrape(request: web.Request) -> web.Response:
+        if token and not hmac.compare_digest(
+            request.headers.get("Authorization", ""), f"Bearer {token}"
+        ):
+            return web.Response(status=401, text="metrics need a bearer token\n")
+        return web.Response(body=await render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner, f"{host}:{runner.addresses[0][1]}"

@@ -38,10 +38,11 @@ from enum import Enum
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from mediastream import metrics
 from mediastream.app import WorkerRole
 from mediastream.config import ENV_PREFIX, Settings
 from mediastream.emulator import Emulator, EmulatorConfig
@@ -69,19 +70,17 @@ def worker_role_from_env(environ: dict[str, str] | os._Environ[str]) -> WorkerRo
     )
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
-        s.bind((host.strip("[]") or "0.0.0.0", 0))
-        return int(s.getsockname()[1])
-
-
 def _bracketed(host: str) -> str:
     """An IPv6 address in brackets, as in ``host:port``; other hosts as they are."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _check_free(host: str, port: int) -> None:
-    """Raise if a listener holds the port (a bind without SO_REUSEPORT fails then)."""
+def _probe_bind(host: str, port: int) -> int:
+    """Bind `host:port` (port 0: any free port) without SO_REUSEPORT; return the port.
+
+    Raises:
+        RuntimeError: a listener holds the port.
+    """
     bare = host.strip("[]") or "0.0.0.0"
     with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET) as s:
         # SO_REUSEADDR: connections of an earlier run in TIME_WAIT do not count.
@@ -90,6 +89,7 @@ def _check_free(host: str, port: int) -> None:
             s.bind((bare, port))
         except OSError as exc:
             raise RuntimeError(f"{host}:{port} is in use: {exc.strerror}") from None
+        return int(s.getsockname()[1])
 
 
 def _env_value(value: object) -> str:
@@ -132,14 +132,14 @@ class Supervisor:
             ari_url = self._emulator.ari_url
         SharedTargetCounts.create(self._counts_path)
         host, _, port = s.grpc_listen.rpartition(":")
-        shared_port = int(port) or _free_port(host)
+        shared_port = int(port) or _probe_bind(host, 0)
         ws_host, _, ws_port = s.ws_listen.rpartition(":")
-        ws_listen = f"{ws_host}:{int(ws_port) or _free_port(ws_host)}"
+        ws_listen = f"{ws_host}:{int(ws_port) or _probe_bind(ws_host, 0)}"
         advertise_host = s.advertise_address.rpartition(":")[0] or _bracketed(
             s.media_host if host in _WILDCARDS else host
         )
         direct_ports = [
-            shared_port + 1 + i if int(port) else _free_port(host) for i in range(s.workers)
+            shared_port + 1 + i if int(port) else _probe_bind(host, 0) for i in range(s.workers)
         ]
         # The workers bind with SO_REUSEPORT, which would let them join another
         # gateway already on these ports: check that nobody holds them first.
@@ -148,7 +148,7 @@ class Supervisor:
             (ws_host, int(ws_listen.rpartition(":")[2])),
             *((host, p) for p in direct_ports),
         ]:
-            _check_free(bind_host, bind_port)
+            _probe_bind(bind_host, bind_port)
         for i, direct_port in enumerate(direct_ports):
             settings = dataclasses.replace(
                 s,
@@ -241,25 +241,16 @@ class Supervisor:
             return ""
         workers = self._workers
 
-        async def scrape(request: web.Request) -> web.Response:
-            auth = request.headers.get("Authorization", "")
-            if s.metrics_token and auth != f"Bearer {s.metrics_token}":
-                return web.Response(status=401, text="metrics need a bearer token\n")
+        async def render() -> bytes:
             texts = await asyncio.gather(*(_fetch_metrics(w, s.metrics_token) for w in workers))
             registry = CollectorRegistry(auto_describe=False)
             registry.register(_Merged([(w.index, t) for w, t in zip(workers, texts, strict=True)]))
-            return web.Response(
-                body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            return generate_latest(registry)
 
-        app = web.Application()
-        app.router.add_get("/metrics", scrape)
-        self._metrics_runner = web.AppRunner(app, access_log=None)
-        await self._metrics_runner.setup()
-        host, _, port = s.metrics_listen.rpartition(":")
-        site = web.TCPSite(self._metrics_runner, host.strip("[]"), int(port))
-        await site.start()
-        return f"{host}:{self._metrics_runner.addresses[0][1]}"
+        self._metrics_runner, address = await metrics.serve(
+            s.metrics_listen, s.metrics_token, render
+        )
+        return address
 
     async def run_until_signal(self) -> None:
         """Serve until SIGINT or SIGTERM, then drain every worker and stop."""

@@ -21,14 +21,8 @@ from mediastream_client import AudioFormat, MediaStreamClient, RPCError, Stopped
 from mediastream_client._proto import mediastream_pb2 as pb
 from mediastream_client._proto import mediastream_pb2_grpc as pb_grpc
 from tests.conftest import RunningGateway, start_gateway, stop_gateway
-from tests.harness import GATEWAY_CHANNELS
+from tests.harness import GATEWAY_CHANNELS, own_connection
 from tests.loadbalancer import LoadBalancer
-
-
-def own_connection(target: str) -> MediaStreamClient:
-    """A client on a TCP connection of its own (channels in one process share them)."""
-    channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-    return MediaStreamClient(channel=channel, instance_channel=grpc.aio.insecure_channel)
 
 
 def free_port() -> int:

@@ -299,14 +299,6 @@ class DuplexStream(_Stream):
     def _open_call(self, config: pb.StreamConfig) -> Any:
         return self._stub.StreamMedia(timeout=self._timeout, metadata=self._metadata)
 
-    async def _open(self, config: pb.StreamConfig) -> Any:
-        try:
-            self._call = self._open_call(config)
-            await self._after_open(config)
-            return await self._call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise RPCError.from_aio(exc) from None
-
     async def _after_open(self, config: pb.StreamConfig) -> None:
         await self._call.write(pb.StreamMediaRequest(config=config))
 
