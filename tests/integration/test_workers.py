@@ -21,13 +21,7 @@ from mediastream.emulator import (
 )
 from mediastream_client import MediaStreamClient, RPCError
 from tests.conftest import RunningGateway, start_gateway, stop_gateway
-from tests.harness import GATEWAY_CHANNELS
-
-
-def own_connection(target: str) -> MediaStreamClient:
-    """A client on a TCP connection of its own (the kernel spreads connections)."""
-    channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-    return MediaStreamClient(channel=channel, instance_channel=grpc.aio.insecure_channel)
+from tests.harness import GATEWAY_CHANNELS, own_connection
 
 
 def worker_pids(supervisor: int) -> list[int]:
@@ -233,3 +227,36 @@ async def test_a_second_gateway_cannot_join_the_ports_of_a_running_one(
             gw.grpc,
             env={"MEDIASTREAM_ARI_URL": emulator.ari_url},
         )
+
+
+async def test_a_worker_that_cannot_restart_yet_is_retried_until_it_can(
+    workers: tuple[RunningGateway, Emulator],
+) -> None:
+    gw, emulator = workers
+    port = emulator.port
+    await emulator.stop()  # Asterisk away: a worker will not start without it
+    victim = worker_pids(gw.process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    # The first restart fails (no Asterisk); the supervisor keeps trying.
+    await asyncio.sleep(15)
+    assert len(worker_pids(gw.process.pid)) <= 2
+    fresh = Emulator(EmulatorConfig(port=port, demo=True))
+    await fresh.start()
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                pids = worker_pids(gw.process.pid)
+                if len(pids) == 2 and victim not in pids:
+                    # Both serve again: a stream opens on each worker's own port.
+                    try:
+                        more = await open_streams(gw.workers[0], 1) + await open_streams(
+                            gw.workers[1], 1
+                        )
+                    except RPCError:
+                        await asyncio.sleep(0.5)
+                        continue
+                    await close_all(more)
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await fresh.stop()
