@@ -68,6 +68,23 @@ async def open_streams(target: str, n: int) -> list[tuple[MediaStreamClient, obj
     return opened
 
 
+async def open_when_ready(
+    workers: tuple[str, ...], timeout: float = 30.0
+) -> list[tuple[MediaStreamClient, object]]:
+    """One stream on each worker's own port, waiting for a restarted worker to listen."""
+    opened: list[tuple[MediaStreamClient, object]] = []
+    async with asyncio.timeout(timeout):
+        for address in workers:
+            while True:
+                try:
+                    opened += await open_streams(address, 1)
+                    break
+                except RPCError as exc:
+                    assert exc.code is grpc.StatusCode.UNAVAILABLE, exc
+                    await asyncio.sleep(0.2)
+    return opened
+
+
 async def close_all(opened: list[tuple[MediaStreamClient, object]]) -> None:
     for client, stream in opened:
         await stream.aclose()  # type: ignore[attr-defined]
@@ -188,7 +205,7 @@ async def test_a_killed_worker_is_replaced_and_its_leftovers_swept(
                 await asyncio.sleep(0.1)
         # The dead worker's streams no longer count against the call: two more open,
         # one on each worker.
-        more = await open_streams(gw.workers[0], 1) + await open_streams(gw.workers[1], 1)
+        more = await open_when_ready(gw.workers)
         await close_all(more)
     finally:
         await close_all(opened)
@@ -248,14 +265,7 @@ async def test_a_worker_that_cannot_restart_yet_is_retried_until_it_can(
                 pids = worker_pids(gw.process.pid)
                 if len(pids) == 2 and victim not in pids:
                     # Both serve again: a stream opens on each worker's own port.
-                    try:
-                        more = await open_streams(gw.workers[0], 1) + await open_streams(
-                            gw.workers[1], 1
-                        )
-                    except RPCError:
-                        await asyncio.sleep(0.5)
-                        continue
-                    await close_all(more)
+                    await close_all(await open_when_ready(gw.workers))
                     break
                 await asyncio.sleep(0.2)
     finally:
