@@ -69,17 +69,28 @@ async def test_one_resume_token_on_two_connections_at_once(harness: Harness) -> 
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "STREAM_TAKEN_OVER",
             )
-            # Of the two racers, the one that resumed last owns it; the other is ended.
-            outcomes = await asyncio.gather(
-                *(asyncio.wait_for(racer.read(), 3) for racer in racers), return_exceptions=True
-            )
-            winners = [i for i, o in enumerate(outcomes) if isinstance(o, pb.ListenMediaResponse)]
+            # Of the two racers, the one that resumed last owns it; the other is ended
+            # (after any chunk the gateway had already sent it before the take-over).
+            async def follow(racer: grpc.aio.UnaryStreamCall) -> list[int] | RPCError:
+                seq: list[int] = []
+                try:
+                    async with asyncio.timeout(5):
+                        while len(seq) < 40:
+                            reply = await racer.read()
+                            assert reply is not grpc.aio.EOF
+                            seq.append(reply.audio.sequence_number)
+                except grpc.aio.AioRpcError as exc:
+                    return RPCError.from_aio(exc)
+                return seq
+
+            outcomes = await asyncio.gather(*(follow(r) for r in racers))
+            winners = [i for i, o in enumerate(outcomes) if isinstance(o, list)]
             assert len(winners) == 1, outcomes
-            loser = racers[1 - winners[0]]
-            assert loser.done() or (await final_status(loser)).reason == "STREAM_TAKEN_OVER"
+            lost = outcomes[1 - winners[0]]
+            assert isinstance(lost, RPCError) and lost.reason == "STREAM_TAKEN_OVER", lost
             winner = racers[winners[0]]
-            seq = [outcomes[winners[0]].audio.sequence_number]  # type: ignore[union-attr]
-            await read_chunks(winner, 40, seq)
+            seq = outcomes[winners[0]]
+            assert isinstance(seq, list)
             # The winner goes on from where the first connection stopped, without a gap.
             assert seq == list(range(got[-1] + 1, got[-1] + 1 + len(seq)))
             assert harness.gateway.streams.resumes == 2
