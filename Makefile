@@ -145,7 +145,7 @@ browser:
 
 # --- Whole-path load benchmark (bench/; see docs/performance.md) -----------------------
 # Not part of `make test`. `make bench` builds the Go load generator and runs every
-# step (about 15-20 min); `make bench BENCH_ARGS=--quick` is a smoke run under 60 s.
+# step (about 18-30 min); `make bench BENCH_ARGS=--quick` is a smoke run under 60 s.
 # Figures are printed and written to out/bench.json.
 .PHONY: bench
 bench: setup

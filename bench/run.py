@@ -1,15 +1,17 @@
 """Whole-path load benchmark of the gateway: N concurrent two-way streams per step.
 
-Run: ``make bench`` (full, ~15-20 min) or ``make bench BENCH_ARGS=--quick`` (< 60 s),
+Run: ``make bench`` (full, ~18-30 min) or ``make bench BENCH_ARGS=--quick`` (< 60 s),
 or directly ``uv run python bench/run.py [--quick] [options]`` after
 ``cd bench && go build -o ../out/bin/loadgen ./loadgen``.
 
 For each step a fresh gateway is started against the load generator
 (``bench/loadgen``, built to ``out/bin/loadgen``), which plays Asterisk (ARI
 REST, the events WebSocket, externalMedia RTP, AudioSocket and WebSocket-channel
-media) and N gRPC clients. Every call sends a 20 ms ulaw frame every 20 ms;
-every client sends one chunk per ``chunk_ms`` back; both ends check every frame
-(stream, sequence, content) and time it. The same step is repeated against
+media) and N clients: gRPC ``StreamMedia`` streams, or (``--clients shim-sln,shim-rtp``)
+WebSocket clients of the gateway's VoIPBIN ``media_stream`` endpoint. Every call
+sends a 20 ms ulaw frame every 20 ms; every client sends one chunk per
+``chunk_ms`` back; both ends check every frame (stream, sequence, content) and
+time it. The same step is repeated against
 ``bench/baseline_relay.py``, a minimal asyncio relay of the same frames over the
 same sockets, so the gateway's cost can be given as a
 ratio to it. Figures are printed as a table and written as JSON
@@ -45,6 +47,13 @@ NOISY_CORES = 0.3  # other users' CPU during a step above which its figures are 
 STEP_QUANTUM = 25
 FULL_NS = {100: [25, 50, 100, 200, 400, 700, 1000], 20: [25, 50, 100, 200, 400]}
 QUICK_NS = {100: [100], 20: [50]}
+# Who the N clients are. "grpc": StreamMedia streams (also the only client of the baseline
+# and native relays); "shim-<encapsulation>": WebSocket clients of the gateway's VoIPBIN
+# media_stream endpoint (server/mediastream/shim), which cuts 20 ms chunks only.
+SHIM_CLIENTS = {"shim-sln": "sln", "shim-rtp": "rtp"}
+CLIENTS = ["grpc", *SHIM_CLIENTS]
+QUICK_CLIENTS = ["grpc", "shim-rtp"]
+SHIM_CHUNK = 20
 
 
 @dataclass
@@ -90,7 +99,9 @@ def stop(proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
             proc.wait()
 
 
-def gateway_target(ari_url: str, pythonpath: str | None, extra: list[str]) -> Target:
+def gateway_target(
+    ari_url: str, pythonpath: str | None, extra: list[str], transport: str | None = None
+) -> Target:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
@@ -112,6 +123,8 @@ def gateway_target(ari_url: str, pythonpath: str | None, extra: list[str]) -> Ta
         "WARNING",
         "--max-streams",
         "100000",
+        # The WebSocket endpoints open every stream on the configured transport.
+        *(["--transport", transport] if transport else []),
         *extra,
     ]
     return Target("gateway", argv, env)
@@ -181,7 +194,8 @@ def run_step(
     try:
         ready = read_ready(proc, target.name)
         time.sleep(0.5)  # let it settle (ARI events connected, orphan sweep done)
-        body = json.dumps({**cfg, "grpc": ready["grpc"], "gateway_pid": proc.pid}).encode()
+        addresses = {"grpc": ready["grpc"], "websocket": ready.get("websocket") or ""}
+        body = json.dumps({**cfg, **addresses, "gateway_pid": proc.pid}).encode()
         req = urllib.request.Request(
             control, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
@@ -220,6 +234,7 @@ def run_series(
     args: argparse.Namespace,
     control: str,
     target: Target,
+    client: str,
     transport: str,
     chunk: int,
     ns: list[int],
@@ -235,11 +250,14 @@ def run_series(
     while queue:
         n = queue.pop(0)
         tried.add(n)
+        name = target.name if client == "grpc" else f"{target.name}-{client}"
         cfg = {
-            "label": f"{target.name}-{transport}-{chunk}-{n}",
+            "label": f"{name}-{transport}-{chunk}-{n}",
             "streams": n,
             "chunk_ms": chunk,
             "transport": transport,
+            "client": "grpc" if client == "grpc" else "shim",
+            **({"encapsulation": SHIM_CLIENTS[client]} if client in SHIM_CLIENTS else {}),
             "warmup_s": args.warmup,
             "measure_s": args.measure,
             "ramp_per_s": args.ramp,
@@ -255,14 +273,21 @@ def run_series(
             r = run_step(control, target, cfg, prof, log)
             s = summarise(r)
             noisy = s["others_cores"] > NOISY_CORES
-            print(row(target.name, r, s) + (" (noisy)" if noisy else ""), flush=True)
+            print(row(target.name, client, r, s) + (" (noisy)" if noisy else ""), flush=True)
             if r.get("errors"):
                 print(f"          errors: {Counter(r['errors']).most_common(2)}", flush=True)
             if s["ok"] or not noisy or attempt == args.retries:
                 break
             print("          other work on the machine during a failed step: again", flush=True)
         results.append(
-            {"target": target.name, "result": r, "summary": s, "noisy": noisy, "profile": str(prof)}
+            {
+                "target": target.name,
+                "client": client,
+                "result": r,
+                "summary": s,
+                "noisy": noisy,
+                "profile": str(prof),
+            }
         )
         if s["ok"]:
             last_ok = max(last_ok, n)
@@ -327,18 +352,18 @@ def fmt_ms(x: Any) -> str:
 
 
 HEADER = (
-    f"{'target':9} {'transport':11} {'chunk':>5} {'N':>5} {'start':>5} "
+    f"{'target':9} {'client':8} {'transport':11} {'chunk':>5} {'N':>5} {'start':>5} "
     f"{'lost↓':>6} {'lost↑':>6} {'bad':>4} "
     f"{'↓p50':>6} {'↓p99':>6} {'↓max':>6} {'↑p50':>6} {'↑p99':>6} {'↑max':>6} {'↑flr':>5} "
     f"{'ms/str·s':>8} {'µs/frm':>7} {'cores':>5} {'KB/str':>7} {'lg':>5} {'other':>5} {'ok':>3}"
 )
 
 
-def row(target: str, r: dict[str, Any], s: dict[str, Any]) -> str:
+def row(target: str, client: str, r: dict[str, Any], s: dict[str, Any]) -> str:
     cfg, d, u = r["config"], r["down"], r["up"]
     dl, ul = d["added_latency"], u["added_latency"]
     return (
-        f"{target:9} {cfg['transport']:11} {cfg['chunk_ms']:>5} {cfg['streams']:>5} "
+        f"{target:9} {client:8} {cfg['transport']:11} {cfg['chunk_ms']:>5} {cfg['streams']:>5} "
         f"{r['started']:>5} {d['lost']:>6} {u['lost']:>6} {d['bad'] + u['bad']:>4} "
         f"{fmt_ms(dl['p50_ms']):>6} {fmt_ms(dl['p99_ms']):>6} {fmt_ms(dl['max_ms']):>6} "
         f"{fmt_ms(ul['p50_ms']):>6} {fmt_ms(ul['p99_ms']):>6} {fmt_ms(ul['max_ms']):>6} "
@@ -384,7 +409,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after ramp-up")
     p.add_argument("--measure", type=float, default=10.0, help="seconds measured per step")
     p.add_argument("--ramp", type=float, default=150.0, help="streams opened per second")
-    p.add_argument("--streams-per-conn", type=int, default=50)
+    p.add_argument(
+        "--clients",
+        help="who the N clients are, any of: grpc (StreamMedia streams), shim-sln, shim-rtp\n"
+        "(WebSocket clients of the shim's media_stream endpoint with that encapsulation;\n"
+        "20 ms chunks only, so they run in the 20 ms steps of --shim-transports);\n"
+        f"default {','.join(CLIENTS)}, with --quick {','.join(QUICK_CLIENTS)}",
+    )
+    p.add_argument(
+        "--shim-transports",
+        default="rtp",
+        help="transports (of those in --transports) whose 20 ms steps run the shim clients too\n"
+        "(default rtp)",
+    )
+    p.add_argument("--streams-per-conn", type=int, default=50, help="gRPC streams per connection")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument(
         "--quiet-wait",
@@ -427,6 +465,17 @@ def main(argv: list[str] | None = None) -> int:
         transports = ["rtp"] if "--transports" not in (argv or sys.argv) else transports
         args.warmup, args.measure = min(args.warmup, 1.0), min(args.measure, 3.0)
         args.quiet_wait, args.retries = min(args.quiet_wait, 1.0), 0
+    clients = args.clients.split(",") if args.clients else QUICK_CLIENTS if args.quick else CLIENTS
+    if unknown := sorted(set(clients) - set(CLIENTS)):
+        p.error(f"--clients: unknown {', '.join(unknown)} (choose from {', '.join(CLIENTS)})")
+    shim_clients = [c for c in clients if c in SHIM_CLIENTS]
+    shim_transports = set(args.shim_transports.split(","))
+    if shim_clients and (SHIM_CHUNK not in chunks or not shim_transports & set(transports)):
+        print(
+            f"bench: {', '.join(shim_clients)} run in the {SHIM_CHUNK} ms steps of "
+            f"--shim-transports ({args.shim_transports}) only: none in this run",
+            file=sys.stderr,
+        )
 
     build_loadgen()
     out_dir = Path(args.json).parent
@@ -456,20 +505,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ready = read_ready(lg, "loadgen")
         ari, control = ready["ari_url"], ready["control"]
-        targets: list[Target] = []
-        if not args.baseline_only:
-            targets.append(gateway_target(ari, args.gateway_pythonpath, args.gateway_arg))
+        gateway = not args.baseline_only
         print(HEADER, flush=True)
         for transport in transports:
             for chunk in chunks:
-                step_targets = list(targets)
+                series: list[tuple[Target, str]] = []
+                if gateway and "grpc" in clients:
+                    gw = gateway_target(ari, args.gateway_pythonpath, args.gateway_arg)
+                    series.append((gw, "grpc"))
+                if gateway and chunk == SHIM_CHUNK and transport in shim_transports:
+                    gw = gateway_target(ari, args.gateway_pythonpath, args.gateway_arg, transport)
+                    series += [(gw, client) for client in shim_clients]
                 if transport == "rtp" and not args.no_baseline:
-                    step_targets.append(baseline_target(ari, args.baseline_arg))
+                    series.append((baseline_target(ari, args.baseline_arg), "grpc"))
                 if transport == "rtp" and args.native_relay:
-                    step_targets.append(native_target(ari))
-                for target in step_targets:
-                    run_series(args, control, target, transport, chunk, ns_for[chunk], out_dir,
-                               log, results)  # fmt: skip
+                    series.append((native_target(ari), "grpc"))
+                for target, client in series:
+                    run_series(args, control, target, client, transport, chunk, ns_for[chunk],
+                               out_dir, log, results)  # fmt: skip
     finally:
         if lg.stdin:
             lg.stdin.close()
@@ -498,28 +551,34 @@ def main(argv: list[str] | None = None) -> int:
 def conclude(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Largest N with zero loss and p99 <= limit, and gateway/baseline cost ratios."""
     largest: dict[str, int] = {}
-    per: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    per: dict[tuple[str, str, str, int, int], dict[str, Any]] = {}
     for item in results:
         cfg = item["result"]["config"]
-        key = f"{item['target']} {cfg['transport']} {cfg['chunk_ms']}ms"
+        client = item.get("client", "grpc")
+        # gRPC rows keep the keys they had before the shim clients existed.
+        via = "" if client == "grpc" else f"{client} "
+        key = f"{item['target']} {via}{cfg['transport']} {cfg['chunk_ms']}ms"
         largest.setdefault(key, 0)
         if item["summary"]["ok"]:
             largest[key] = max(largest[key], cfg["streams"])
-        per[(item["target"], cfg["transport"], cfg["chunk_ms"], cfg["streams"])] = item["summary"]
+        per[(item["target"], client, cfg["transport"], cfg["chunk_ms"], cfg["streams"])] = item[
+            "summary"
+        ]
     ratios: dict[str, dict[str, float]] = defaultdict(dict)
-    for (target, transport, chunk, n), s in per.items():
+    for (target, client, transport, chunk, n), s in per.items():
         if target != "gateway":
             continue
-        base = per.get(("baseline", "rtp", chunk, n))
+        base = per.get(("baseline", "grpc", "rtp", chunk, n))
         if base and base["cpu_us_per_frame"] > 0:
             ratio = s["cpu_us_per_frame"] / base["cpu_us_per_frame"]
-            ratios[f"{transport} {chunk}ms"][str(n)] = round(ratio, 2)
+            via = "" if client == "grpc" else f"{client} "
+            ratios[f"{via}{transport} {chunk}ms"][str(n)] = round(ratio, 2)
     lines = ["", f"largest N with zero loss and p99 <= {P99_LIMIT_MS:.0f} ms:"]
-    lines += [f"  {k:28} {v if v else 'none of those tried'}" for k, v in largest.items()]
+    lines += [f"  {k:34} {v if v else 'none of those tried'}" for k, v in largest.items()]
     if ratios:
         lines.append("gateway CPU per frame / baseline relay's (same N, same chunk):")
         for k, v in ratios.items():
-            lines.append(f"  {k:28} " + ", ".join(f"N={n}: {x:.2f}x" for n, x in v.items()))
+            lines.append(f"  {k:34} " + ", ".join(f"N={n}: {x:.2f}x" for n, x in v.items()))
     return {"largest": largest, "ratios": ratios, "lines": lines}
 
 

@@ -7,11 +7,12 @@
 //     the WebSocket channel (/media/{connection_id}), answering every call the
 //     gateway makes exactly as Asterisk does, but cheaply enough for thousands
 //     of calls;
-//   - the clients: bidirectional StreamMedia gRPC streams.
+//   - the clients: bidirectional StreamMedia gRPC streams, or (client "shim")
+//     WebSocket clients of the gateway's VoIPBIN media_stream endpoint (shim.go).
 //
 // Every call sends one 20 ms ulaw frame every 20 ms carrying its stream number,
 // a sequence number and its send time; every client sends the same back, one
-// chunk every chunk_ms. Both ends check every frame they get and measure the
+// chunk every chunk_ms (a shim client: one 20 ms slin frame per message). Both ends check every frame they get and measure the
 // latency the gateway added.
 //
 // It runs as a server for the Python driver (bench/run.py): it prints one JSON

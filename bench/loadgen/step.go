@@ -1,6 +1,6 @@
 package main
 
-// One load step: N calls, N gRPC clients, a warm-up, a measurement window, and
+// One load step: N calls, N gRPC (or shim WebSocket) clients, a warm-up, a measurement window, and
 // the checks and figures of both directions.
 
 import (
@@ -28,7 +28,10 @@ type stepConfig struct {
 	GRPC           string  `json:"grpc"`
 	Streams        int     `json:"streams"`
 	ChunkMs        int     `json:"chunk_ms"`
-	Transport      string  `json:"transport"` // rtp, audiosocket, websocket
+	Transport      string  `json:"transport"`               // rtp, audiosocket, websocket
+	Client         string  `json:"client"`                  // grpc (StreamMedia) or shim (WebSocket media_stream)
+	WS             string  `json:"websocket"`               // shim: the gateway's WebSocket host:port
+	Encapsulation  string  `json:"encapsulation,omitempty"` // shim: sln or rtp
 	WarmupS        float64 `json:"warmup_s"`
 	MeasureS       float64 `json:"measure_s"`
 	RampPerS       float64 `json:"ramp_per_s"`
@@ -446,8 +449,25 @@ type stepResult struct {
 
 func (a *asterisk) serveStep(w http.ResponseWriter, r *http.Request) {
 	var cfg stepConfig
-	if err := json.NewDecoder(r.Body).Decode(&cfg); err != nil || cfg.Streams < 1 || cfg.GRPC == "" {
+	if err := json.NewDecoder(r.Body).Decode(&cfg); err != nil || cfg.Streams < 1 {
 		http.Error(w, "bad step config", 400)
+		return
+	}
+	switch cfg.Client {
+	case "", "grpc":
+		cfg.Client = "grpc"
+		if cfg.GRPC == "" {
+			http.Error(w, "bad step config: no grpc address", 400)
+			return
+		}
+	case "shim":
+		// The shim cuts 20 ms chunks only.
+		if cfg.WS == "" || !shimEncapsulations[cfg.Encapsulation] || cfg.ChunkMs != 20 {
+			http.Error(w, "bad shim step: needs websocket, encapsulation sln or rtp, chunk_ms 20", 400)
+			return
+		}
+	default:
+		http.Error(w, "bad client: grpc or shim", 400)
 		return
 	}
 	if _, ok := transports[cfg.Transport]; !ok || cfg.ChunkMs%20 != 0 || cfg.ChunkMs < 20 || cfg.ChunkMs > 200 {
@@ -488,7 +508,7 @@ func (a *asterisk) runStep(cfg stepConfig, progress func(map[string]any)) stepRe
 	st.winEnd.Store(math.MaxInt64)
 	stamp := time.Now().UnixNano() % 1_000_000_000
 	for i := 0; i < cfg.Streams; i++ {
-		c := &call{st: st, idx: uint32(i), id: fmt.Sprintf("bench-%09d-%05d", stamp, i), ended: make(chan struct{}), upFloor: -1}
+		c := &call{st: st, idx: uint32(i), id: callUUID(stamp, i), ended: make(chan struct{}), upFloor: -1}
 		st.calls = append(st.calls, c)
 		st.callsByID[c.id] = c
 	}
@@ -497,30 +517,37 @@ func (a *asterisk) runStep(cfg stepConfig, progress func(map[string]any)) stepRe
 	res := stepResult{Config: cfg, Errors: map[string]int{}, StopReasons: map[string]int{}}
 	res.GatewayRSSIdle, _ = rssKB(pid)
 
-	nconn := (cfg.Streams + cfg.StreamsPerConn - 1) / cfg.StreamsPerConn
-	conns := make([]*grpc.ClientConn, nconn)
-	for i := range conns {
-		cc, err := grpc.NewClient(cfg.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			res.Errors["dial: "+err.Error()]++
-			return res
-		}
-		conns[i] = cc
-	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var conns []*grpc.ClientConn
 	defer func() {
 		cancel()
 		for _, cc := range conns {
 			_ = cc.Close()
 		}
 	}()
+	var startClient func(i int, c *call)
+	if cfg.Client == "shim" {
+		dialer := newShimDialer()
+		startClient = func(_ int, c *call) { go c.runShimClient(ctx, dialer) }
+	} else {
+		nconn := (cfg.Streams + cfg.StreamsPerConn - 1) / cfg.StreamsPerConn
+		for range nconn {
+			cc, err := grpc.NewClient(cfg.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				res.Errors["dial: "+err.Error()]++
+				return res
+			}
+			conns = append(conns, cc)
+		}
+		startClient = func(i int, c *call) { go c.runClient(ctx, conns[i%nconn]) }
+	}
 
 	// Ramp up.
 	t0 := time.Now()
 	interval := time.Duration(float64(time.Second) / cfg.RampPerS)
 	next := time.Now()
 	for i, c := range st.calls {
-		go c.runClient(ctx, conns[i%nconn])
+		startClient(i, c)
 		next = next.Add(interval)
 		time.Sleep(time.Until(next))
 	}
