@@ -3,9 +3,9 @@
 A `Stream` joins a client to a `Leg` in Asterisk. Downlink, it turns the
 leg's frames into the client's chunks and keeps them in a bounded replay
 buffer that the client's connection reads from. Uplink, it decodes the
-client's chunks and hands them to a `Pacer`, which a task drains at one frame
-per 20 ms into the leg, because Asterisk relays RTP and AudioSocket input
-without re-timing. A client whose connection drops may come back within the
+client's chunks and hands them to a `Pacer`, which the loop's `PlayClock`
+drains at one frame per 20 ms into the leg, because Asterisk relays RTP and
+AudioSocket input without re-timing. A client whose connection drops may come back within the
 resume grace period and continue where it was; the Asterisk side stays up.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 import secrets
 import time
@@ -52,6 +51,7 @@ from mediastream.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from mediastream.play_clock import PlayClock
 from mediastream.target_counts import LocalTargetCounts, TargetCounts
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,9 @@ class StreamStopped:
 class Stream:
     """One client's stream on a call or conference."""
 
-    def __init__(self, stream_id: str, spec: StreamSpec, limits: StreamLimits) -> None:
+    def __init__(
+        self, stream_id: str, spec: StreamSpec, limits: StreamLimits, clock: PlayClock
+    ) -> None:
         self.id = stream_id
         self.spec = spec
         self.resume_token = f"{stream_id}.{secrets.token_urlsafe(16)}"
@@ -126,11 +128,14 @@ class Stream:
         self._room_frames = self._pacer.max_frames - 10
         self._room = asyncio.Event()
         self._room.set()
-        self._waiter: asyncio.Future[None] | None = None
+        self._clock = clock
+        self._playing = False
+        # Frame counters go to Prometheus in batches: its counters take a lock.
+        self._frames_in = 0
+        self._frames_out = 0
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
         self._hangup_requested = False
-        self._player: asyncio.Task[None] | None = None
         self.attached = True
         self.detached_at: float | None = None
         self.buffer_high_ms = limits.pause_at_ms
@@ -144,9 +149,11 @@ class Stream:
 
     def on_frame(self, frame: bytes) -> None:
         """A frame from Asterisk: convert it and make it readable."""
-        FRAMES_IN.inc()
+        self._frames_in += 1
         chunks = self._downlink.push(frame, time.monotonic())
         if chunks:
+            FRAMES_IN.inc(self._frames_in)
+            self._frames_in = 0
             # Only a whole chunk is worth waking the client's writer for.
             for chunk in chunks:
                 self._buffer.add_chunk(chunk)
@@ -191,7 +198,8 @@ class Stream:
         """Begin media once the leg is up."""
         self.leg = leg
         if self.spec.bidirectional:
-            self._player = asyncio.create_task(self._play(), name=f"play-{self.id}")
+            self._playing = True
+            self._kick()
 
     def rewind(self, last_received: int | None) -> int:
         """Continue from after chunk `last_received` (for a resumed client).
@@ -248,7 +256,7 @@ class Stream:
         self._check_input()
         assert self._uplink is not None
         audio = self._uplink.decode(data)
-        if not self._pacer.push(audio, time.monotonic()):
+        if not self._pacer.push(audio, self._clock.align(time.monotonic())):
             FRAMES_REFUSED.inc()
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
         self._kick()
@@ -274,7 +282,7 @@ class Stream:
         fmt = self.spec.asterisk_format
         pcm = dtmf_tones(digits, fmt.sample_rate, duration_ms)
         audio = pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm)
-        if not self._pacer.push(audio, time.monotonic()):
+        if not self._pacer.push(audio, self._clock.align(time.monotonic())):
             raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
         self._kick()
 
@@ -333,51 +341,49 @@ class Stream:
         self._buffer.add_event(event)
         self._ready.set()
 
-    async def _play(self) -> None:
-        assert self.leg is not None
+    def on_tick(self, now: float) -> float | None:
+        """Send the frames due by `now` and report the pacer's events (run by the clock).
+
+        Returns:
+            When the pacer next has something due, or None if it is idle.
+        """
         leg = self.leg
-        loop = asyncio.get_running_loop()
-        while True:
-            out = self._pacer.poll(time.monotonic())
-            for frame in out.frames:
+        if leg is None or not self._playing:
+            return None
+        out = self._pacer.poll(now)
+        frames = out.frames
+        if frames:
+            for frame in frames:
                 leg.send_frame(frame)
-            if out.frames:
-                FRAMES_OUT.inc(len(out.frames))
-            for event in out.events:
-                if isinstance(event, MarkPlayed):
-                    # The pacer reports a mark when the frame before it is sent;
-                    # it has been played once that frame's 20 ms are over.
-                    loop.call_later(
-                        FRAME_MS / 1000, self._emit, MarkReached(event.name, event.position_ms)
-                    )
-                elif isinstance(event, Xoff):
-                    self._emit(Flow(True, event.depth * FRAME_MS))
-                elif isinstance(event, Xon):
-                    self._emit(Flow(False, event.depth * FRAME_MS))
-                elif isinstance(event, InputFinished):
-                    self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
-                    return
-            if self._pacer.depth <= self._room_frames:
-                self._room.set()
-            deadline = self._pacer.next_deadline()
-            # One bare future and at most one timer per wait: asyncio.wait_for
-            # would create a Task, a timeout handle and an Event waiter per frame.
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer: asyncio.TimerHandle | None = None
-            if deadline is not None:
-                when = loop.time() + max(0.0, deadline - time.monotonic())
-                timer = loop.call_at(when, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                if timer is not None:
-                    timer.cancel()
+            self._frames_out += len(frames)
+            if self._frames_out >= 25:
+                FRAMES_OUT.inc(self._frames_out)
+                self._frames_out = 0
+        for event in out.events:
+            if isinstance(event, MarkPlayed):
+                # The pacer reports a mark when the frame before it is sent;
+                # it has been played once that frame's 20 ms are over.
+                asyncio.get_running_loop().call_later(
+                    FRAME_MS / 1000, self._emit, MarkReached(event.name, event.position_ms)
+                )
+            elif isinstance(event, Xoff):
+                self._emit(Flow(True, event.depth * FRAME_MS))
+            elif isinstance(event, Xon):
+                self._emit(Flow(False, event.depth * FRAME_MS))
+            elif isinstance(event, InputFinished):
+                self._playing = False
+                self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
+                return None
+        if self._pacer.depth <= self._room_frames:
+            self._room.set()
+        return self._pacer.next_deadline()
 
     def _kick(self) -> None:
-        """Have the player poll the pacer now (new audio, a mark, a clear)."""
-        _wake(self._waiter)
+        """Have the pacer polled when it next has something due (new audio, a mark, a clear)."""
+        if self._playing:
+            deadline = self._pacer.next_deadline()
+            if deadline is not None:
+                self._clock.schedule(self, deadline)
 
     def _finish(self, stopped: StreamStopped) -> None:
         if not self._stopped.done():
@@ -387,10 +393,11 @@ class Stream:
     async def close(self, legs: AsteriskPool, reason: StopReason, detail: str) -> None:
         """End the stream and remove its Asterisk side."""
         self._finish(StreamStopped(reason, detail))
-        if self._player is not None:
-            self._player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._player
+        self._playing = False
+        self._clock.cancel(self)
+        FRAMES_IN.inc(self._frames_in)
+        FRAMES_OUT.inc(self._frames_out)
+        self._frames_in = self._frames_out = 0
         if self.leg is not None:
             await legs.close(self.leg)
 
@@ -418,11 +425,6 @@ def _decode_instance(text: str) -> str:
     return address
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
 class StreamManager:
     """Opens streams, keeps the live ones, and holds detached ones for resume."""
 
@@ -440,6 +442,8 @@ class StreamManager:
         self.instance_address = instance_address
         """``host:port`` clients can reach this instance on directly, or empty."""
         self.streams: dict[str, Stream] = {}
+        self.clock = PlayClock()
+        """Paces the audio of every stream this manager holds."""
         self._grace_tasks: dict[str, asyncio.Task[None]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False
@@ -487,7 +491,7 @@ class StreamManager:
                     reason="TOO_MANY_STREAMS_FOR_CLIENT",
                     metadata={"limit": str(limits.max_streams_per_client)},
                 )
-        stream = Stream(str(uuid.uuid4()), spec, self.limits)
+        stream = Stream(str(uuid.uuid4()), spec, self.limits, self.clock)
         stream.client_key = client_key
         if self.instance_address:
             # The token names its instance, so that an instance a resume reaches by

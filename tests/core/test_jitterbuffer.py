@@ -258,8 +258,13 @@ def test_invalid_sizes(bad: dict[str, int]) -> None:
 
 
 def _packet(seq: int, payload: bytes = b"") -> RtpPacket:
-    return RtpPacket(payload_type=0, sequence_number=seq & 0xFFFF, timestamp=seq * 160,
-                     ssrc=7, payload=payload or bytes([seq & 0xFF]) * 160)
+    return RtpPacket(
+        payload_type=0,
+        sequence_number=seq & 0xFFFF,
+        timestamp=seq * 160,
+        ssrc=7,
+        payload=payload or bytes([seq & 0xFF]) * 160,
+    )
 
 
 def test_pop_ready_in_order_stream_comes_out_at_once() -> None:
@@ -281,15 +286,17 @@ def test_pop_ready_waits_for_a_reordered_packet_then_conceals_a_lost_one() -> No
     jb.push(_packet(5))
     jb.push(_packet(6))  # two later packets: 4 is lost
     frames = jb.pop_ready()
-    assert [(f.sequence_number, f.concealed) for f in frames] == [
-        (4, True), (5, False), (6, False)]
+    assert [(f.sequence_number, f.concealed) for f in frames] == [(4, True), (5, False), (6, False)]
     jb.push(_packet(4))  # too late now
     assert jb.pop_ready() == []
     assert (jb.stats.lost, jb.stats.concealed, jb.stats.late, jb.stats.reordered) == (1, 1, 1, 1)
 
 
-@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=200),
-       st.sets(st.integers(min_value=0, max_value=199)), st.randoms())
+@given(
+    st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=200),
+    st.sets(st.integers(min_value=0, max_value=199)),
+    st.randoms(),
+)
 def test_pop_ready_never_emits_out_of_order_or_twice(
     jitter: list[int], drop: set[int], rnd: random.Random
 ) -> None:
@@ -309,3 +316,66 @@ def test_pop_ready_never_emits_out_of_order_or_twice(
             out.extend(f.sequence_number for f in jb.pop_ready())
     assert out == sorted(set(out))
     assert len(jb) <= 16
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> list[RtpPacket]:
+    """What a network makes of an RTP stream: losses, duplicates, reordering, restarts."""
+    start = draw(st.integers(0, 0xFFFF))
+    n = draw(st.integers(1, 150))
+    seqs = [s for s in range(n) if draw(st.integers(0, 9)) > 0]
+    seqs += draw(st.lists(st.sampled_from(seqs), max_size=8)) if seqs else []
+    delays = draw(st.lists(st.integers(0, 4), min_size=len(seqs), max_size=len(seqs)))
+    order = sorted(range(len(seqs)), key=lambda i: (seqs[i] + delays[i], i))
+    out: list[RtpPacket] = []
+    ssrc = 1
+    for i in order:
+        seq = seqs[i]
+        if draw(st.integers(0, 60)) == 0:
+            ssrc += 1  # the sender starts a new stream
+        if draw(st.integers(0, 80)) == 0:
+            seq += draw(st.integers(100, 40000))  # a jump ahead
+        out.append(pkt(start + seq, ssrc=ssrc))
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(arrivals())
+def test_play_next_fast_path_is_push_then_pop_ready(packets: list[RtpPacket]) -> None:
+    slow = JitterBuffer(16, 160, prefetch=1, fmt=AudioFormat.ULAW)
+    fast = JitterBuffer(16, 160, prefetch=1, fmt=AudioFormat.ULAW)
+    slow_out: list[tuple[bytes, bool]] = []
+    fast_out: list[tuple[bytes, bool]] = []
+    taken = 0
+    for p in packets:
+        slow.push(p)
+        slow_out.extend((f.payload, f.concealed) for f in slow.pop_ready())
+        if fast.play_next(p.ssrc, p.sequence_number, p.timestamp, p.payload):
+            taken += 1
+            fast_out.append((p.payload, False))
+        else:
+            fast.push(p)
+            fast_out.extend((f.payload, f.concealed) for f in fast.pop_ready())
+    assert fast_out == slow_out
+    assert fast.stats == slow.stats
+    assert len(fast) == len(slow)
+    # After the first packet, an in-order run takes the fast path every time.
+    if packets and all(
+        b.sequence_number == (a.sequence_number + 1) & 0xFFFF and a.ssrc == b.ssrc
+        for a, b in itertools.pairwise(packets)
+    ):
+        assert taken == len(packets) - 1
+
+
+def test_play_next_refuses_what_needs_the_buffer() -> None:
+    jb = JitterBuffer(16, 160, prefetch=1, fmt=AudioFormat.ULAW)
+    assert not jb.play_next(1, 10, 1600, b"x" * 160)  # nothing started yet
+    jb.push(pkt(10))
+    assert [f.sequence_number for f in jb.pop_ready()] == [10]
+    assert not jb.play_next(2, 11, 1760, pkt(11).payload)  # another SSRC
+    assert not jb.play_next(1, 12, 1920, pkt(12).payload)  # a gap: must wait
+    assert jb.play_next(1, 11, 1760, pkt(11).payload)
+    jb.push(pkt(13))  # 12 missing: 13 waits in the buffer
+    assert jb.pop_ready() == []
+    assert not jb.play_next(1, 12, 1920, pkt(12).payload)  # something is buffered
+    assert jb.stats.played == 2

@@ -15,10 +15,12 @@ from mediastream.core.pcm import swap16
 from mediastream.core.rtp import (
     PT_SLIN16,
     PT_ULAW,
+    RTP_HEADER_SIZE,
     RtpError,
     RtpPacket,
     RtpSequencer,
     parse_rtp,
+    plain_header,
     seq_distance,
     seq_newer,
     ts_distance,
@@ -251,3 +253,57 @@ def test_seq_helpers_known_values() -> None:
     assert ref_distance(5, 65530) == 11
     assert ts_distance(0, 2**32 - 160) == 160
     assert ts_distance(2**32 - 160, 0) == -160
+
+
+@given(
+    version=st.integers(0, 3),
+    padding=st.booleans(),
+    extension=st.booleans(),
+    csrcs=st.integers(0, 15),
+    marker=st.booleans(),
+    payload_type=st.integers(0, 127),
+    seq=st.integers(0, 0xFFFF),
+    ts=st.integers(0, 0xFFFFFFFF),
+    ssrc=st.integers(0, 0xFFFFFFFF),
+    body=st.binary(max_size=400),
+)
+def test_plain_header_agrees_with_parse_rtp(
+    version: int,
+    padding: bool,
+    extension: bool,
+    csrcs: int,
+    marker: bool,
+    payload_type: int,
+    seq: int,
+    ts: int,
+    ssrc: int,
+    body: bytes,
+) -> None:
+    b0 = version << 6 | padding << 5 | extension << 4 | csrcs
+    b1 = marker << 7 | payload_type
+    data = struct.pack("!BBHII", b0, b1, seq, ts, ssrc) + body
+    header = plain_header(data)
+    if version != 2 or padding or extension or csrcs or not body:
+        assert header is None
+        return
+    assert header == (b1, seq, ts, ssrc)
+    packet = parse_rtp(data)
+    assert (packet.marker << 7 | packet.payload_type, packet.sequence_number) == (b1, seq)
+    assert (packet.timestamp, packet.ssrc, packet.payload) == (ts, ssrc, data[RTP_HEADER_SIZE:])
+
+
+@pytest.mark.parametrize("name", ["rtp_ulaw", "rtp_slin16", "dtmf_rtp_ulaw", "roundtrip_rtp_ulaw"])
+def test_plain_header_reads_every_recorded_asterisk_packet(name: str) -> None:
+    recs = list(records(f"{name}_from_asterisk.bin"))
+    assert recs
+    for _, data in recs:
+        packet = parse_rtp(data)
+        header = plain_header(data)
+        assert header is not None, "Asterisk sends bare 12-byte headers: the fast path's case"
+        assert header == (
+            packet.marker << 7 | packet.payload_type,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.ssrc,
+        )
+        assert data[RTP_HEADER_SIZE:] == packet.payload

@@ -105,9 +105,10 @@ class _TransportSink:
         self.sink = leg.sink
         self.dtmf = leg.spec.target.kind is TargetKind.CONFERENCE
         self.malformed = 0
+        self._width = leg.fmt.sample_width
 
     def on_frame(self, frame: bytes) -> None:
-        if len(frame) % self.leg.fmt.sample_width:
+        if len(frame) % self._width:
             # A partial 16-bit sample cannot be converted (the transcoder raises) and
             # would shift every later sample by a byte: drop it and count it.
             self.malformed += 1

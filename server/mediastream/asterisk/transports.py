@@ -16,7 +16,7 @@ from mediastream import metrics
 from mediastream.core.formats import AudioFormat
 from mediastream.core.jitterbuffer import JitterBuffer
 from mediastream.core.pcm import swap16
-from mediastream.core.rtp import RtpError, RtpSequencer, parse_rtp
+from mediastream.core.rtp import RTP_HEADER_SIZE, RtpError, RtpSequencer, parse_rtp, plain_header
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,19 @@ class RtpTransport(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:  # noqa: D102
-        if self._remote is not None and (addr[0], addr[1]) != self._remote:
+        remote = self._remote
+        if remote is not None and (addr[1] != remote[1] or addr[0] != remote[0]):
             self.foreign += 1
             return
+        # Asterisk's packets in order: no RtpPacket or PlayoutFrame per frame.
+        header = plain_header(data)
+        if header is not None and header[0] & 0x7F in self._payload_types:
+            payload = data[RTP_HEADER_SIZE:]
+            if self.jitter.play_next(header[3], header[1], header[2], payload):
+                if self._swap and not len(payload) & 1:
+                    payload = swap16(payload)
+                self._sink.on_frame(payload)
+                return
         try:
             packet = parse_rtp(data)
         except RtpError as exc:
@@ -146,9 +156,11 @@ class RtpTransport(asyncio.DatagramProtocol):
         """Send one frame as an RTP packet to Asterisk."""
         if self._transport is None or self._remote is None or self._transport.is_closing():
             return
-        samples = len(frame) // self.fmt.sample_width
-        payload = swap16(frame) if self._swap else frame
-        self._transport.sendto(self._sequencer.next(payload, samples), self._remote)
+        if self._swap:
+            packet = self._sequencer.next(swap16(frame), len(frame) >> 1)
+        else:
+            packet = self._sequencer.next(frame, len(frame))
+        self._transport.sendto(packet, self._remote)
 
     def close(self) -> None:
         """Close the socket."""

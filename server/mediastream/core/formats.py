@@ -23,30 +23,39 @@ class AudioFormat(enum.Enum):
     SLIN = "slin"
     SLIN16 = "slin16"
 
+    # Computed once per member: these are read for every frame, and an Enum
+    # comparison or hash is a Python-level call.
+    _rate: int
+    _width: int
+
+    def __init__(self, value: str) -> None:
+        self._rate = 16000 if value == "slin16" else 8000
+        self._width = 1 if value in ("ulaw", "alaw") else 2
+
     @property
     def sample_rate(self) -> int:
         """Samples per second."""
-        return 16000 if self is AudioFormat.SLIN16 else 8000
+        return self._rate
 
     @property
     def sample_width(self) -> int:
         """Bytes per sample: 1 for G.711, 2 for signed linear."""
-        return 1 if self in (AudioFormat.ULAW, AudioFormat.ALAW) else 2
+        return self._width
 
     @property
     def is_linear(self) -> bool:
         """Whether samples are 16-bit signed linear."""
-        return self.sample_width == 2
+        return self._width == 2
 
     @property
     def samples_per_frame(self) -> int:
         """Samples in one 20 ms frame."""
-        return self.sample_rate * FRAME_MS // 1000
+        return self._rate * FRAME_MS // 1000
 
     @property
     def frame_bytes(self) -> int:
         """Bytes in one 20 ms frame."""
-        return self.samples_per_frame * self.sample_width
+        return self._rate * FRAME_MS // 1000 * self._width
 
     def bytes_for(self, ms: int) -> int:
         """Bytes in `ms` milliseconds of audio (a multiple of 20 ms)."""

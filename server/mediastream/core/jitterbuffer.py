@@ -366,6 +366,49 @@ class JitterBuffer:
             out.append(frame)
         return out
 
+    def play_next(self, ssrc: int, sequence_number: int, timestamp: int, payload: bytes) -> bool:
+        """Packet-driven fast path: play a packet that is exactly the one due.
+
+        Equivalent to :meth:`push` then :meth:`pop_ready` when playout is running,
+        nothing is buffered and the packet is the next of the same stream, which
+        is every packet of an in-order stream; it builds no :class:`RtpPacket` or
+        :class:`PlayoutFrame` for it. Otherwise it changes nothing.
+
+        Args:
+            ssrc: The packet's SSRC.
+            sequence_number: Its 16-bit sequence number.
+            timestamp: Its RTP timestamp.
+            payload: Its payload, recorded for concealing a later loss.
+
+        Returns:
+            True if the caller plays ``payload`` now; False if the packet must go
+            through :meth:`push` and :meth:`pop_ready`.
+        """
+        nxt = self._next
+        if (
+            nxt is None
+            or self._buf
+            or not self._playing
+            or ssrc != self._ssrc
+            or sequence_number != nxt & 0xFFFF
+            or self._highest != nxt - 1
+            or self._fill_gaps
+        ):
+            return False
+        st = self.stats
+        st.received += 1
+        st.played += 1
+        self._highest = nxt
+        self._next = nxt + 1
+        self._late_run = 0
+        self._consumed = True
+        self._remember(nxt)
+        self._last_payload = payload
+        self._last_ext = nxt
+        self._last_ts = timestamp
+        self._repeats = 0
+        return True
+
     def _pause_frames(self, packet: RtpPacket, ext: int) -> int:
         if self._last_ts is None or self._last_ext is None or self._samples_per_frame is None:
             return 0

@@ -25,6 +25,7 @@ __all__ = [
     "RtpPacket",
     "RtpSequencer",
     "parse_rtp",
+    "plain_header",
     "seq_distance",
     "seq_newer",
     "ts_distance",
@@ -163,6 +164,30 @@ def parse_rtp(data: bytes) -> RtpPacket:
             )
         end -= pad
     return RtpPacket(b1 & 0x7F, seq, ts, ssrc, data[offset:end], bool(b1 & 0x80), csrc)
+
+
+_PLAIN_FIRST_BYTE = RTP_VERSION << 6
+_PLAIN_HEADER = struct.Struct("!xBHII")
+
+
+def plain_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """The header of a packet whose payload is everything after 12 bytes.
+
+    That is what Asterisk sends: version 2, no padding, extension or CSRCs. A
+    receiver can then skip building an :class:`RtpPacket` per 20 ms frame.
+
+    Args:
+        data: The whole UDP payload.
+
+    Returns:
+        ``(marker_and_payload_type, sequence_number, timestamp, ssrc)`` with the
+        payload at ``data[RTP_HEADER_SIZE:]``, or None if the packet needs
+        :func:`parse_rtp` (another header form, or too short to carry audio).
+    """
+    if len(data) <= RTP_HEADER_SIZE or data[0] != _PLAIN_FIRST_BYTE:
+        return None
+    header: tuple[int, int, int, int] = _PLAIN_HEADER.unpack_from(data)
+    return header
 
 
 def seq_distance(a: int, b: int) -> int:
