@@ -46,12 +46,13 @@ proto-breaking: setup
 
 lint: setup
 	$(UV) run --frozen ruff check server sdk/python tests bench scripts
-	$(UV) run --frozen ruff format --check server/mediastream/api server/mediastream/asterisk
+	$(UV) run --frozen ruff format --check server/mediastream/api server/mediastream/asterisk bench tests/bench
 
 typecheck: setup
 	$(UV) run --frozen mypy
+	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test browser
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser
 	$(UV) run --frozen pytest
 
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
@@ -144,13 +145,18 @@ browser:
 	  || echo "make browser: could not install chromium; tests/shim/test_browser.py will skip"; }
 
 # --- Whole-path load benchmark (bench/; see docs/performance.md) -----------------------
-# Not part of `make test`. `make bench` builds the Go load generator and runs every
-# step (about 18-30 min); `make bench BENCH_ARGS=--quick` is a smoke run under 60 s.
-# Figures are printed and written to out/bench.json.
-.PHONY: bench
+# `make bench` builds the Go load generator and runs every step (about 18-30 min);
+# `make bench BENCH_ARGS=--quick` is a smoke run under 60 s. Figures are printed and
+# written to out/bench.json. Not in `make test`; what is: bench-go-test (go vet and the
+# Go unit tests of bench/), and tests/bench/test_bench_smoke.py (with the rest of pytest:
+# every kind of step with 5 streams, about 50 s, checked for correctness, not speed).
+.PHONY: bench bench-go-test
 bench: setup
 	cd bench && go build -o ../out/bin/loadgen ./loadgen
 	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
+
+bench-go-test:
+	cd bench && go vet ./... && go test -count=1 ./...
 
 # --- Examples (examples/): tested by sdk-test-runners against its gateway -------------
 .PHONY: lint-examples

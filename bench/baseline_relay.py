@@ -94,7 +94,7 @@ class Leg(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-class Relay(pb_grpc.MediaStreamServiceServicer):
+class Relay(pb_grpc.MediaStreamServiceServicer):  # type: ignore[misc]  # untyped generated base
     """StreamMedia and nothing else."""
 
     def __init__(self, session: aiohttp.ClientSession, ari_url: str) -> None:
@@ -201,7 +201,7 @@ def main() -> None:
     p.add_argument("--uvloop", action="store_true", help="run on uvloop (must be installed)")
     args = p.parse_args()
     if args.uvloop:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         uvloop.run(serve(args.ari_url, args.grpc_listen))
     else:

@@ -155,7 +155,12 @@ def busy_cores(seconds: float = 1.0) -> float:
 
 
 def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
-    """Wait (up to `max_wait` s) for other work on this shared machine to stop."""
+    """Wait (up to `max_wait` s) for other work on this shared machine to stop.
+
+    0 (or less): no wait, and no 1 s sample of the machine either.
+    """
+    if max_wait <= 0:
+        return math.nan
     deadline = time.monotonic() + max_wait
     while True:
         busy = busy_cores()
@@ -428,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet-wait",
         type=float,
         default=30.0,
-        help="before each step, wait up to this long for the machine to be idle",
+        help="before each step, wait up to this long for the machine to be idle (0: no wait)",
     )
     p.add_argument("--baseline-only", action="store_true")
     p.add_argument(
