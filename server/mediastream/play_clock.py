@@ -123,7 +123,9 @@ class PlayClock:
                 owners = due.pop(tick, None)
                 if not owners:
                     continue
-                now = time.monotonic()
+                # A tick run a little early is run as if on time: a pacer polled
+                # before its frame's due time would put that frame off a whole tick.
+                now = max(time.monotonic(), tick * self.quantum)
                 for owner in owners:
                     del where[owner]
                 # Never again on this tick: an owner that keeps asking for a past
