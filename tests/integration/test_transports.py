@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
+from mediastream.asterisk import ari
 from mediastream.emulator import CONFERENCE_ID, DTMF_CALL_ID, ECHO_CALL_ID, TONE_CALL_ID
 from mediastream.emulator.demo import CONFERENCE_440_ID
 from mediastream_client import AudioFormat, Direction, DtmfReceived, Transport
 from tests.audio_checks import dominant_hz, pcm16, sine, tone_level
-from tests.harness import Harness
+from tests.harness import Harness, running_gateway
 
 TRANSPORTS = [Transport.RTP, Transport.AUDIOSOCKET, Transport.WEBSOCKET]
 
@@ -123,3 +125,29 @@ async def test_conference_dtmf_arrives_over_the_media_connection(
     digits = await collect_digits(harness, 2, conference_id=CONFERENCE_ID, transport=transport)
     await presser
     assert digits == ["7", "3"]
+
+
+async def test_websocket_channel_streams_do_not_take_the_ari_rest_pool(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each WebSocket-channel stream holds a media connection for its whole life.
+    # Sharing ARI's REST pool, 99 streams starved the 100th stream's requests
+    # (seen in the load benchmark); a pool of 2 shows the same with 4 streams.
+    monkeypatch.setattr(ari, "REST_CONNECTIONS", 2)
+    async with (
+        running_gateway(request, grpc_listen="127.0.0.1:0", drain_timeout_s=0.5) as (
+            gateway,
+            endpoints,
+        ),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        harness = Harness(gateway, endpoints.grpc, endpoints.ari_url)
+        client = await stack.enter_async_context(harness.client())
+        async with asyncio.timeout(8):
+            for _ in range(4):
+                stream = await stack.enter_async_context(
+                    client.listen(call_id=TONE_CALL_ID, transport=Transport.WEBSOCKET)
+                )
+                async for _chunk in stream.audio():
+                    break
+        assert len(gateway.streams.streams) == 4

@@ -132,12 +132,22 @@ class EventWatch:
                 self.queue.put_nowait(e)
 
 
+REST_CONNECTIONS = 100
+"""Concurrent ARI REST requests (aiohttp's default pool size).
+
+Media WebSockets to chan_websocket get a pool of their own, without a limit: each
+holds its connection for the whole stream, and in one shared pool 99 WebSocket-channel
+streams left the 100th stream's REST requests waiting until they timed out.
+"""
+
+
 class AriClient:
     """One Asterisk's ARI: REST requests and routed events."""
 
     def __init__(self, config: AriConfig) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        self._media_session: aiohttp.ClientSession | None = None
         self._events_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._watches: dict[str, set[EventWatch]] = {}
@@ -145,11 +155,11 @@ class AriClient:
         self.asterisk_id: str | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The HTTP session (for chan_websocket media connections)."""
-        if self._session is None:
+    def media_session(self) -> aiohttp.ClientSession:
+        """The HTTP session for chan_websocket media connections (not the REST pool)."""
+        if self._media_session is None:
             raise Unavailable("ARI client is not started")
-        return self._session
+        return self._media_session
 
     @property
     def connected(self) -> bool:
@@ -175,9 +185,16 @@ class AriClient:
             Unavailable: if the events WebSocket is not up within `wait` seconds.
         """
         auth = aiohttp.encode_basic_auth(self.config.username, self.config.password)
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
         self._session = aiohttp.ClientSession(
             headers={"Authorization": auth},
-            timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=REST_CONNECTIONS),
+        )
+        self._media_session = aiohttp.ClientSession(
+            headers={"Authorization": auth},
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=0),
         )
         self._events_task = asyncio.create_task(self._run_events(), name="ari-events")
         try:
@@ -191,8 +208,9 @@ class AriClient:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._media_session):
+            if session is not None:
+                await session.close()
         self._set_connected(False)
 
     def watch(self, *ids: str) -> EventWatch:
