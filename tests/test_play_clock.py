@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 
 import pytest
@@ -134,3 +135,14 @@ async def test_a_pacer_on_the_clock_sends_one_frame_per_tick_it_asks_for() -> No
     # Every poll the clock made found its frame due: a timer firing a little
     # early must not put a frame off to the next tick (2 ms late).
     assert polls.count(0) <= 1  # the last poll may only report the drain
+
+
+async def test_a_time_before_any_clock_reading_means_the_next_tick() -> None:
+    # A Pacer's next_deadline() is -inf until it has been given a time: a stream
+    # that ends its input without ever sending audio asks for exactly that.
+    clock = PlayClock()
+    log: list[tuple[str, float]] = []
+    owner = Owner("a", log, period=1, runs=1)
+    clock.schedule(owner, -math.inf)
+    await asyncio.sleep(0.02)
+    assert [name for name, _ in log] == ["a"]

@@ -74,7 +74,8 @@ class PlayClock:
             owner: What to run.
             when: A ``time.monotonic()`` time; a past one means the next tick.
         """
-        tick = self._tick_of(when)
+        # A pacer that never saw a clock reading answers -inf ("now"): the next tick.
+        tick = self._tick_of(max(when, time.monotonic()))
         current = self._where.get(owner)
         if current is not None:
             if current <= tick:

@@ -316,3 +316,23 @@ async def test_echo_round_trip_in_slin16_is_resampled(harness: Harness) -> None:
     back = pcm16(bytes(got))
     assert abs(dominant_hz(back, 16000) - 3000) < 5
     assert tone_level(back, 16000, 3000) > 2000
+
+
+async def test_input_ended_before_any_audio_stops_the_stream_as_client_done(
+    harness: Harness,
+) -> None:
+    # The pacer has never been given a time then: its "now" is -inf.
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        call = pb_grpc.MediaStreamServiceStub(channel).StreamMedia()
+        await call.write(pb.StreamMediaRequest(config=pb.StreamConfig(call_id=TONE_CALL_ID)))
+        assert (await call.read()).WhichOneof("payload") == "started"
+        await call.done_writing()
+        async with asyncio.timeout(3):
+            while True:
+                response = await call.read()
+                assert response is not grpc.aio.EOF
+                if response.WhichOneof("payload") == "stopped":
+                    break
+        assert response.stopped.reason == pb.STOP_REASON_CLIENT_DONE
+        assert await call.code() is grpc.StatusCode.OK
+    assert await harness.leftovers() == []
