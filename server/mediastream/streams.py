@@ -60,6 +60,8 @@ FRAMES_IN = metrics.FRAMES.labels("from_asterisk", "relayed")
 FRAMES_DROPPED = metrics.FRAMES.labels("from_asterisk", "dropped")
 FRAMES_OUT = metrics.FRAMES.labels("to_asterisk", "relayed")
 FRAMES_REFUSED = metrics.FRAMES.labels("to_asterisk", "refused")
+_FRAMES_PER_COUNT = 25
+"""Frames sent into a call between two updates of their counter (half a second)."""
 
 
 def _labels(spec: StreamSpec) -> tuple[str, str, str, str]:
@@ -129,7 +131,6 @@ class Stream:
         self._room = asyncio.Event()
         self._room.set()
         self._clock = clock
-        self._playing = False
         # Frame counters go to Prometheus in batches: its counters take a lock.
         self._frames_in = 0
         self._frames_out = 0
@@ -197,9 +198,7 @@ class Stream:
     def start(self, leg: Leg) -> None:
         """Begin media once the leg is up."""
         self.leg = leg
-        if self.spec.bidirectional:
-            self._playing = True
-            self._kick()
+        self._kick()
 
     def rewind(self, last_received: int | None) -> int:
         """Continue from after chunk `last_received` (for a resumed client).
@@ -356,7 +355,7 @@ class Stream:
             for frame in frames:
                 leg.send_frame(frame)
             self._frames_out += len(frames)
-            if self._frames_out >= 25:
+            if self._frames_out >= _FRAMES_PER_COUNT:
                 FRAMES_OUT.inc(self._frames_out)
                 self._frames_out = 0
         for event in out.events:
@@ -371,12 +370,16 @@ class Stream:
             elif isinstance(event, Xon):
                 self._emit(Flow(False, event.depth * FRAME_MS))
             elif isinstance(event, InputFinished):
-                self._playing = False
                 self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
                 return None
         if self._pacer.depth <= self._room_frames:
             self._room.set()
         return self._pacer.next_deadline()
+
+    @property
+    def _playing(self) -> bool:
+        """Whether the pacer is run: a two-way stream with its leg up, not stopped."""
+        return self.leg is not None and self.spec.bidirectional and not self._stopped.done()
 
     def _kick(self) -> None:
         """Have the pacer polled when it next has something due (new audio, a mark, a clear)."""
@@ -393,7 +396,6 @@ class Stream:
     async def close(self, legs: AsteriskPool, reason: StopReason, detail: str) -> None:
         """End the stream and remove its Asterisk side."""
         self._finish(StreamStopped(reason, detail))
-        self._playing = False
         self._clock.cancel(self)
         FRAMES_IN.inc(self._frames_in)
         FRAMES_OUT.inc(self._frames_out)

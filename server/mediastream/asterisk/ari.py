@@ -135,9 +135,10 @@ class EventWatch:
 REST_CONNECTIONS = 100
 """Concurrent ARI REST requests (aiohttp's default pool size).
 
-Media WebSockets to chan_websocket get a pool of their own, without a limit: each
-holds its connection for the whole stream, and in one shared pool 99 WebSocket-channel
-streams left the 100th stream's REST requests waiting until they timed out.
+WebSockets (the events one, chan_websocket media) get a pool of their own, without
+a limit: each holds its connection for as long as it is open, and in one shared pool
+99 WebSocket-channel streams left the 100th stream's REST requests waiting until
+they timed out.
 """
 
 
@@ -147,7 +148,7 @@ class AriClient:
     def __init__(self, config: AriConfig) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
-        self._media_session: aiohttp.ClientSession | None = None
+        self._websocket_session: aiohttp.ClientSession | None = None
         self._events_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._watches: dict[str, set[EventWatch]] = {}
@@ -155,11 +156,11 @@ class AriClient:
         self.asterisk_id: str | None = None
 
     @property
-    def media_session(self) -> aiohttp.ClientSession:
-        """The HTTP session for chan_websocket media connections (not the REST pool)."""
-        if self._media_session is None:
+    def websocket_session(self) -> aiohttp.ClientSession:
+        """The HTTP session for WebSockets, chan_websocket media included (not the REST pool)."""
+        if self._websocket_session is None:
             raise Unavailable("ARI client is not started")
-        return self._media_session
+        return self._websocket_session
 
     @property
     def connected(self) -> bool:
@@ -184,18 +185,8 @@ class AriClient:
         Raises:
             Unavailable: if the events WebSocket is not up within `wait` seconds.
         """
-        auth = aiohttp.encode_basic_auth(self.config.username, self.config.password)
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
-        self._session = aiohttp.ClientSession(
-            headers={"Authorization": auth},
-            timeout=timeout,
-            connector=aiohttp.TCPConnector(limit=REST_CONNECTIONS),
-        )
-        self._media_session = aiohttp.ClientSession(
-            headers={"Authorization": auth},
-            timeout=timeout,
-            connector=aiohttp.TCPConnector(limit=0),
-        )
+        self._session = self._new_session(REST_CONNECTIONS)
+        self._websocket_session = self._new_session(0)
         self._events_task = asyncio.create_task(self._run_events(), name="ari-events")
         try:
             await asyncio.wait_for(self._connected.wait(), wait)
@@ -208,10 +199,22 @@ class AriClient:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
-        for session in (self._session, self._media_session):
+        for session in (self._session, self._websocket_session):
             if session is not None:
                 await session.close()
         self._set_connected(False)
+
+    def _new_session(self, connections: int) -> aiohttp.ClientSession:
+        """An authenticated session with a pool of `connections` (0: no limit)."""
+        return aiohttp.ClientSession(
+            headers={
+                "Authorization": aiohttp.encode_basic_auth(
+                    self.config.username, self.config.password
+                )
+            },
+            timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
+            connector=aiohttp.TCPConnector(limit=connections),
+        )
 
     def watch(self, *ids: str) -> EventWatch:
         """Start queueing the events about `ids` (call `close()` on the result)."""
@@ -273,11 +276,11 @@ class AriClient:
             listener(up)
 
     async def _run_events(self) -> None:
-        assert self._session is not None
+        assert self._websocket_session is not None
         backoff = 0.1
         while True:
             try:
-                async with self._session.ws_connect(
+                async with self._websocket_session.ws_connect(
                     self.config.events_url,
                     heartbeat=15.0,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),

@@ -308,7 +308,7 @@ class LegFactory:
                 raise InternalError("Asterisk did not give MEDIA_WEBSOCKET_CONNECTION_ID")
             try:
                 leg.transport = await WebSocketChannelTransport.connect(
-                    self.ari.media_session,
+                    self.ari.websocket_session,
                     self.ari.config.media_url(connection_id),
                     sink,
                     json_format=True,

@@ -109,7 +109,7 @@ class RtpTransport(asyncio.DatagramProtocol):
             return
         # Asterisk's packets in order: no RtpPacket or PlayoutFrame per frame.
         header = plain_header(data)
-        if header is not None and header[0] & 0x7F in self._payload_types:
+        if header is not None and (header[0] & 0x7F) in self._payload_types:
             payload = data[RTP_HEADER_SIZE:]
             if self.jitter.play_next(header[3], header[1], header[2], payload):
                 if self._swap and not len(payload) & 1:

@@ -55,7 +55,7 @@ class AudioFormat(enum.Enum):
     @property
     def frame_bytes(self) -> int:
         """Bytes in one 20 ms frame."""
-        return self._rate * FRAME_MS // 1000 * self._width
+        return self.samples_per_frame * self._width
 
     def bytes_for(self, ms: int) -> int:
         """Bytes in `ms` milliseconds of audio (a multiple of 20 ms)."""
