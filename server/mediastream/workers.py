@@ -92,6 +92,27 @@ def _probe_bind(host: str, port: int) -> int:
         return int(s.getsockname()[1])
 
 
+def _hold_port(host: str, port: int) -> socket.socket:
+    """Check that nobody holds `host:port` (port 0: pick a free one), then hold it.
+
+    The returned socket is bound with SO_REUSEPORT and never listens, so it takes
+    no connection: the workers bind beside it, and no other socket can take the
+    port meanwhile. A port picked free and let go was taken by an outgoing
+    connection's ephemeral port before the worker started and bound it.
+    """
+    port = _probe_bind(host, port)
+    bare = host.strip("[]") or "0.0.0.0"
+    held = socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((bare, port))
+    except OSError as exc:
+        held.close()
+        raise RuntimeError(f"{host}:{port} is in use: {exc.strerror}") from None
+    return held
+
+
 def _env_value(value: object) -> str:
     return value.value if isinstance(value, Enum) else str(value)
 
@@ -116,6 +137,7 @@ class Supervisor:
         self._counts_path = os.path.join(self._dir, "streams-per-target")
         self._metrics_runner: web.AppRunner | None = None
         self._stopping = False
+        self._held_ports: list[socket.socket] = []
         self._watchers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> dict[str, object]:
@@ -132,23 +154,18 @@ class Supervisor:
             ari_url = self._emulator.ari_url
         SharedTargetCounts.create(self._counts_path)
         host, _, port = s.grpc_listen.rpartition(":")
-        shared_port = int(port) or _probe_bind(host, 0)
         ws_host, _, ws_port = s.ws_listen.rpartition(":")
-        ws_listen = f"{ws_host}:{int(ws_port) or _probe_bind(ws_host, 0)}"
+        # The workers bind with SO_REUSEPORT, which would let them join another
+        # gateway already on these ports: check that nobody holds them, and hold
+        # them until the workers are gone.
+        shared_port = self._hold(host, int(port))
+        ws_listen = f"{ws_host}:{self._hold(ws_host, int(ws_port))}"
         advertise_host = s.advertise_address.rpartition(":")[0] or _bracketed(
             s.media_host if host in _WILDCARDS else host
         )
         direct_ports = [
-            shared_port + 1 + i if int(port) else _probe_bind(host, 0) for i in range(s.workers)
+            self._hold(host, shared_port + 1 + i if int(port) else 0) for i in range(s.workers)
         ]
-        # The workers bind with SO_REUSEPORT, which would let them join another
-        # gateway already on these ports: check that nobody holds them first.
-        for bind_host, bind_port in [
-            (host, shared_port),
-            (ws_host, int(ws_listen.rpartition(":")[2])),
-            *((host, p) for p in direct_ports),
-        ]:
-            _probe_bind(bind_host, bind_port)
         for i, direct_port in enumerate(direct_ports):
             settings = dataclasses.replace(
                 s,
@@ -262,6 +279,11 @@ class Supervisor:
         log.info("signal received: draining %d workers", len(self._workers))
         await self.stop()
 
+    def _hold(self, host: str, port: int) -> int:
+        held = _hold_port(host, port)
+        self._held_ports.append(held)
+        return int(held.getsockname()[1])
+
     async def stop(self) -> None:
         """SIGTERM every worker, wait for their drains, stop the rest."""
         self._stopping = True
@@ -287,6 +309,8 @@ class Supervisor:
             await self._metrics_runner.cleanup()
         if self._emulator is not None:
             await self._emulator.stop()
+        for held in self._held_ports:
+            held.close()
         with contextlib.suppress(OSError):
             os.unlink(self._counts_path)
             os.rmdir(self._dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from mediastream.emulator import (
     Emulator,
     EmulatorConfig,
 )
+from mediastream.workers import _hold_port
 from mediastream_client import MediaStreamClient, RPCError
 from tests.conftest import RunningGateway, start_gateway, stop_gateway
 from tests.harness import GATEWAY_CHANNELS, own_connection
@@ -270,3 +272,26 @@ async def test_a_worker_that_cannot_restart_yet_is_retried_until_it_can(
                 await asyncio.sleep(0.2)
     finally:
         await fresh.stop()
+
+
+def test_a_held_port_is_kept_from_others_and_left_to_the_workers() -> None:
+    held = _hold_port("127.0.0.1", 0)
+    port = held.getsockname()[1]
+    try:
+        # Another socket (an outgoing connection's ephemeral port, another
+        # program) cannot take it while the workers start...
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))
+        # ...but a worker, binding with SO_REUSEPORT, can, and gets the connections.
+        with socket.socket() as worker:
+            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            worker.bind(("127.0.0.1", port))
+            worker.listen()
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                accepted, _ = worker.accept()
+                accepted.close()
+        # A port already held (by a listener, or by another gateway starting) is refused.
+        with pytest.raises(RuntimeError, match="in use"):
+            _hold_port("127.0.0.1", port)
+    finally:
+        held.close()
