@@ -54,6 +54,7 @@ type call struct {
 	upRecv, upBad     atomic.Int64
 	upNext            uint32 // owned by the leg's receive loop
 	upFloor           int64  // least uplink latency in the window (owned by the same loop)
+	upFloorSet        bool   // upFloor holds a frame's latency (which may be below 0: see gotUp)
 
 	started    atomic.Bool
 	mediaOn    atomic.Bool
@@ -145,8 +146,10 @@ func (c *call) gotUp(frame []byte) {
 		// Frame k of a chunk cannot be played before k frame periods after it was sent.
 		lat := now - r.sendNs - int64(r.k)*frameNs
 		st.up.add(lat)
-		if c.upFloor < 0 || lat < c.upFloor {
-			c.upFloor = lat
+		// A pacer's timer may fire up to a millisecond before the frame is due,
+		// so lat can be a little below 0: it still counts.
+		if !c.upFloorSet || lat < c.upFloor {
+			c.upFloor, c.upFloorSet = lat, true
 		}
 	}
 }
@@ -508,7 +511,7 @@ func (a *asterisk) runStep(cfg stepConfig, progress func(map[string]any)) stepRe
 	st.winEnd.Store(math.MaxInt64)
 	stamp := time.Now().UnixNano() % 1_000_000_000
 	for i := 0; i < cfg.Streams; i++ {
-		c := &call{st: st, idx: uint32(i), id: callUUID(stamp, i), ended: make(chan struct{}), upFloor: -1}
+		c := &call{st: st, idx: uint32(i), id: callUUID(stamp, i), ended: make(chan struct{})}
 		st.calls = append(st.calls, c)
 		st.callsByID[c.id] = c
 	}
@@ -659,7 +662,7 @@ func (a *asterisk) runStep(cfg stepConfig, progress func(map[string]any)) stepRe
 	res.Up.Latency = st.up.summary()
 	floors := newHist()
 	for _, c := range st.calls {
-		if c.upFloor >= 0 {
+		if c.upFloorSet {
 			floors.add(c.upFloor)
 		}
 	}

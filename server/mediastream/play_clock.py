@@ -7,7 +7,8 @@ wake-ups a second. Here every schedule is laid on a grid of :data:`QUANTUM`
 seconds (a divisor of the frame period): a stream's playback starts on the next
 grid tick, so all its later frames fall on ticks too, and one timer per tick
 that has work sends the frames of every stream due then. Starting playback up to
-one quantum later is the whole price; frames are never sent early or bunched.
+one quantum later is the whole price. Frames are never bunched; like any loop
+timer's, a tick may run up to half a quantum (1 ms) before its time.
 """
 
 from __future__ import annotations
