@@ -92,16 +92,16 @@ def harness_thread() -> str:
     import threading
 
     from mediastream.app import Gateway
-    from mediastream.config import Settings
+    from tests.harness import free_port_settings
 
     loop = asyncio.new_event_loop()
     ready: list[str] = []
     stop = asyncio.Event()
 
     async def run() -> None:
-        gateway = Gateway(
-            Settings(grpc_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.2)
-        )
+        # Every listener on a free port: Settings() would bind the WebSocket
+        # default, 8080, taken whenever a gateway runs beside the suite.
+        gateway = Gateway(free_port_settings(metrics_listen="", drain_timeout_s=0.2))
         endpoints = await gateway.start()
         ready.append(endpoints.grpc)
         await stop.wait()
@@ -131,9 +131,10 @@ async def test_concurrent_writes_from_several_tasks_are_safe(harness: Harness) -
     from mediastream.emulator import ECHO_CALL_ID
     from mediastream_client import Cleared
 
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
         frame = b"\x00\x10" * 160
 
         async def sender() -> None:

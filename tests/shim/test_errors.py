@@ -13,9 +13,9 @@ import jwt
 import pytest
 
 from mediastream.app import Gateway
-from mediastream.config import Settings
 from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
 from mediastream.shim.voipbin import VoipbinDialect
+from tests.harness import free_port_settings
 from tests.shim.conftest import Shim
 
 SECRET = "shim-test-secret-long-enough-for-hs256"
@@ -246,10 +246,7 @@ async def test_the_call_ending_closes_with_1000(shim: Shim) -> None:
 
 
 async def test_shutdown_closes_with_1001() -> None:
-    settings = Settings(
-        grpc_listen="127.0.0.1:0", ws_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.1
-    )
-    gateway = Gateway(settings.validate())
+    gateway = Gateway(free_port_settings(metrics_listen="", drain_timeout_s=0.1))
     endpoints = await gateway.start()
     url = f"http://{endpoints.websocket}/v1.0/calls/{TONE_CALL_ID}/media_stream?encapsulation=sln"
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
