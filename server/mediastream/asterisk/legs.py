@@ -511,10 +511,14 @@ class LegFactory:
             await self._quietly("DELETE", f"/bridges/{bridge_id}")
         leg.bridge_ids.clear()
         for source in leg.subscriptions:
+            # 422 "Event source was not subscribed to": Asterisk drops an app's
+            # subscription to a channel itself when the channel is destroyed
+            # (res/stasis/app.c), so after a hangup that answer is expected.
             await self._quietly(
                 "DELETE",
                 f"/applications/{self.ari.config.app}/subscription",
                 {"eventSource": source},
+                expected=(404, 422),
             )
         leg.subscriptions.clear()
         if leg.watch is not None:
@@ -522,13 +526,19 @@ class LegFactory:
         if not leg.ended.done():
             leg.ended.cancel()
 
-    async def _quietly(self, method: str, path: str, params: dict[str, str] | None = None) -> None:
-        # Gone already (404) is the outcome we want; anything else is logged
-        # and left for the start-up orphan sweep.
+    async def _quietly(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        expected: tuple[int, ...] = (404,),
+    ) -> None:
+        # Gone already (404, or `expected`) is the outcome we want; anything else
+        # is logged and left for the start-up orphan sweep.
         try:
             await self.ari.request(method, path, params)
         except AriError as exc:
-            if exc.status != 404:
+            if exc.status not in expected:
                 log.warning("clean-up %s %s failed: %s", method, path, exc)
         except Unavailable as exc:
             log.warning("clean-up %s %s failed: %s", method, path, exc)
