@@ -66,8 +66,9 @@ async def closed(ws: Any) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("path", "query", "reason"),
     [
-        ("calls/1795515126.1745", {"encapsulation": "rtp"}, "INVALID_ID"),
-        ("conferences/not-a-uuid", {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("calls/bad%20id", {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("calls/" + "x" * 129, {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("conferences/.hidden", {"encapsulation": "rtp"}, "INVALID_ID"),
         (f"calls/{TONE_CALL_ID}", {}, "MISSING_ENCAPSULATION"),
         (f"calls/{TONE_CALL_ID}", {"encapsulation": "mediasocket"}, "INVALID_ENCAPSULATION"),
         (f"calls/{TONE_CALL_ID}", {"encapsulation": "sln", "format": "alaw"}, "INVALID_FORMAT"),
@@ -82,8 +83,8 @@ async def test_bad_request_is_400_with_the_reason(
     assert (status, error["reason"]) == (400, reason)
 
 
-async def test_unknown_call_and_conference_are_404(shim: Shim) -> None:
-    unknown = str(uuid.uuid4())
+@pytest.mark.parametrize("unknown", [str(uuid.uuid4()), "1795515126.1745"])
+async def test_unknown_call_and_conference_are_404(shim: Shim, unknown: str) -> None:
     status, error = await refused(shim, shim.url(unknown, encapsulation="sln"))
     assert (status, error["reason"]) == (404, "CALL_NOT_FOUND")
     assert unknown in error["message"]

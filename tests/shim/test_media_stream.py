@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import struct
 
 import aiohttp
@@ -106,6 +109,28 @@ async def test_each_form_both_ways_through_the_echo_call(
     echo = samples[first : first + int(0.15 * down.sample_rate)]
     assert abs(dominant_hz(echo, down.sample_rate) - 1000) < 15
     assert 6000 < np.abs(echo).max() < 10000, "sent at amplitude 8000, heard back at it"
+
+
+@pytest.mark.parametrize("endpoint", ["media_stream", "twilio"])
+async def test_a_call_with_an_asterisk_uniqueid_is_reached(shim: Shim, endpoint: str) -> None:
+    # Asterisk names channels `<epoch>.<counter>` unless the platform sets an ID.
+    call_id = shim.add_call("tone", asterisk_id=True)
+    assert re.fullmatch(r"\d+\.\d+", call_id), call_id
+    params = {"encapsulation": "sln"} if endpoint == "media_stream" else {}
+    payload = bytearray()
+    async with shim.ws(shim.url(call_id, endpoint, **params)) as ws:
+        while len(payload) < 8000 // 2:
+            msg = await ws.receive(timeout=2)
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                payload += msg.data
+            elif msg.type is aiohttp.WSMsgType.TEXT:
+                event = json.loads(msg.data)
+                if event.get("event") == "media":
+                    payload += base64.b64decode(event["media"]["payload"])
+            else:
+                raise AssertionError(f"stream ended: {msg}")
+    samples = pcm(bytes(payload), AudioFormat.ULAW)
+    assert abs(dominant_hz(samples, 8000) - 440) < 10
 
 
 async def test_conference_stream_hears_the_mix(shim: Shim) -> None:
