@@ -13,6 +13,7 @@ from mediastream.emulator import DTMF_CALL_ID, Emulator
 from tests.asterisk_fixtures import case
 from tests.emulator.conftest import APP, Ari, AudioSocketPeer, UdpPeer, level, rtp_header, ulaw
 from tests.emulator.test_websocket_channel import MediaClient
+from tests.timing import LOADED_SLACK
 
 
 async def _add_dtmf_caller(ari: Ari, bridge_id: str) -> dict[str, str]:
@@ -42,7 +43,8 @@ def _check_events(events: list[tuple[float, dict[str, object]]], name: str) -> N
     ]
     assert [list(e) for _, e in events] == [list(e) for e in recorded]
     spacing = np.diff([t for t, _ in events])
-    assert np.all(np.abs(spacing - 0.22) < 0.05)  # 100 ms quiet + 120 ms digit
+    # 100 ms quiet + 120 ms digit: never much sooner; later by a loaded loop's slack.
+    assert np.all((spacing > 0.22 - 0.05) & (spacing < 0.22 + 0.05 + LOADED_SLACK))
 
 
 async def test_rtp_gets_no_dtmf_but_gaps_with_marker(emulator: Emulator, ari: Ari) -> None:
@@ -129,7 +131,10 @@ async def test_websocket_plain_gets_dtmf_end(emulator: Emulator, ari: Ari) -> No
     rec_id = recorded[0].rsplit(":", 1)[1]
     assert texts == [t.replace(rec_id, cid) for t in recorded]
     assert texts[0] == f"DTMF_END digit:1 channel_id:{cid}"
-    assert max(delays) < 0.02
+    # DTMF_END at the moment of the ARI event: typically within 20 ms; a busy
+    # machine's late wake-up delays one by at most its slack.
+    assert float(np.median(delays)) < 0.02
+    assert max(delays) < 0.02 + LOADED_SLACK
 
 
 async def test_websocket_json_gets_dtmf_end(emulator: Emulator, ari: Ari) -> None:
