@@ -38,9 +38,11 @@ make -s setup >/dev/null || exit 2
 
 # The gateway a developer runs beside the suite, on its default ports.
 setsid make -s run >"$work/run.log" 2>&1 &
-pids+=($!)
+run_pid=$!
+pids+=("$run_pid")
 for _ in $(seq 120); do
   grep -q "serving" "$work/run.log" && break
+  kill -0 "$run_pid" 2>/dev/null || break  # it exited: a default port taken?
   sleep 1
 done
 grep -q "serving" "$work/run.log" \
