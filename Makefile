@@ -55,6 +55,14 @@ typecheck: setup
 test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser
 	$(UV) run --frozen pytest
 
+# The suite on a busy machine (docs/testing.md): `make test` RUNS times (default 3) on a
+# clean clone of HEAD, beside a `make run` gateway on the default ports and
+# `stress-ng --cpu 1` (installed from Debian if missing); prints each run's time and result.
+# A quick check of the machinery: make test-busy RUNS=1 TEST_BUSY_CMD="make lint"
+.PHONY: test-busy
+test-busy:
+	RUNS=$(or $(RUNS),3) TEST_BUSY_CMD="$(or $(TEST_BUSY_CMD),make test)" scripts/test_busy.sh
+
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
 # Pinned protoc plugins for Go, installed into sdk/go/.tools/bin (gitignored there);
 # protoc-gen-es and the TypeScript toolchain come from sdk/typescript/package-lock.json.

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import harness  # noqa: F401 - registers the fixture everywhere
+
+# Property tests check properties, not speed: on a busy machine one example may take
+# longer than Hypothesis's 200 ms deadline, or data generation its "too slow" limit,
+# and a rerun that is fast reports the test as flaky. Neither is the code's fault.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 DEFAULT_PORTS = {
     50051: "gRPC (grpc_listen)",
