@@ -164,6 +164,7 @@ class AriServer:
         self.app.router.add_route("*", "/ari/{tail:.*}", self._rest)
         self.app.router.add_get("/media/{connection_id}", self._media)
         self._event_sockets: set[web.WebSocketResponse] = set()
+        self._sinks: set[_WsSink] = set()
         self._playbacks: dict[str, dict[str, Any]] = {}
         r = self._router = _Router()
         r.add("GET", "/asterisk/ping", self._ping)
@@ -195,7 +196,13 @@ class AriServer:
         r.add("DELETE", "/applications/{applicationName}/subscription", self._unsubscribe)
 
     async def close(self) -> None:
-        """Close every events websocket."""
+        """Send what is queued (as Asterisk's shutdown does), then close every events websocket."""
+        # Real Asterisk publishes the shutdown's hangups and waits for the channels
+        # to die before ARI goes away; bounded here so that a stuck client cannot hold it.
+        for _ in range(50):
+            if all(sink.queue.empty() for sink in self._sinks):
+                break
+            await asyncio.sleep(0.01)
         for ws in list(self._event_sockets):
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -505,12 +512,14 @@ class AriServer:
         subscribe_all = request.query.get("subscribeAll", "false").lower() == "true"
         self.pbx.bus.connect(apps, sink, subscribe_all)
         self._event_sockets.add(ws)
+        self._sinks.add(sink)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
             self._event_sockets.discard(ws)
+            self._sinks.discard(sink)
             self.pbx.bus.disconnect(apps, sink)
             sink.queue.put_nowait(None)
             with contextlib.suppress(Exception):
