@@ -80,9 +80,20 @@ EMULATOR_LACKS = {
 }
 
 
+# Not yet heard on real Asterisk (branch i15fix, measured on 23.4.1): nothing is written to
+# these calls, ARI has no control of a dialplan call (409 on /silence), and a silence
+# generator on a bridged call would make ast_write drop its peers' frames (main/channel.c).
+REAL_ASTERISK_GAPS = {
+    "dialplan-wait": "dialplan call: ARI cannot start a generator on it (409)",
+    "bridge-alone": "bridged: a generator would drop the bridge's frames, so none is started",
+    "bridge-silent-peer": "bridged: a generator would drop the bridge's frames, so none is started",
+}
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t.value)
 @pytest.mark.parametrize("topology", list(TOPOLOGIES))
 async def test_client_audio_is_heard_on_the_call(
+    request: pytest.FixtureRequest,
     backend: Backend,
     gw: RunningGateway,
     platform: Platform,
@@ -92,6 +103,10 @@ async def test_client_audio_is_heard_on_the_call(
     assert backend.supports(transport) is None
     if backend.is_emulator and topology in EMULATOR_LACKS:
         pytest.skip(f"emulator: {EMULATOR_LACKS[topology]}")
+    if not backend.is_emulator and topology in REAL_ASTERISK_GAPS:
+        # strict: the test fails (XPASS) as soon as the gap is closed, so the marker goes.
+        reason = f"known gap: {REAL_ASTERISK_GAPS[topology]}"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     call = await TOPOLOGIES[topology](platform)
     async with gw.client() as client:
         back = await talk(client, call_id=call, transport=transport)
