@@ -150,12 +150,14 @@ class _Silence:
         started: The gateway's own ``POST /channels/{id}/silence`` succeeded.
         tried: Asked already (a call outside Stasis answers 409 each time).
         resumed: Playbacks after which the generator was started again.
+        in_bridge: The call is in a bridge (the platform's): no generator then.
         lock: Orders the POSTs and DELETEs of one call.
     """
 
     holders: int = 0
     started: bool = False
     tried: bool = False
+    in_bridge: bool = False
     resumed: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -286,9 +288,13 @@ class LegFactory:
         ARI's silence generator (``POST /channels/{id}/silence``) writes 20 ms of
         silence to the channel whenever nothing else is written, so the whisper
         has frames to be mixed into: a call alone in Stasis, alone in a bridge or
-        bridged to a silent party then hears the client. It exists only for a
-        channel in a Stasis application (409 otherwise: a call running dialplan
-        needs ``transmit_silence = yes`` in asterisk.conf instead).
+        exists only for a channel in a Stasis application (409 otherwise: a call
+        running dialplan needs ``transmit_silence = yes`` in asterisk.conf).
+
+        While a generator runs, ``ast_write`` drops every other frame written to
+        the channel (main/channel.c): in a bridge the call would stop hearing its
+        peers. So it runs only while the call is in no bridge, and stops when the
+        call enters one (``ChannelEnteredBridge``).
         """
         call_id = leg.spec.target.id
         state = self._silence.setdefault(call_id, _Silence())
@@ -297,6 +303,34 @@ class LegFactory:
         async with state.lock:
             if state.holders > 0 and not state.tried:
                 state.tried = True
+                state.in_bridge = await self._in_a_bridge(call_id)
+                if not state.in_bridge:
+                    state.started = await self._start_silence(call_id)
+
+    async def _in_a_bridge(self, call_id: str) -> bool:
+        """Whether a bridge holds the call (a channel snapshot does not say)."""
+        try:
+            bridges = _objects(await self.ari.request("GET", "/bridges"))
+        except (AriError, Unavailable) as exc:
+            log.warning("listing bridges failed: %s", exc)
+            return True  # unknown: do not risk muting the call's peers
+        return any(
+            isinstance(b.get("channels"), list) and call_id in b["channels"] for b in bridges
+        )
+
+    async def _bridge_changed(self, call_id: str, in_bridge: bool) -> None:
+        """The call entered or left a bridge: stop or restart the generator."""
+        state = self._silence.get(call_id)
+        if state is None:
+            return
+        async with state.lock:
+            if state.holders <= 0 or not state.tried or state.in_bridge == in_bridge:
+                return
+            state.in_bridge = in_bridge
+            if in_bridge and state.started:
+                state.started = False
+                await self._quietly("DELETE", f"/channels/{call_id}/silence", expected=(404, 409))
+            elif not in_bridge and not state.started:
                 state.started = await self._start_silence(call_id)
 
     async def _start_silence(self, call_id: str) -> bool:
@@ -543,6 +577,12 @@ class LegFactory:
                     if leg.shutdown
                     else LegEnd(StopReason.ASTERISK_FAILURE, f"Asterisk ended channel {subject}")
                 )
+            elif (
+                kind in ("ChannelEnteredBridge", "ChannelLeftBridge")
+                and leg.holds_silence
+                and subject == target.id
+            ):
+                await self._bridge_changed(target.id, kind == "ChannelEnteredBridge")
             elif kind == "PlaybackFinished" and leg.holds_silence:
                 playback = event.get("playback")
                 if (
