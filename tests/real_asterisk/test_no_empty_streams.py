@@ -40,7 +40,7 @@ CACHE = Path(
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mediastream"
 )
 STREAMS = 300
-"""Streams per transport and release: 200 on calls (directions in, out, both), 100 on conferences."""
+"""Streams per transport and release: 200 on calls (in, out, both), 100 on conferences."""
 AT_ONCE = 25
 """Streams open at the same moment; concurrency makes the race more frequent."""
 HOLD_S = 0.5
