@@ -240,16 +240,20 @@ async def _one(
 ) -> tuple[int, str, int]:
     """Open stream `i`, read it for HOLD_S, and say how many chunks it delivered."""
     if i % 3 == 2:
-        target = {"conference_id": targets.conferences[i % len(targets.conferences)]}
+        call_id, conference_id = None, targets.conferences[i % len(targets.conferences)]
         direction, what = Direction.BOTH, "conference"
     else:
         calls_before = i - i // 3  # the call streams before this one
         direction = (Direction.IN, Direction.OUT, Direction.BOTH)[calls_before % 3]
-        target = {"call_id": targets.calls[i % len(targets.calls)]}
+        call_id, conference_id = targets.calls[i % len(targets.calls)], None
         what = f"call/{direction.value}"
     chunks = 0
     async with client.listen(
-        format=AudioFormat.SLIN, direction=direction, transport=transport, **target
+        call_id=call_id,
+        conference_id=conference_id,
+        format=AudioFormat.SLIN,
+        direction=direction,
+        transport=transport,
     ) as stream:
         try:
             async with asyncio.timeout(HOLD_S):
