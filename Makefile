@@ -52,8 +52,25 @@ typecheck: setup
 	$(UV) run --frozen mypy
 	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds
 	$(UV) run --frozen pytest
+
+# --- Real Asterisk (tests/real_asterisk; README "Real Asterisk") -------------------------
+# With ../shared/asterisk beside the clone, build every supported release into the cache
+# (scripts/asterisk/build.sh: once, ~2-4 min each; later runs reuse it). Without it, say so:
+# the real_asterisk tests then skip with one line saying why.
+ASTERISK_RELEASES := 23.4.1 22.10.1 20.20.1
+SHARED_ASTERISK := $(or $(MEDIASTREAM_SHARED),$(CURDIR)/../shared)/asterisk
+.PHONY: asterisk-builds real-asterisk
+asterisk-builds:
+	@if [ -d "$(SHARED_ASTERISK)" ]; then \
+	  for r in $(ASTERISK_RELEASES); do scripts/asterisk/build.sh $$r >/dev/null || exit 1; done; \
+	  echo "real Asterisk built: $(ASTERISK_RELEASES)"; \
+	else echo "no $(SHARED_ASTERISK): real_asterisk tests will skip"; fi
+
+# Only the real-Asterisk suite (every release and the emulator).
+real-asterisk: setup asterisk-builds
+	$(UV) run --frozen pytest -m real_asterisk tests/real_asterisk $(PYTEST_ARGS)
 
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
 # Pinned protoc plugins for Go, installed into sdk/go/.tools/bin (gitignored there);
