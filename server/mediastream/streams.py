@@ -63,6 +63,12 @@ FRAMES_REFUSED = metrics.FRAMES.labels("to_asterisk", "refused")
 _FRAMES_PER_COUNT = 25
 """Frames sent into a call between two updates of their counter (half a second)."""
 
+STARVED_AFTER_S = 2.0
+"""Seconds without a frame from Asterisk, channel up, after which a stream is reported."""
+
+STARVED_CHECK_S = 0.5
+"""Seconds between two looks for starved streams (one timer for all streams)."""
+
 
 def _labels(spec: StreamSpec) -> tuple[str, str, str, str]:
     mode = "bidirectional" if spec.bidirectional else "listen"
@@ -145,13 +151,17 @@ class Stream:
         self.attachment = 0
         self.client_key = ""
         """What the stream counts against in the per-client limit, if anything."""
+        self._last_frame_at = 0.0
+        self.starved = False
+        """Whether the stream was reported for getting no frame from Asterisk."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
     def on_frame(self, frame: bytes) -> None:
         """A frame from Asterisk: convert it and make it readable."""
         self._frames_in += 1
-        chunks = self._downlink.push(frame, time.monotonic())
+        now = self._last_frame_at = time.monotonic()
+        chunks = self._downlink.push(frame, now)
         if chunks:
             FRAMES_IN.inc(self._frames_in)
             self._frames_in = 0
@@ -198,7 +208,43 @@ class Stream:
     def start(self, leg: Leg) -> None:
         """Begin media once the leg is up."""
         self.leg = leg
+        self._last_frame_at = time.monotonic()
         self._kick()
+
+    def check_starved(self, now: float) -> bool:
+        """Report, once, a stream whose channel is up but that gets no frame from Asterisk.
+
+        A safety net, not a cure: counted in ``mediastream_streams_starved_total``
+        and logged at WARNING with the stream, its target and its transport.
+
+        Args:
+            now: The current ``time.monotonic()``.
+
+        Returns:
+            Whether it was reported now.
+        """
+        leg = self.leg
+        if (
+            self.starved
+            or leg is None
+            or leg.ended.done()
+            or self._stopped.done()
+            or now - self._last_frame_at < STARVED_AFTER_S
+        ):
+            return False
+        self.starved = True
+        transport = self.spec.transport.value
+        metrics.STREAMS_STARVED.labels(transport).inc()
+        log.warning(
+            "stream %s on %s %s: no audio from Asterisk for %.1f s while its channel is up"
+            " (transport %s)",
+            self.id,
+            self.spec.target.kind.value,
+            self.spec.target.id,
+            now - self._last_frame_at,
+            transport,
+        )
+        return True
 
     def rewind(self, last_received: int | None) -> int:
         """Continue from after chunk `last_received` (for a resumed client).
@@ -450,6 +496,7 @@ class StreamManager:
         self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False
         self.resumes = 0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def open(self, spec: StreamSpec, client: str = "") -> Stream:
         """Attach a new stream to its call or conference.
@@ -517,11 +564,35 @@ class StreamManager:
                 "the gateway is shutting down; connect to another instance", reason="DRAINING"
             )
         stream.start(leg)
+        self._arm_watchdog()
         labels = _labels(spec)
         metrics.STREAMS_ACTIVE.labels(*labels).inc()
         metrics.STREAMS_OPENED.labels(labels[0], labels[1]).inc()
         log.info("stream %s opened on %s %s", stream.id, spec.target.kind.value, spec.target.id)
         return stream
+
+    def check_starved(self, now: float | None = None) -> int:
+        """Look for streams that get no frame from Asterisk (`Stream.check_starved`).
+
+        Args:
+            now: The current ``time.monotonic()``; tests pass their own.
+
+        Returns:
+            How many streams were reported now.
+        """
+        if self._watchdog is not None:
+            self._watchdog.cancel()  # run early (a test): one timer only, from now
+            self._watchdog = None
+        when = time.monotonic() if now is None else now
+        reported = sum(s.check_starved(when) for s in list(self.streams.values()))
+        self._arm_watchdog()
+        return reported
+
+    def _arm_watchdog(self) -> None:
+        # One timer for every stream, running only while there are streams.
+        if self._watchdog is None and self.streams:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(STARVED_CHECK_S, self.check_starved)
 
     def resume(self, token: str, spec: StreamSpec) -> Stream:
         """Take over a stream whose client connection dropped.
@@ -636,6 +707,9 @@ class StreamManager:
 
     async def close_all(self, reason: StopReason, detail: str) -> None:
         """End every stream (shutdown)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         await asyncio.gather(
             *(self.close(s, reason, detail) for s in list(self.streams.values())),
             return_exceptions=True,
