@@ -12,20 +12,31 @@ export UV_PYTHON_DOWNLOADS := never
 
 setup: .venv/.synced node_modules/.installed
 
+# Everything (the dev tools too): what `make test` and the checks use.
 .venv/.synced: pyproject.toml uv.lock sdk/python/pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
 	$(UV) sync --frozen --quiet
+	@touch $@
+
+# Only what running needs (the gateway and the `run` group: the Python SDK); no npm.
+# --inexact keeps what a `make setup` installed, so run after test and test after run
+# both work without reinstalling.
+.venv/.synced-run: pyproject.toml uv.lock sdk/python/pyproject.toml
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --quiet --no-dev --group run --inexact
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	@touch $@
 
-run: setup
-	$(UV) run --frozen python scripts/run.py
+# `uv run --no-sync`: the environment is the one .venv/.synced-run made (a plain
+# `uv run` would sync the dev group back in).
+run: .venv/.synced-run
+	$(UV) run --frozen --no-sync python scripts/run.py
 
-demo: setup
-	$(UV) run --frozen python scripts/run.py --once
+demo: .venv/.synced-run
+	$(UV) run --frozen --no-sync python scripts/run.py --once
 
 generate: setup generate-sdks
 	$(UV) run --frozen python scripts/generate.py

@@ -102,6 +102,22 @@ async def test_a_plain_get_is_refused_without_touching_asterisk(shim: Shim) -> N
     assert shim.gateway_objects() == []
 
 
+async def test_a_plain_get_after_a_refused_upgrade_says_why(shim: Shim) -> None:
+    # What the page does: a browser cannot read a refused upgrade's body.
+    unknown = str(uuid.uuid4())
+    url = shim.url(unknown, encapsulation="sln")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        async with shim.ws(url):
+            pass
+    async with shim.http.get(url) as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["reason"] == "CALL_NOT_FOUND"
+    # Asked once: the next plain GET is a plain GET again.
+    async with shim.http.get(url) as response:
+        assert (await response.json())["error"]["reason"] == "WEBSOCKET_REQUIRED"
+    assert shim.gateway_objects() == []
+
+
 @pytest.mark.settings(max_streams_per_target=1)
 async def test_too_many_streams_on_a_call_is_429(shim: Shim) -> None:
     async with shim.ws(shim.url(TONE_CALL_ID, encapsulation="sln")):

@@ -18,6 +18,8 @@ import importlib.resources
 import json
 import logging
 import socket
+import time
+from collections import OrderedDict
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
@@ -38,6 +40,12 @@ HEARTBEAT_S = 20.0
 """Default: ping a client quiet this long; one that does not answer within half of it is dropped."""
 
 _PAGE = importlib.resources.files("mediastream.shim").joinpath("page.html")
+_WORKLET = importlib.resources.files("mediastream.shim").joinpath("mic-worklet.js")
+
+REFUSALS_KEPT = 256
+"""Refused upgrades remembered for the plain GET that asks why (see `_websocket`)."""
+REFUSAL_TTL_S = 30.0
+"""How long a refused upgrade's reason can be asked for."""
 
 SEND_BUFFER_BYTES = 16 * 1024
 """What a stream's connection may hold on its way out, besides the replay ring: the socket's
@@ -135,6 +143,8 @@ class ShimServer:
         self._embedded = embedded
         self._runner: web.AppRunner | None = None
         self._sockets: set[ShimWebSocket] = set()
+        # (peer, path) -> (when, error) of refused upgrades, oldest first, bounded.
+        self._refusals: OrderedDict[tuple[str, str], tuple[float, MediaStreamError]] = OrderedDict()
         self.heartbeat_s = heartbeat_s
         self.address = ""
 
@@ -146,6 +156,8 @@ class ShimServer:
         app.router.add_get("/v1.0/streams", self._list_streams)
         app.router.add_get("/v1.0/demo", self._demo)
         app.router.add_get("/ui/", self._page)
+        app.router.add_get("/ui/mic-worklet.js", self._worklet)
+        app.router.add_get("/ui", self._root)
         app.router.add_get("/", self._root)
         return app
 
@@ -207,6 +219,12 @@ class ShimServer:
         )
         # Checked before the stream opens: a plain GET must not create a leg in Asterisk.
         if not ws.can_prepare(request):
+            # A browser cannot read a refused upgrade's answer (it sees only 1006), so
+            # the page asks again with a plain GET: answer with the refusal this peer
+            # just got on this path, if any (a missing call is known only on opening).
+            kept = self._refusals.pop((request.remote or "", request.path), None)
+            if kept is not None and time.monotonic() - kept[0] < REFUSAL_TTL_S:
+                raise kept[1]
             raise InvalidArgument(
                 "upgrade",
                 "this endpoint is a WebSocket: send a GET with Upgrade: websocket",
@@ -214,10 +232,16 @@ class ShimServer:
             )
         return ws
 
-    @staticmethod
-    def _refuse(error: MediaStreamError) -> web.Response:
+    def _refuse(self, error: MediaStreamError, request: web.Request) -> web.Response:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return error_response(error)  # a plain GET: not a stream, not counted
         metrics.STREAM_ERRORS.labels(error.reason).inc()
         log.info("WebSocket stream refused: %s (%s)", error.message, error.reason)
+        key = (request.remote or "", request.path)
+        self._refusals.pop(key, None)
+        self._refusals[key] = (time.monotonic(), error)
+        while len(self._refusals) > REFUSALS_KEPT:
+            self._refusals.popitem(last=False)
         return error_response(error)
 
     async def _media_stream(self, request: web.Request) -> web.StreamResponse:
@@ -232,7 +256,7 @@ class ShimServer:
                 parsed.spec, client_id(principal, request.remote or "")
             )
         except MediaStreamError as exc:
-            return self._refuse(exc)
+            return self._refuse(exc, request)
         dialect = voipbin.VoipbinDialect(ws, stream, self._streams, events=parsed.events)
         return await self._serve(request, ws, stream, dialect)
 
@@ -247,7 +271,7 @@ class ShimServer:
                 client_id(principal, request.remote or ""),
             )
         except MediaStreamError as exc:
-            return self._refuse(exc)
+            return self._refuse(exc, request)
         dialect = twilio.TwilioDialect(
             ws, stream, self._streams, account=principal.subject, parameters=request.query
         )
@@ -298,6 +322,15 @@ class ShimServer:
         return web.Response(
             text=_PAGE.read_text(encoding="utf-8"),
             content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @staticmethod
+    async def _worklet(request: web.Request) -> web.StreamResponse:
+        # The page's AudioWorklet module (microphone capture); public, like the page's code.
+        return web.Response(
+            text=_WORKLET.read_text(encoding="utf-8"),
+            content_type="text/javascript",
             headers={"Cache-Control": "no-store"},
         )
 
