@@ -34,6 +34,10 @@ from mediastream.errors import (
 log = logging.getLogger(__name__)
 
 
+MAX_HOST_CHARS = 64
+"""Longest external_host accepted (``[<IPv6>]:<port>`` needs at most 47)."""
+
+
 class ExternalEncapsulation(enum.Enum):
     """Wire form sent to the external host."""
 
@@ -154,11 +158,29 @@ class ExternalMediaManager:
         self._watchers: set[asyncio.Task[None]] = set()
 
     def _check_host(self, host: str) -> tuple[str, int]:
+        if len(host) > MAX_HOST_CHARS:
+            raise InvalidArgument(
+                "external_host",
+                f"external_host may hold at most {MAX_HOST_CHARS} characters: <ip>:<port>",
+                reason="INVALID_HOST",
+                metadata={"limit": str(MAX_HOST_CHARS)},
+            )
         address, sep, port = host.rpartition(":")
         address = address.strip("[]")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        # isascii: str.isdigit() is also true of digits like '²' that int() refuses.
+        if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise InvalidArgument(
-                "external_host", "external_host must be <ip>:<port>", reason="INVALID_HOST"
+                "external_host",
+                "external_host must be <ip>:<port> with a port from 1 to 65535",
+                reason="INVALID_HOST",
+            )
+        if "%" in address:
+            # Python's ipaddress accepts an IPv6 zone ID (fe80::1%eth0); Asterisk would
+            # get a name of the gateway's interfaces, of any length.
+            raise InvalidArgument(
+                "external_host",
+                "external_host must not carry an IPv6 zone ID (%...)",
+                reason="INVALID_HOST",
             )
         try:
             ip = ipaddress.ip_address(address)

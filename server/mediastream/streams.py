@@ -48,6 +48,7 @@ from mediastream.errors import (
     InvalidArgument,
     MediaStreamError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
@@ -145,6 +146,8 @@ class Stream:
         self.attachment = 0
         self.client_key = ""
         """What the stream counts against in the per-client limit, if anything."""
+        self.owner = ""
+        """The identity that opened the stream (`Principal.identity`); only it may resume."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -451,13 +454,14 @@ class StreamManager:
         self.draining = False
         self.resumes = 0
 
-    async def open(self, spec: StreamSpec, client: str = "") -> Stream:
+    async def open(self, spec: StreamSpec, client: str = "", owner: str = "") -> Stream:
         """Attach a new stream to its call or conference.
 
         Args:
             spec: What the client asked for.
             client: Who asks (a JWT subject, an API key's name, a peer address),
                 for the per-client limit; empty: not counted.
+            owner: The identity a resume of this stream must present.
 
         Raises:
             Unavailable: the gateway is draining.
@@ -495,6 +499,7 @@ class StreamManager:
                 )
         stream = Stream(str(uuid.uuid4()), spec, self.limits, self.clock)
         stream.client_key = client_key
+        stream.owner = owner
         if self.instance_address:
             # The token names its instance, so that an instance a resume reaches by
             # mistake can say where the stream is (behind a load balancer).
@@ -523,11 +528,17 @@ class StreamManager:
         log.info("stream %s opened on %s %s", stream.id, spec.target.kind.value, spec.target.id)
         return stream
 
-    def resume(self, token: str, spec: StreamSpec) -> Stream:
+    def resume(self, token: str, spec: StreamSpec, owner: str = "") -> Stream:
         """Take over a stream whose client connection dropped.
+
+        Args:
+            token: The stream's resume token.
+            spec: The configuration the resuming client asks for.
+            owner: Who resumes (`Principal.identity`); must be who opened the stream.
 
         Raises:
             NotFound: no stream holds that token (expired, ended, or never issued).
+            PermissionDenied: another identity opened the stream (RESUME_NOT_OWNER).
             InvalidArgument: the configuration differs from the stream's.
         """
         stream_id, _, rest = token.partition(".")
@@ -543,6 +554,13 @@ class StreamManager:
             raise NotFound(
                 "no stream to resume with that token (it may have expired)",
                 reason="RESUME_TOKEN_UNKNOWN",
+            )
+        if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
+            # A token is a secret, but a leaked one must not hand the stream (and
+            # the holder's connection) to someone else: nothing changes for the holder.
+            raise PermissionDenied(
+                "only the credentials that opened a stream may resume it",
+                reason="RESUME_NOT_OWNER",
             )
         if stream.spec != spec:
             raise InvalidArgument(

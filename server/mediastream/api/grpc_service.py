@@ -237,7 +237,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         logs.target.set(f"{spec.target.kind.value}:{spec.target.id}")
         principal.check(spec.target)
         if config.HasField("resume"):
-            stream = self._streams.resume(config.resume.token, spec)
+            stream = self._streams.resume(config.resume.token, spec, principal.identity)
             last = (
                 config.resume.last_sequence_number
                 if config.resume.HasField("last_sequence_number")
@@ -248,7 +248,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 log.warning("stream %s resumed with %d chunks no longer held", stream.id, lost)
             return stream, True
         client = client_id(principal, _peer_host(context.peer()))
-        return await self._streams.open(spec, client), False
+        return await self._streams.open(spec, client, principal.identity), False
 
     async def _release(self, stream: Stream | None, attachment: int = 0) -> None:
         if stream is None or stream.attachment != attachment:
