@@ -65,6 +65,18 @@ _FRAMES_PER_COUNT = 25
 """Frames sent into a call between two updates of their counter (half a second)."""
 
 
+MAX_MARK_NAME_CHARS = 256
+"""Longest mark name a client may send (the name comes back in its mark event)."""
+MAX_DTMF_DIGITS = 64
+"""Most digits one DTMF message may carry (their tones are made before they queue)."""
+MAX_PENDING_MARKS = 1000
+"""Marks a stream holds that have not played yet; one more is refused (TOO_MANY_MARKS)."""
+MAX_PENDING_EVENTS = 1000
+"""Events (marks played, DTMF, flow, cleared) waiting for a client that does not read;
+one more ends the stream with RESOURCE_EXHAUSTED (EVENT_BACKLOG), as audio the
+client does not read is dropped from the ring: memory stays bounded either way."""
+
+
 def _labels(spec: StreamSpec) -> tuple[str, str, str, str]:
     mode = "bidirectional" if spec.bidirectional else "listen"
     return spec.target.kind.value, spec.transport.value, spec.encapsulation.value, mode
@@ -137,6 +149,7 @@ class Stream:
         self._frames_out = 0
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
+        self._marks_pending = 0
         self._hangup_requested = False
         self.attached = True
         self.detached_at: float | None = None
@@ -242,7 +255,13 @@ class Stream:
             FRAMES_DROPPED.inc(chunks * (self.spec.chunk_ms // FRAME_MS))  # in 20 ms frames
 
     async def wait_for_room(self) -> None:
-        """Return when the play buffer can take one more client message."""
+        """Return when the play buffer can take one more client message.
+
+        Raises:
+            MediaStreamError: the stream has failed; nothing more is read.
+        """
+        if self.error is not None:
+            raise self.error
         while self._pacer.depth > self._room_frames:
             self._room.clear()
             await self._room.wait()
@@ -271,6 +290,13 @@ class Stream:
                 outside 40-2000 ms.
             FailedPrecondition: the stream is listen-only or its input has ended.
         """
+        if len(digits) > MAX_DTMF_DIGITS:
+            raise InvalidArgument(
+                "dtmf.digits",
+                f"at most {MAX_DTMF_DIGITS} digits per message",
+                reason="INVALID_DTMF",
+                metadata={"limit": str(MAX_DTMF_DIGITS)},
+            )
         if not digits or any(d not in DIGITS for d in digits):
             raise InvalidArgument(
                 "dtmf.digits", "digits must be 0-9, *, #, A-D", reason="INVALID_DTMF"
@@ -293,8 +319,24 @@ class Stream:
 
         Raises:
             FailedPrecondition: the stream is listen-only or its input has ended.
+            InvalidArgument: the name is longer than MAX_MARK_NAME_CHARS.
+            ResourceExhausted: MAX_PENDING_MARKS marks have not played yet.
         """
         self._check_input()
+        if len(name) > MAX_MARK_NAME_CHARS:
+            raise InvalidArgument(
+                "mark.name",
+                f"a mark name may hold at most {MAX_MARK_NAME_CHARS} characters",
+                reason="MARK_NAME_TOO_LONG",
+                metadata={"limit": str(MAX_MARK_NAME_CHARS)},
+            )
+        if self._marks_pending >= MAX_PENDING_MARKS:
+            raise ResourceExhausted(
+                f"{MAX_PENDING_MARKS} marks have not played yet: wait for their events",
+                reason="TOO_MANY_MARKS",
+                metadata={"limit": str(MAX_PENDING_MARKS)},
+            )
+        self._marks_pending += 1
         self._pacer.mark(name)
         self._kick()
 
@@ -307,6 +349,7 @@ class Stream:
         if self._uplink is None:
             raise FailedPrecondition("this stream is listen-only", reason="LISTEN_ONLY")
         cleared: Cleared = self._pacer.clear(time.monotonic())
+        self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
         self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
         self._room.set()
         self._kick()
@@ -340,6 +383,16 @@ class Stream:
             raise FailedPrecondition("input already ended", reason="INPUT_ENDED")
 
     def _emit(self, event: StreamEvent) -> None:
+        if self._buffer.pending_events >= MAX_PENDING_EVENTS:
+            # The client stopped reading: end the stream rather than hold more.
+            self.fail(
+                ResourceExhausted(
+                    f"{MAX_PENDING_EVENTS} events were not read: read the stream",
+                    reason="EVENT_BACKLOG",
+                    metadata={"limit": str(MAX_PENDING_EVENTS)},
+                )
+            )
+            return
         self._buffer.add_event(event)
         self._ready.set()
 
@@ -363,6 +416,7 @@ class Stream:
                 self._frames_out = 0
         for event in out.events:
             if isinstance(event, MarkPlayed):
+                self._marks_pending = max(0, self._marks_pending - 1)
                 # The pacer reports a mark when the frame before it is sent;
                 # it has been played once that frame's 20 ms are over.
                 asyncio.get_running_loop().call_later(

@@ -291,11 +291,15 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             log.info("StreamMedia refused: %s (%s)", exc.message, exc.reason)
             await context.abort_with_status(to_status(exc))
         finally:
-            if reader is not None:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-            await self._release(stream, attachment)
+            try:
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+            finally:
+                # Also when gRPC cancels this handler while the reader winds down
+                # (after an abort): a stream left unreleased would hold its leg.
+                await asyncio.shield(self._release(stream, attachment))
 
     async def _read_input(
         self, requests: AsyncIterator[pb.StreamMediaRequest], stream: Stream
