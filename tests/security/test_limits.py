@@ -10,6 +10,7 @@ import pytest
 
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
+from mediastream.api import grpc_service
 from mediastream.emulator import ECHO_CALL_ID
 from mediastream.streams import MAX_MARK_NAME_CHARS, MAX_PENDING_EVENTS, MAX_PENDING_MARKS
 from mediastream_client import RPCError
@@ -84,3 +85,18 @@ async def test_too_many_dtmf_digits_are_refused(harness: Harness) -> None:
         err = await ending(call)
         assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_DTMF")
     assert await harness.leftovers() == [], list(harness.gateway.streams.streams)
+
+
+@pytest.mark.settings(**PROBE_SETTINGS)
+async def test_a_stream_without_its_first_message_is_ended(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(grpc_service, "FIRST_MESSAGE_TIMEOUT_S", 0.3)
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        # No credentials and no message: held up to the limit, then ended.
+        silent = pb_grpc.MediaStreamServiceStub(channel).StreamMedia()
+        err = await ending(silent)
+        assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CONFIG_TIMEOUT")
+        # A client that sends its config in time is not affected.
+        call = await opened(channel)
+        call.cancel()

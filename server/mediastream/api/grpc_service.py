@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+"""How long StreamMedia waits for its first message (the config) before ending the call."""
+
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["MediaStreamService"].full_name
 
 FORMATS = {
@@ -269,7 +272,18 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         attachment = 0
         reader: asyncio.Task[None] | None = None
         try:
-            first = await anext(aiter(request_iterator), None)
+            try:
+                # Credentials come with the first message: a call that never sends it
+                # must not hold a slot (and memory) for ever.
+                first = await asyncio.wait_for(
+                    anext(aiter(request_iterator), None), FIRST_MESSAGE_TIMEOUT_S
+                )
+            except TimeoutError:
+                raise FailedPrecondition(
+                    f"send the config message within {FIRST_MESSAGE_TIMEOUT_S:g} s of opening "
+                    "the stream",
+                    reason="CONFIG_TIMEOUT",
+                ) from None
             if first is None or first.WhichOneof("payload") != "config":
                 raise FailedPrecondition(
                     "the first message must carry config", reason="CONFIG_NOT_FIRST"
