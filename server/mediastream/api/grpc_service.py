@@ -302,7 +302,9 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             yield pb.StreamMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
-            log.info("StreamMedia refused: %s (%s)", exc.message, exc.reason)
+            log.warning(
+                "StreamMedia refused for %s: %s (%s)", context.peer(), exc.message, exc.reason
+            )
             await context.abort_with_status(to_status(exc))
         finally:
             try:
@@ -366,7 +368,9 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             yield pb.ListenMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
-            log.info("ListenMedia refused: %s (%s)", exc.message, exc.reason)
+            log.warning(
+                "ListenMedia refused for %s: %s (%s)", context.peer(), exc.message, exc.reason
+            )
             await context.abort_with_status(to_status(exc))
         finally:
             await self._release(stream, attachment)

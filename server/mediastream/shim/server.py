@@ -13,10 +13,13 @@ Every refusal before the upgrade goes through `mediastream.shim.errors`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import importlib.resources
 import json
 import logging
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -46,6 +49,43 @@ in aiohttp's writer. Left to autotuning, the kernel's grows to tcp_wmem's maximu
 default): minutes of audio queued for a client that reads slower than real time before its
 writer is held back and the oldest audio dropped. This still carries a stream's at most
 33 kB/s at round trips up to about half a second."""
+
+
+_CREDENTIAL_PARAMETERS = ("token", "accesskey")
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+"""Sent with every HTTP answer (not the upgrade): no framing, no Referer, no sniffing."""
+
+
+def _inline_hashes(html: str, tag: str) -> str:
+    """CSP source expressions allowing exactly the page's own inline `tag` blocks."""
+    found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in found
+    )
+
+
+def page_csp(html: str, host: str) -> str:
+    """The page's Content-Security-Policy: its own inline code only, its own server only."""
+    return (
+        "default-src 'none'; "
+        f"script-src {_inline_hashes(html, 'script')}; "
+        f"style-src {_inline_hashes(html, 'style')}; "
+        f"connect-src 'self' ws://{host} wss://{host}; "
+        "img-src 'self' data:; media-src 'self' blob:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if isinstance(response, web.WebSocketResponse):
+        return
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def _limit_send_buffer(request: web.Request) -> None:
@@ -140,6 +180,7 @@ class ShimServer:
 
     def _app(self) -> web.Application:
         app = web.Application()
+        app.on_response_prepare.append(_security_headers)
         kinds = "{kind:calls|conferences}"
         app.router.add_get(f"/v1.0/{kinds}/{{id}}/media_stream", self._media_stream)
         app.router.add_get(f"/v1.0/{kinds}/{{id}}/twilio", self._twilio)
@@ -215,9 +256,16 @@ class ShimServer:
         return ws
 
     @staticmethod
-    def _refuse(error: MediaStreamError) -> web.Response:
+    def _refuse(error: MediaStreamError, request: web.Request) -> web.Response:
+        """Count, log (peer, path, never a credential) and answer a refusal."""
         metrics.STREAM_ERRORS.labels(error.reason).inc()
-        log.info("WebSocket stream refused: %s (%s)", error.message, error.reason)
+        log.warning(
+            "refused %s from %s: %s (%s)",
+            request.path,
+            request.remote or "?",
+            error.message,
+            error.reason,
+        )
         return error_response(error)
 
     async def _media_stream(self, request: web.Request) -> web.StreamResponse:
@@ -232,7 +280,7 @@ class ShimServer:
                 parsed.spec, client_id(principal, request.remote or "")
             )
         except MediaStreamError as exc:
-            return self._refuse(exc)
+            return self._refuse(exc, request)
         dialect = voipbin.VoipbinDialect(ws, stream, self._streams, events=parsed.events)
         return await self._serve(request, ws, stream, dialect)
 
@@ -247,7 +295,7 @@ class ShimServer:
                 client_id(principal, request.remote or ""),
             )
         except MediaStreamError as exc:
-            return self._refuse(exc)
+            return self._refuse(exc, request)
         dialect = twilio.TwilioDialect(
             ws, stream, self._streams, account=principal.subject, parameters=request.query
         )
@@ -271,7 +319,7 @@ class ShimServer:
         try:
             principal = self._principal(request)
         except MediaStreamError as exc:
-            return error_response(exc)
+            return self._refuse(exc, request)
         # A token scoped to one call sees only that call's streams.
         visible = [
             s
@@ -284,23 +332,62 @@ class ShimServer:
         try:
             self._principal(request)
         except MediaStreamError as exc:
-            return error_response(exc)
+            return self._refuse(exc, request)
         if not self._embedded:
             return _json({"embedded": False, "calls": [], "conferences": []})
         return _json(_demo_targets())
 
+    def _sign_in(self, request: web.Request) -> web.Response | None:
+        """A page address carrying a credential: keep it in a cookie, drop it from the URL.
+
+        The credential would otherwise stay in the address bar and the history, and
+        reach logs; the page's requests carry the cookie (same origin only).
+        """
+        credential = next(
+            (request.query[k] for k in _CREDENTIAL_PARAMETERS if k in request.query), ""
+        )
+        if not credential:
+            return None
+        try:
+            self._auth.authenticate(credential)
+        except MediaStreamError as exc:
+            return self._refuse(exc, request)
+        query = {k: v for k, v in request.query.items() if k not in _CREDENTIAL_PARAMETERS}
+        location = str(request.rel_url.with_path("/ui/").with_query(query))
+        response = web.Response(status=303, headers={"Location": location})
+        if self._auth.enabled:
+            response.set_cookie(
+                "token",
+                credential,
+                path="/",
+                httponly=True,
+                samesite="Strict",
+                secure=request.secure,
+            )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     async def _page(self, request: web.Request) -> web.Response:
-        # With credentials configured, only their holders see the page (?token= or a cookie).
+        signed_in = self._sign_in(request)
+        if signed_in is not None:
+            return signed_in
+        # With credentials configured, only their holders see the page (a cookie).
         try:
             self._principal(request)
         except MediaStreamError as exc:
-            return error_response(exc)
+            return self._refuse(exc, request)
+        html = _PAGE.read_text(encoding="utf-8")
         return web.Response(
-            text=_PAGE.read_text(encoding="utf-8"),
+            text=html,
             content_type="text/html",
-            headers={"Cache-Control": "no-store"},
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": page_csp(html, request.host),
+            },
         )
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
-        # Keep the query: the page reads ?token= from its own address.
+        signed_in = self._sign_in(request)
+        if signed_in is not None:
+            return signed_in
         raise web.HTTPFound(request.rel_url.with_path("/ui/").with_query(request.query))
