@@ -38,6 +38,10 @@ MAX_HOST_CHARS = 64
 """Longest external_host accepted (``[<IPv6>]:<port>`` needs at most 47)."""
 
 
+MAX_TERMINATED_KEPT = 1000
+"""Terminated external media kept for reading; past it the oldest are forgotten."""
+
+
 class ExternalEncapsulation(enum.Enum):
     """Wire form sent to the external host."""
 
@@ -291,15 +295,22 @@ class ExternalMediaManager:
         metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).inc()
         media.end_reason = reason
         media.ended_at = time.time()
+        self._expire()
         log.info("external media %s terminated: %s", media.id, reason)
 
     def _expire(self) -> None:
         cutoff = time.time() - self._keep
-        for key in [
-            k for k, m in self._items.items() if m.ended_at is not None and m.ended_at < cutoff
-        ]:
-            del self._items[key]
-            metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).dec()
+        ended = sorted(
+            (m for m in self._items.values() if m.ended_at is not None),
+            key=lambda m: m.ended_at or 0.0,
+        )
+        # Past MAX_TERMINATED_KEPT the oldest go early: start/stop loops must not
+        # pile up records (and List replies) for keep_terminated_s.
+        excess = len(ended) - MAX_TERMINATED_KEPT
+        for i, media in enumerate(ended):
+            if i < excess or (media.ended_at or 0.0) < cutoff:
+                del self._items[media.id]
+                metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).dec()
 
     def get(self, media_id: str) -> ExternalMedia:
         """One external media.

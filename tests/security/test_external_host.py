@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from mediastream import external_media
+from mediastream.core.formats import AudioFormat
+from mediastream.core.stream import Direction, Target, TargetKind
 from mediastream.errors import InvalidArgument, MediaStreamError, PermissionDenied
-from mediastream.external_media import ExternalMediaManager, parse_allow_list
+from mediastream.external_media import (
+    ExternalEncapsulation,
+    ExternalMedia,
+    ExternalMediaManager,
+    parse_allow_list,
+)
 from tests.security.conftest import assert_plain
 
 
@@ -50,3 +58,21 @@ def test_hosts_outside_the_allow_list_are_refused(host: str) -> None:
 def test_an_allowed_host_passes() -> None:
     assert manager()._check_host("[::1]:40000") == ("::1", 40000)
     assert manager()._check_host("127.0.0.1:40000") == ("127.0.0.1", 40000)
+
+
+async def test_terminated_records_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(external_media, "MAX_TERMINATED_KEPT", 3)
+    m = manager()
+    target = Target(TargetKind.CALL, "c1")
+    for i in range(10):
+        media = ExternalMedia(
+            f"m{i}",
+            target,
+            "127.0.0.1:1",
+            ExternalEncapsulation.RTP,
+            AudioFormat.ULAW,
+            Direction.BOTH,
+        )
+        m._items[media.id] = media
+        await m._terminate(media, "stopped")
+    assert sorted(x.id for x in m.list_for(None)) == ["m7", "m8", "m9"]
