@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
@@ -190,22 +191,32 @@ class ShimServer:
         app.router.add_get("/", self._root)
         return app
 
-    async def start(self, listen: str, *, reuse_port: bool = False) -> str:
+    async def start(
+        self, listen: str, *, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
         """Listen on ``host:port`` (port 0: any free port); return the bound ``host:port``.
 
         Args:
             listen: ``host:port``.
             reuse_port: Share the port with the other worker processes (SO_REUSEPORT).
+            ssl_context: Serve HTTPS/WSS with it (the gateway's tls_cert, and
+                tls_client_ca when clients must present a certificate).
         """
         # A short shutdown: open sockets are closed by stop() before the runner's cleanup.
         self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=reuse_port)
+        site = web.TCPSite(
+            self._runner,
+            host.strip("[]"),
+            int(port),
+            reuse_port=reuse_port,
+            ssl_context=ssl_context,
+        )
         await site.start()
         bound = self._runner.addresses[0]
         self.address = f"{host}:{bound[1]}"
-        log.info("WebSocket endpoints on http://%s", self.address)
+        log.info("WebSocket endpoints on %s://%s", "https" if ssl_context else "http", self.address)
         return self.address
 
     async def stop(self) -> None:
