@@ -95,16 +95,16 @@ def _scope(claims: Mapping[str, object]) -> Target | None:
     value = claims[name]
     try:
         # The same rule as an ID in a request: a string of safe characters, bounded.
-        if not isinstance(value, str) or value != value.strip():
-            raise InvalidArgument(name, "not a string")
-        return Target(kind, validate_target_id(name, value))
+        if isinstance(value, str) and value == value.strip():
+            return Target(kind, validate_target_id(name, value))
     except InvalidArgument:
-        raise Unauthenticated(
-            f"the token's {name} claim must be one call or conference ID, a string of "
-            "1-128 letters, digits, '.', '_', ':' or '-'",
-            reason="TOKEN_SCOPE_INVALID",
-            metadata={"claim": name},
-        ) from None
+        pass
+    raise Unauthenticated(
+        f"the token's {name} claim must be one call or conference ID, a string of "
+        "1-128 letters, digits, '.', '_', ':' or '-'",
+        reason="TOKEN_SCOPE_INVALID",
+        metadata={"claim": name},
+    )
 
 
 class Authenticator:
