@@ -48,6 +48,7 @@ from mediastream.errors import (
     InvalidArgument,
     MediaStreamError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
@@ -68,6 +69,18 @@ STARVED_AFTER_S = 2.0
 
 STARVED_CHECK_S = 0.5
 """Seconds between two looks for starved streams (one timer for all streams)."""
+
+
+MAX_MARK_NAME_CHARS = 256
+"""Longest mark name a client may send (the name comes back in its mark event)."""
+MAX_DTMF_DIGITS = 64
+"""Most digits one DTMF message may carry (their tones are made before they queue)."""
+MAX_PENDING_MARKS = 1000
+"""Marks a stream holds that have not played yet; one more is refused (TOO_MANY_MARKS)."""
+MAX_PENDING_EVENTS = 1000
+"""Events (marks played, DTMF, flow, cleared) waiting for a client that does not read;
+one more ends the stream with RESOURCE_EXHAUSTED (EVENT_BACKLOG), as audio the
+client does not read is dropped from the ring: memory stays bounded either way."""
 
 
 def _labels(spec: StreamSpec) -> tuple[str, str, str, str]:
@@ -142,6 +155,7 @@ class Stream:
         self._frames_out = 0
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
+        self._marks_pending = 0
         self._hangup_requested = False
         self.attached = True
         self.detached_at: float | None = None
@@ -154,6 +168,8 @@ class Stream:
         self._last_frame_at = 0.0
         self.starved = False
         """Whether the stream was reported for getting no frame from Asterisk."""
+        self.owner = ""
+        """The identity that opened the stream (`Principal.identity`); only it may resume."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -285,7 +301,13 @@ class Stream:
             FRAMES_DROPPED.inc(chunks * (self.spec.chunk_ms // FRAME_MS))  # in 20 ms frames
 
     async def wait_for_room(self) -> None:
-        """Return when the play buffer can take one more client message."""
+        """Return when the play buffer can take one more client message.
+
+        Raises:
+            MediaStreamError: the stream has failed; nothing more is read.
+        """
+        if self.error is not None:
+            raise self.error
         while self._pacer.depth > self._room_frames:
             self._room.clear()
             await self._room.wait()
@@ -314,6 +336,13 @@ class Stream:
                 outside 40-2000 ms.
             FailedPrecondition: the stream is listen-only or its input has ended.
         """
+        if len(digits) > MAX_DTMF_DIGITS:
+            raise InvalidArgument(
+                "dtmf.digits",
+                f"at most {MAX_DTMF_DIGITS} digits per message",
+                reason="INVALID_DTMF",
+                metadata={"limit": str(MAX_DTMF_DIGITS)},
+            )
         if not digits or any(d not in DIGITS for d in digits):
             raise InvalidArgument(
                 "dtmf.digits", "digits must be 0-9, *, #, A-D", reason="INVALID_DTMF"
@@ -336,8 +365,24 @@ class Stream:
 
         Raises:
             FailedPrecondition: the stream is listen-only or its input has ended.
+            InvalidArgument: the name is longer than MAX_MARK_NAME_CHARS.
+            ResourceExhausted: MAX_PENDING_MARKS marks have not played yet.
         """
         self._check_input()
+        if len(name) > MAX_MARK_NAME_CHARS:
+            raise InvalidArgument(
+                "mark.name",
+                f"a mark name may hold at most {MAX_MARK_NAME_CHARS} characters",
+                reason="MARK_NAME_TOO_LONG",
+                metadata={"limit": str(MAX_MARK_NAME_CHARS)},
+            )
+        if self._marks_pending >= MAX_PENDING_MARKS:
+            raise ResourceExhausted(
+                f"{MAX_PENDING_MARKS} marks have not played yet: wait for their events",
+                reason="TOO_MANY_MARKS",
+                metadata={"limit": str(MAX_PENDING_MARKS)},
+            )
+        self._marks_pending += 1
         self._pacer.mark(name)
         self._kick()
 
@@ -350,6 +395,7 @@ class Stream:
         if self._uplink is None:
             raise FailedPrecondition("this stream is listen-only", reason="LISTEN_ONLY")
         cleared: Cleared = self._pacer.clear(time.monotonic())
+        self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
         self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
         self._room.set()
         self._kick()
@@ -383,6 +429,16 @@ class Stream:
             raise FailedPrecondition("input already ended", reason="INPUT_ENDED")
 
     def _emit(self, event: StreamEvent) -> None:
+        if self._buffer.pending_events >= MAX_PENDING_EVENTS:
+            # The client stopped reading: end the stream rather than hold more.
+            self.fail(
+                ResourceExhausted(
+                    f"{MAX_PENDING_EVENTS} events were not read: read the stream",
+                    reason="EVENT_BACKLOG",
+                    metadata={"limit": str(MAX_PENDING_EVENTS)},
+                )
+            )
+            return
         self._buffer.add_event(event)
         self._ready.set()
 
@@ -406,6 +462,7 @@ class Stream:
                 self._frames_out = 0
         for event in out.events:
             if isinstance(event, MarkPlayed):
+                self._marks_pending = max(0, self._marks_pending - 1)
                 # The pacer reports a mark when the frame before it is sent;
                 # it has been played once that frame's 20 ms are over.
                 asyncio.get_running_loop().call_later(
@@ -498,13 +555,14 @@ class StreamManager:
         self.resumes = 0
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def open(self, spec: StreamSpec, client: str = "") -> Stream:
+    async def open(self, spec: StreamSpec, client: str = "", owner: str = "") -> Stream:
         """Attach a new stream to its call or conference.
 
         Args:
             spec: What the client asked for.
             client: Who asks (a JWT subject, an API key's name, a peer address),
                 for the per-client limit; empty: not counted.
+            owner: The identity a resume of this stream must present.
 
         Raises:
             Unavailable: the gateway is draining.
@@ -542,6 +600,7 @@ class StreamManager:
                 )
         stream = Stream(str(uuid.uuid4()), spec, self.limits, self.clock)
         stream.client_key = client_key
+        stream.owner = owner
         if self.instance_address:
             # The token names its instance, so that an instance a resume reaches by
             # mistake can say where the stream is (behind a load balancer).
@@ -594,11 +653,17 @@ class StreamManager:
             loop = asyncio.get_running_loop()
             self._watchdog = loop.call_later(STARVED_CHECK_S, self.check_starved)
 
-    def resume(self, token: str, spec: StreamSpec) -> Stream:
+    def resume(self, token: str, spec: StreamSpec, owner: str = "") -> Stream:
         """Take over a stream whose client connection dropped.
+
+        Args:
+            token: The stream's resume token.
+            spec: The configuration the resuming client asks for.
+            owner: Who resumes (`Principal.identity`); must be who opened the stream.
 
         Raises:
             NotFound: no stream holds that token (expired, ended, or never issued).
+            PermissionDenied: another identity opened the stream (RESUME_NOT_OWNER).
             InvalidArgument: the configuration differs from the stream's.
         """
         stream_id, _, rest = token.partition(".")
@@ -614,6 +679,13 @@ class StreamManager:
             raise NotFound(
                 "no stream to resume with that token (it may have expired)",
                 reason="RESUME_TOKEN_UNKNOWN",
+            )
+        if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
+            # A token is a secret, but a leaked one must not hand the stream (and
+            # the holder's connection) to someone else: nothing changes for the holder.
+            raise PermissionDenied(
+                "only the credentials that opened a stream may resume it",
+                reason="RESUME_NOT_OWNER",
             )
         if stream.spec != spec:
             raise InvalidArgument(

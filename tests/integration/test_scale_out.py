@@ -154,9 +154,10 @@ async def test_a_resume_at_the_wrong_instance_names_the_right_one(cluster: Clust
             holder,
         )
 
-        # The SDK follows that answer by itself.
+        # The SDK follows that answer by itself, to an instance it allows (a token
+        # alone must not steer it: tests/security/test_sdk_redirect.py).
         async with (
-            MediaStreamClient(other) as wrong_client,
+            MediaStreamClient(other, allowed_instances=[holder]) as wrong_client,
             wrong_client.listen(
                 call_id=TONE_CALL_ID, format=AudioFormat.SLIN, resume_token=token
             ) as resumed,

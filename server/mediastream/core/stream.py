@@ -388,6 +388,11 @@ class DownlinkBuffer:
         self._chunks[self._next % self.capacity] = chunk
         self._next += 1
 
+    @property
+    def pending_events(self) -> int:
+        """Events added and not read yet."""
+        return len(self._events)
+
     def add_event(self, event: StreamEvent) -> None:
         """Append an event, after the audio produced so far."""
         self._events.append((self._next, event))

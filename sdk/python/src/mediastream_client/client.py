@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -173,9 +173,15 @@ class _Stream:
         timeout: float | None,
         auto_resume: bool,
         instance_address: str = "",
+        allowed_instances: frozenset[str] = frozenset(),
     ) -> None:
         self._stub_for = stub_for
         self._stub = stub_for(instance_address)
+        # Where a RESUME_WRONG_INSTANCE refusal may send this stream: the address the
+        # server advertised for it, or one the application allows. A forged token can
+        # make a server name any address; credentials must not follow it there.
+        self._advertised = instance_address
+        self._allowed = allowed_instances
         self._config, self._metadata = config, metadata
         self._timeout, self._auto_resume = timeout, auto_resume
         self._call: Any = None
@@ -199,6 +205,9 @@ class _Stream:
         except RPCError as error:
             holder = error.metadata.get("instance_address", "")
             if error.reason != WRONG_INSTANCE or not holder:
+                raise
+            advertised = self.info.instance_address if self.info else self._advertised
+            if holder != advertised and holder not in self._allowed:
                 raise
             # Behind a load balancer: the resume landed on another instance,
             # which names the one holding the stream. Go there directly.
@@ -527,6 +536,10 @@ class MediaStreamClient:
             (same TLS; the certificate is checked against `target`'s host name);
             with `channel` and no `instance_channel`, resumes go through `channel`,
             since the client cannot know that channel's credentials.
+        allowed_instances: ``host:port`` addresses a RESUME_WRONG_INSTANCE refusal
+            may send a resume to, besides the instance the server advertised for
+            the stream (StreamInfo.instance_address); any other is not followed
+            and the refusal is raised.
     """
 
     def __init__(
@@ -539,8 +552,10 @@ class MediaStreamClient:
         certificate_chain: bytes | None = None,
         channel: grpc.aio.Channel | None = None,
         instance_channel: Callable[[str], grpc.aio.Channel] | None = None,
+        allowed_instances: Iterable[str] = (),
     ) -> None:
         self._own = channel is None
+        self._allowed_instances = frozenset(allowed_instances)
         self._target_host = target.rpartition(":")[0].strip("[]")
         self._instance_channel = instance_channel
         if instance_channel is None and channel is None:
@@ -656,6 +671,7 @@ class MediaStreamClient:
             timeout,
             auto_resume,
             instance_address or "",
+            self._allowed_instances,
         )
 
     def stream(
@@ -709,5 +725,6 @@ class MediaStreamClient:
             timeout,
             auto_resume,
             instance_address or "",
+            self._allowed_instances,
             close_grace=close_grace,
         )
