@@ -199,8 +199,10 @@ class DialOutFault(Unavailable):
         self.outcome = outcome
 
 
-async def resolve(parts: SplitResult, field_name: str, allow: Iterable[Network]) -> BotAddress:
-    """Look up `parts`' host and check every address against `allow`.
+async def resolve(
+    parts: SplitResult, field_name: str, allow: Iterable[Network], timeout_s: float = 10.0
+) -> BotAddress:
+    """Look up `parts`' host (within `timeout_s`) and check every address against `allow`.
 
     Raises:
         DialOutFault: the name does not resolve (``DIAL_OUT_DNS_FAILED``).
@@ -213,9 +215,17 @@ async def resolve(parts: SplitResult, field_name: str, allow: Iterable[Network])
         addresses: list[str] = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            async with asyncio.timeout(timeout_s):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+        except TimeoutError:
+            raise DialOutFault(
+                "dns_failed",
+                f"{field_name}: no answer for the name {host!r} within {timeout_s:g} s",
+                reason="DIAL_OUT_DNS_FAILED",
+                host=host,
+            ) from None
         except (socket.gaierror, UnicodeError) as exc:
             raise DialOutFault(
                 "dns_failed",

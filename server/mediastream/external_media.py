@@ -397,7 +397,10 @@ class ExternalMediaManager:
             )
             try:
                 callback_address = await dialout.resolve(
-                    callback_parts, "status_callback_url", self._allow
+                    callback_parts,
+                    "status_callback_url",
+                    self._allow,
+                    self._dial_out.connect_timeout_s,
                 )
             except DialOutFault as exc:
                 raise InvalidArgument(
@@ -426,7 +429,7 @@ class ExternalMediaManager:
                 dialout.form_base(sid("AC", account), target.id, media.stream_sid, media.id),
             )
         try:
-            bot = await dialout.resolve(parts, "url", self._allow)
+            bot = await dialout.resolve(parts, "url", self._allow, self._dial_out.connect_timeout_s)
         except DialOutFault as fault:
             self._failed(media, kind, fault)
             raise
