@@ -16,7 +16,7 @@ from mediastream._proto import external_media_pb2 as em
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream.core.formats import AudioFormat
 from mediastream.core.pcm import Transcoder
-from mediastream.emulator import TONE_CALL_ID
+from mediastream.emulator import CONFERENCE_ID, DTMF_CALL_ID, TONE_CALL_ID
 from tests.audio_checks import dominant_hz, sine
 from tests.dialout.conftest import (
     Bot,
@@ -281,3 +281,38 @@ async def test_the_allow_list_applies_to_the_url_host(harness: Harness) -> None:
                 raise AssertionError(f"{url} was accepted")
         listed = await stub.ListExternalMedia(em.ListExternalMediaRequest())
         assert list(listed.external_media) == []
+
+
+async def test_dtmf_as_twilio_sends_it(harness: Harness) -> None:
+    bot = Bot()
+    async with http_server({"/media": bot.handle}) as where:
+        channel, stub, media = await start_dial_out(
+            harness, call_id=DTMF_CALL_ID, encapsulation=TWILIO, url=f"ws://{where}/media"
+        )
+        async with channel:
+            app = TwilioApp(await bot.accepted())
+            await app.handshake()
+            # The demo call presses 1, 2, # every 2 s.
+            dtmf = await app.next("dtmf", timeout=4)
+            assert set(dtmf) == {"event", "streamSid", "sequenceNumber", "dtmf"}
+            assert dtmf["dtmf"] == {"track": "inbound_track", "digit": "1"}
+            await stub.StopExternalMedia(em.StopExternalMediaRequest(id=media.id))
+
+
+async def test_a_conference_is_dialled_out_and_never_hung_up(harness: Harness) -> None:
+    bot = Bot()
+    async with http_server({"/media": bot.handle}) as where:
+        channel, stub, media = await start_dial_out(
+            harness, conference_id=CONFERENCE_ID, encapsulation=TWILIO, url=f"ws://{where}/media"
+        )
+        async with channel:
+            app = TwilioApp(await bot.accepted())
+            start = await app.handshake()
+            meta = start["start"]
+            assert isinstance(meta, dict) and meta["callSid"] == CONFERENCE_ID
+            body = (await app.next("media"))["media"]
+            assert isinstance(body, dict) and len(base64.b64decode(body["payload"])) == 160
+            await app.conn.ws.close()
+            got = await terminated(stub, media.id)
+            # HANGUP (the two-way default) cannot apply to a conference: it is left alone.
+            assert got.end_reason == "bot closed the WebSocket (1000)"
