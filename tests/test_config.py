@@ -113,6 +113,7 @@ BAD = [
     Bad("dial_out_connect_timeout_s", "0", "dial_out_connect_timeout_s must be more than 0"),
     Bad("dial_out_callback_timeout_s", "4000", "dial_out_callback_timeout_s must be more than 0"),
     Bad("dial_out_callback_retries", "11", "dial_out_callback_retries must be between 0 and 10"),
+    Bad("dial_out_redials", "-1", "dial_out_redials must be between 0 and 10"),
     Bad("dial_out_ca_file", "/no/such/ca.pem", "dial_out_ca_file: no such file"),
     Bad("keepalive_time_s", "0", "keepalive_time_s must be between 0.001 and"),
     Bad("keepalive_time_s", "3000000", "keepalive_time_s must be between 0.001 and"),

@@ -148,6 +148,7 @@ class Gateway:
                 heartbeat_s=s.keepalive_time_s,
                 callback_timeout_s=s.dial_out_callback_timeout_s,
                 callback_retries=s.dial_out_callback_retries,
+                redials=s.dial_out_redials,
             ),
             transport=s.transport,
         )

@@ -90,6 +90,9 @@ class Settings:
             system's (a private CA); empty: the system's only.
         dial_out_callback_timeout_s: Seconds one status callback POST may take.
         dial_out_callback_retries: POSTs after a status callback's failed first one.
+        dial_out_redials: New connections a dial-out makes after its bot's connection
+            is lost without a close frame, each with a fresh ``start`` carrying the
+            same ``streamSid``; 0: none (the default).
         keepalive_time_s: Seconds between HTTP/2 pings to each gRPC client.
         keepalive_timeout_s: Seconds without a ping answer before a client counts as
             gone; a vanished client is detected within keepalive_time_s plus this.
@@ -133,6 +136,7 @@ class Settings:
     dial_out_ca_file: str = ""
     dial_out_callback_timeout_s: float = 5.0
     dial_out_callback_retries: int = 2
+    dial_out_redials: int = 0
     keepalive_time_s: float = 20.0
     keepalive_timeout_s: float = 10.0
     advertise_address: str = ""
@@ -231,12 +235,11 @@ class Settings:
                     f"{name} must be more than 0 and at most 3600 s, got {getattr(self, name)}",
                     name,
                 )
-        if not 0 <= self.dial_out_callback_retries <= 10:
-            raise ConfigError(
-                "dial_out_callback_retries must be between 0 and 10, "
-                f"got {self.dial_out_callback_retries}",
-                "dial_out_callback_retries",
-            )
+        for name in ("dial_out_callback_retries", "dial_out_redials"):
+            if not 0 <= getattr(self, name) <= 10:
+                raise ConfigError(
+                    f"{name} must be between 0 and 10, got {getattr(self, name)}", name
+                )
         for name in ("keepalive_time_s", "keepalive_timeout_s"):
             value = getattr(self, name)
             # gRPC takes them in whole milliseconds as a 32-bit int: 0 or more fails.

@@ -35,7 +35,7 @@ from aiohttp import WSMessage, WSMsgType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from mediastream import metrics
-from mediastream.core.stream import TargetKind
+from mediastream.core.stream import StopReason, TargetKind
 from mediastream.errors import (
     InvalidArgument,
     MediaStreamError,
@@ -96,6 +96,8 @@ class DialOutSettings:
         callback_timeout_s: One status callback POST.
         callback_retries: POSTs after a failed first one.
         callback_backoff_s: Wait before the first retry, doubled for each next one.
+        redials: New connections (each with a fresh ``start``, the same ``streamSid``)
+            after the bot's connection is lost without a close frame; 0: none.
     """
 
     allow: tuple[Network, ...] = ()
@@ -105,6 +107,7 @@ class DialOutSettings:
     callback_timeout_s: float = 5.0
     callback_retries: int = 2
     callback_backoff_s: float = 0.5
+    redials: int = 0
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,7 @@ class Ending:
         event: The status callback sent.
         error_code: ``ErrorCode`` of the callback (a reason), or "".
         by_bot: Whether the bot ended it (then ``on_bot_close`` applies).
+        redial: The connection was lost and the stream kept for a redial.
     """
 
     end_reason: str
@@ -380,6 +384,7 @@ class Ending:
     event: StatusEvent
     error_code: str = ""
     by_bot: bool = False
+    redial: bool = False
 
 
 def session_ending(stream: Stream, peer_end: WSMessage | None, heartbeat_s: float) -> Ending:
@@ -457,27 +462,48 @@ def make_dialect(
     return voipbin.VoipbinDialect(ws, stream, streams, events=True, parameters=dict(parameters))
 
 
-async def run_dial_out(dialect: Dialect, on_bot_close: OnBotClose, heartbeat_s: float) -> Ending:
+async def run_dial_out(
+    dialect: Dialect, on_bot_close: OnBotClose, heartbeat_s: float, *, may_redial: bool = False
+) -> Ending:
     """Carry the stream over the bot's connection until either side ends it.
 
-    Applies `on_bot_close` when the bot ended it. The stream is released before
-    this returns.
+    Applies `on_bot_close` when the bot ended it, and releases the stream; but
+    when `may_redial` and the connection was lost (no close frame) while the
+    stream is still up, the stream is kept for a new connection and
+    ``Ending.redial`` is set.
     """
     stream = dialect.stream
-    await run_session(dialect)
+    await run_session(dialect, release=not may_redial)
     ending = session_ending(stream, dialect.peer_end, heartbeat_s)
+    if (
+        may_redial
+        and ending.outcome == "bot_lost"
+        and stream.error is None
+        and not stream.stopped.done()
+    ):
+        ending.redial = True
+        return ending
+    if may_redial:
+        await dialect.streams.close(stream, StopReason.CLIENT_DONE, CLIENT_WENT_AWAY)
+    await apply_on_bot_close(dialect.streams, stream, on_bot_close, ending)
+    return ending
+
+
+async def apply_on_bot_close(
+    streams: StreamManager, stream: Stream, on_bot_close: OnBotClose, ending: Ending
+) -> None:
+    """Hang up the stream's call if the bot ended the session and `on_bot_close` says so."""
     if (
         ending.by_bot
         and on_bot_close is OnBotClose.HANGUP
         and stream.spec.target.kind is TargetKind.CALL
     ):
         try:
-            await dialect.streams.hangup(stream)
+            await streams.hangup(stream)
             ending.end_reason += "; call hung up"
         except MediaStreamError as exc:
             # The call may already be gone; the stream's end is what matters.
             log.info("dial-out %s: hang-up after the bot left failed: %s", stream.id, exc)
-    return ending
 
 
 @dataclass

@@ -481,7 +481,8 @@ class ExternalMediaManager:
         if media.callbacks is not None:
             media.callbacks.send(dialout.StatusEvent.STARTED)
         media.runner = asyncio.create_task(
-            self._run_dial_out(media, kind, dialect, session), name=f"dial-out-{media.id}"
+            self._run_dial_out(media, kind, dialect, session, bot, params, account),
+            name=f"dial-out-{media.id}",
         )
         log.info(
             "dial-out %s started: %s %s -> %s (%s, %s, on bot close: %s)",
@@ -517,11 +518,49 @@ class ExternalMediaManager:
         kind: DialOutKind,
         dialect: Dialect,
         session: aiohttp.ClientSession,
+        bot: dialout.BotAddress,
+        params: dict[str, str],
+        account: str,
     ) -> None:
+        action = media.on_bot_close or OnBotClose.NOTHING
+        redials = self._dial_out.redials
         try:
-            ending = await dialout.run_dial_out(
-                dialect, media.on_bot_close or OnBotClose.NOTHING, self._dial_out.heartbeat_s
-            )
+            while True:
+                ending = await dialout.run_dial_out(
+                    dialect, action, self._dial_out.heartbeat_s, may_redial=redials > 0
+                )
+                if not ending.redial:
+                    break
+                # Lost without a close frame: dial again, fresh start, same streamSid.
+                redials -= 1
+                metrics.DIAL_OUTS.labels(kind.value, "redialled").inc()
+                log.warning(
+                    "dial-out %s to %s: connection lost; redialling (%d more allowed)",
+                    media.id,
+                    media.url,
+                    redials,
+                )
+                await session.close()
+                session = dialout.client_session(bot, self._dial_out)
+                try:
+                    ws = await dialout.connect(session, bot, self._dial_out)
+                except DialOutFault as fault:
+                    ending.redial = False
+                    ending.end_reason += f"; redial failed: {fault.reason}: {fault.message}"
+                    if self._streams is not None:
+                        await self._streams.close(
+                            dialect.stream, StopReason.CLIENT_DONE, "dial-out redial failed"
+                        )
+                        await dialout.apply_on_bot_close(
+                            self._streams, dialect.stream, action, ending
+                        )
+                    break
+                assert self._streams is not None
+                dialect = dialout.make_dialect(
+                    kind, ws, dialect.stream, self._streams, account=account, parameters=params
+                )
+                if isinstance(dialect, TwilioDialect):
+                    dialect.stream_sid = media.stream_sid
         finally:
             await session.close()
         if media.stop_reason and not ending.by_bot:

@@ -21,6 +21,7 @@ from mediastream._proto import external_media_pb2 as em
 from tests.dialout.conftest import (
     Bot,
     api,
+    get,
     http_server,
     metric,
     start_dial_out,
@@ -240,3 +241,45 @@ async def test_bot_stops_reading(harness: Harness) -> None:
             assert loop.time() - began >= 0.9
             assert record.end_reason.startswith("bot stopped reading: no answer to a ping")
     assert outcomes("bot_not_reading") == before + 1
+
+
+@pytest.mark.settings(dial_out_redials=1)
+async def test_a_lost_bot_is_redialled_when_asked(harness: Harness) -> None:
+    call_id = harness.emulator.add_call("tone", channel_id=str(uuid.uuid4()))
+    bot = Bot()
+    redialled = outcomes("redialled")
+    async with http_server({"/media": bot.handle}) as where:
+        channel, stub, media = await start_dial_out(
+            harness,
+            call_id=call_id,
+            encapsulation=TWILIO,
+            url=f"ws://{where}/media",
+            custom_parameters={"attempt": "any"},
+        )
+        async with channel:
+            first = await bot.accepted()
+            start = await first.next_event("start")
+            await first.next_event("media")
+            assert first.request.transport is not None
+            first.request.transport.abort()  # lost, no close frame
+            # A new connection: a fresh connected and start, the same streamSid.
+            second = await bot.accepted()
+            assert (await second.next()) == {
+                "event": "connected",
+                "protocol": "Call",
+                "version": "1.0.0",
+            }
+            again = await second.next()
+            assert again["event"] == "start" and again["sequenceNumber"] == "1"
+            assert again["streamSid"] == start["streamSid"] == media.stream_sid
+            assert again["start"]["customParameters"] == {"attempt": "any"}
+            await second.next_event("media")
+            assert (await get(stub, media.id)).status == em.EXTERNAL_MEDIA_STATUS_RUNNING
+            # The second loss uses up the one redial: the stream ends, the call stays up
+            # only if on_bot_close says so (two-way default: hung up).
+            assert second.request.transport is not None
+            second.request.transport.abort()
+            record = await terminated(stub, media.id)
+            assert record.end_reason == "bot connection lost without a close frame; call hung up"
+    assert outcomes("redialled") == redialled + 1
+    assert await harness.leftovers() == []

@@ -126,10 +126,14 @@ class Dialect(ABC):
         """
 
 
-async def run_session(dialect: Dialect) -> None:
+async def run_session(dialect: Dialect, *, release: bool = True) -> None:
     """Carry `dialect`'s stream over its WebSocket until either side ends it.
 
-    The stream is always released before this returns.
+    Args:
+        dialect: The dialect over its connection.
+        release: Release the stream before returning (always, for accepted
+            connections); False: the caller does, or carries it on over a new
+            connection (a dial-out redialling a lost bot).
     """
     ws, stream = dialect.ws, dialect.stream
     closing = asyncio.Event()
@@ -165,7 +169,8 @@ async def run_session(dialect: Dialect) -> None:
         if not ws.closed:
             with contextlib.suppress(ConnectionError):
                 await ws.close(code=code, message=reason.encode())
-        await dialect.streams.close(stream, StopReason.CLIENT_DONE, CLIENT_WENT_AWAY)
+        if release:
+            await dialect.streams.close(stream, StopReason.CLIENT_DONE, CLIENT_WENT_AWAY)
 
 
 async def _write(dialect: Dialect, closing: asyncio.Event) -> None:
