@@ -456,10 +456,16 @@ def make_dialect(
     parameters: Mapping[str, str],
 ) -> Dialect:
     """The inbound dialect of `kind`, over the dialled-out connection."""
+    dialect: Dialect
     if kind is DialOutKind.TWILIO:
-        return twilio.TwilioDialect(ws, stream, streams, account=account, parameters=parameters)
-    # Dial-out always has the control channel: the bot learns what the frames carry.
-    return voipbin.VoipbinDialect(ws, stream, streams, events=True, parameters=dict(parameters))
+        dialect = twilio.TwilioDialect(ws, stream, streams, account=account, parameters=parameters)
+    else:
+        # Dial-out always has the control channel: the bot learns what the frames carry.
+        dialect = voipbin.VoipbinDialect(
+            ws, stream, streams, events=True, parameters=dict(parameters)
+        )
+    dialect.wait_for_peer_end = True
+    return dialect
 
 
 async def run_dial_out(

@@ -92,6 +92,9 @@ class Dialect(ABC):
         self.peer_end: WSMessage | None = None
         """The CLOSE, CLOSED or ERROR message that ended the session when the peer
         ended it (not when the gateway closed first): how a dial-out tells why."""
+        self.wait_for_peer_end = False
+        """Give the reader PEER_END_WAIT_S to see the peer's end when the writer lost the
+        connection first (dial-outs report it; accepted connections need not wait)."""
 
     @abstractmethod
     async def opened(self) -> None:
@@ -148,7 +151,12 @@ async def run_session(dialect: Dialect, *, release: bool = True) -> None:
         reader = asyncio.create_task(_read(dialect, closing), name=f"ws-read-{stream.id}")
         tasks += (writer, reader)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if writer.done() and not reader.done() and not closing.is_set():
+        if (
+            dialect.wait_for_peer_end
+            and writer.done()
+            and not reader.done()
+            and not closing.is_set()
+        ):
             # The writer lost the connection mid-send: the reader is about to see how
             # (a close frame or none), which a dial-out reports.
             await asyncio.wait({reader}, timeout=PEER_END_WAIT_S)
