@@ -336,7 +336,11 @@ class ShimServer:
         except MediaStreamError as exc:
             return self._refuse(exc, request)
         dialect = twilio.TwilioDialect(
-            ws, stream, self._streams, account=principal.subject, parameters=request.query
+            ws,
+            stream,
+            self._streams,
+            account=principal.subject,
+            parameters=twilio.custom_parameters(request.query),
         )
         return await self._serve(request, ws, stream, dialect)
 
