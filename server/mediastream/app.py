@@ -308,6 +308,9 @@ class Gateway:
             self._grpc_stopped = asyncio.create_task(
                 self._server.stop(self.settings.drain_timeout_s + grace)
             )
+            # Let it close the listeners before the stream manager starts refusing: a
+            # connection refused is retried by every proxy, a DRAINING refusal by none.
+            await asyncio.sleep(0)
         if self._streams is not None:
             await self._streams.drain(self.settings.drain_timeout_s)
         if self._external is not None:

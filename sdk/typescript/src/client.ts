@@ -69,10 +69,39 @@ export interface ClientOptions {
    * given `transport` sends every stream there. The client does not close these.
    */
   instanceTransport?: (address: string) => Transport;
+  /**
+   * How many times a stream refused before it started (see
+   * {@link refusedBeforeStart}) is opened again, after a pause that doubles
+   * from 50 ms: a draining instance closes its listener and sends GOAWAY, so the
+   * next attempt goes out on a new connection, which a proxy or a Kubernetes
+   * Service sends to another instance. Default {@link DEFAULT_OPEN_RETRIES}; 0: never.
+   */
+  openRetries?: number;
 }
+
+/** Default of {@link ClientOptions.openRetries}. */
+export const DEFAULT_OPEN_RETRIES = 3;
+
+/** The first pause before opening a refused stream again, in milliseconds; it doubles. */
+const OPEN_RETRY_BACKOFF_MS = 50;
 
 /** ErrorInfo reason of a resume that reached an instance other than the stream's. */
 const WRONG_INSTANCE = "RESUME_WRONG_INSTANCE";
+
+/** ErrorInfo reason with which a draining instance refuses a new stream. */
+const DRAINING = "DRAINING";
+
+/**
+ * Whether an error opening a stream means it never started, so that opening it
+ * again is safe: UNAVAILABLE with the reason `DRAINING` (a draining instance
+ * took it on a connection it is closing) or with no reason at all (nothing
+ * answered: connection refused or reset, a proxy with no server to send it
+ * to). An UNAVAILABLE the gateway gave a reason for (`ASTERISK_UNAVAILABLE`)
+ * is an answer, not a refusal.
+ */
+export function refusedBeforeStart(err: unknown): boolean {
+  return err instanceof RPCError && err.code === Code.Unavailable && (err.reason === "" || err.reason === DRAINING);
+}
 
 /** Options of one stream. */
 export interface StreamOptions {
@@ -120,6 +149,7 @@ export class MediaStreamClient {
   private readonly dialInstance: ((address: string) => Instance) | undefined;
   private readonly instances = new Map<string, Instance>();
   private closed = false;
+  private readonly openRetries: number;
   /** The ExternalMediaService on the same connection. */
   readonly externalMedia: ExternalMediaClient;
 
@@ -129,6 +159,7 @@ export class MediaStreamClient {
    */
   constructor(target: string, options: ClientOptions = {}) {
     this.target = target;
+    this.openRetries = Math.max(0, options.openRetries ?? DEFAULT_OPEN_RETRIES);
     let transport = options.transport;
     if (!transport) {
       const scheme = options.scheme ?? "http";
@@ -225,11 +256,11 @@ export class MediaStreamClient {
    */
   private async open<T>(resume: Resume | undefined, open: (rpc: MediaRPC) => Promise<T>): Promise<T> {
     if (!resume) {
-      return open(this.rpc);
+      return this.retrying(() => open(this.rpc));
     }
     const tried = resume.instanceAddress ?? "";
     try {
-      return await open(this.rpcAt(tried));
+      return await this.retrying(() => open(this.rpcAt(tried)));
     } catch (err) {
       const holder = err instanceof RPCError ? (err.metadata.instance_address ?? "") : "";
       if (
@@ -243,7 +274,21 @@ export class MediaStreamClient {
       }
       // Behind a load balancer: the resume reached another instance, which
       // named the one holding the stream. Go there directly.
-      return open(this.rpcAt(holder));
+      return this.retrying(() => open(this.rpcAt(holder)));
+    }
+  }
+
+  /** Runs `attempt`, and again (up to `openRetries` times) while refused before the stream started. */
+  private async retrying<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let n = 0; ; n++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (n >= this.openRetries || !refusedBeforeStart(err)) {
+          throw err;
+        }
+      }
+      await new Promise((res) => setTimeout(res, OPEN_RETRY_BACKOFF_MS * 2 ** n));
     }
   }
 

@@ -262,3 +262,69 @@ describe("behind a load balancer", () => {
     stream.close();
   });
 });
+
+describe("a stream refused before it started", () => {
+  /** A fake gateway refusing its first `refuse` streams with UNAVAILABLE and `reason`. */
+  async function refusing(refuse: number, reason: string): Promise<{ addr: string; calls: () => number }> {
+    let calls = 0;
+    const server = createServer(
+      connectNodeAdapter({
+        routes: (router) =>
+          router.service(MediaStreamService, {
+            listenMedia: async function* (_req, ctx) {
+              calls++;
+              if (calls <= refuse) {
+                throw new ConnectError("refused for the test", Code.Unavailable, undefined, [
+                  { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: "test" }) },
+                ]);
+              }
+              yield create(ListenMediaResponseSchema, {
+                payload: { case: "started", value: create(StreamStartedSchema, { streamId: "s", sampleRateHz: 8000, frameBytes: 160, chunkMs: 20 }) },
+              });
+              await aborted(ctx);
+            },
+          }),
+      }),
+    );
+    const sessions = new Set<Http2Session>();
+    server.on("session", (s: Http2Session) => {
+      sessions.add(s);
+      s.once("close", () => sessions.delete(s));
+    });
+    await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+    running.push({
+      stop: async () => {
+        for (const s of sessions) {
+          s.destroy();
+        }
+        await new Promise((res) => server.close(res));
+      },
+    } as unknown as Instance);
+    return { addr: `127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls };
+  }
+
+  it("is opened again when a draining instance refused it", async () => {
+    const fake = await refusing(2, "DRAINING");
+    const client = new MediaStreamClient(fake.addr);
+    clients.push(client);
+    const stream = await client.listen({ callId: "call" });
+    stream.close();
+    assert.equal(fake.calls(), 3, "two refusals, then the stream");
+  });
+
+  it("is opened again a bounded number of times", async () => {
+    const fake = await refusing(100, "DRAINING");
+    const client = new MediaStreamClient(fake.addr, { openRetries: 2 });
+    clients.push(client);
+    await assert.rejects(client.listen({ callId: "call" }), (err: unknown) => err instanceof RPCError && err.reason === "DRAINING");
+    assert.equal(fake.calls(), 3, "the first attempt and two more");
+  });
+
+  it("is not opened again after an UNAVAILABLE the gateway gave a reason for", async () => {
+    const fake = await refusing(1, "ASTERISK_UNAVAILABLE");
+    const client = new MediaStreamClient(fake.addr);
+    clients.push(client);
+    await assert.rejects(client.listen({ callId: "call" }), (err: unknown) => err instanceof RPCError && err.reason === "ASTERISK_UNAVAILABLE");
+    assert.equal(fake.calls(), 1);
+  });
+});
