@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
@@ -26,6 +27,23 @@ const reasonWrongInstance = "RESUME_WRONG_INSTANCE"
 // reasonDraining is the ErrorInfo reason with which a draining instance refuses
 // a new stream that reached it on a connection it is closing.
 const reasonDraining = "DRAINING"
+
+// TargetHeader is sent with every stream: "call:<id>" or "conference:<id>". A
+// proxy that hashes on it (deploy/nginx, deploy/haproxy) sends every stream of
+// a call, and its resumes, to one instance, so that per-call limits hold across
+// instances and a resume needs no second hop.
+const TargetHeader = "x-mediastream-target"
+
+// withTarget adds TargetHeader for config's call or conference to ctx.
+func withTarget(ctx context.Context, config *pb.StreamConfig) context.Context {
+	switch {
+	case config.GetCallId() != "":
+		return metadata.AppendToOutgoingContext(ctx, TargetHeader, "call:"+config.GetCallId())
+	case config.GetConferenceId() != "":
+		return metadata.AppendToOutgoingContext(ctx, TargetHeader, "conference:"+config.GetConferenceId())
+	}
+	return ctx
+}
 
 // DefaultOpenRetries is how many times a stream refused before it started is
 // opened again, unless WithOpenRetries says otherwise.
@@ -237,7 +255,17 @@ func (c *Client) open(ctx context.Context, resume *Resume, open func(pb.MediaStr
 	if err != nil {
 		return err
 	}
-	err = c.retrying(ctx, resume.InstanceAddress, func() error { return open(media) })
+	if media != c.media {
+		// Once at the instance: when it cannot be reached from here (NAT, a client
+		// outside the cluster), through the client's own target, which a proxy
+		// routes by call (TargetHeader) to the holder, or reaches an instance that
+		// names it (RESUME_WRONG_INSTANCE).
+		if err = open(media); RefusedBeforeStart(err) {
+			err = c.retrying(ctx, "", func() error { return open(c.media) })
+		}
+	} else {
+		err = c.retrying(ctx, resume.InstanceAddress, func() error { return open(media) })
+	}
 	var rpcErr *RPCError
 	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.NotFound || rpcErr.Reason != reasonWrongInstance {
 		return err
@@ -317,7 +345,7 @@ func (c *Client) Listen(ctx context.Context, cfg Config, opts ...grpc.CallOption
 }
 
 func listen(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*Stream, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(withTarget(ctx, config))
 	rpc, err := media.ListenMedia(ctx, &pb.ListenMediaRequest{Config: config}, opts...)
 	if err != nil {
 		cancel()
@@ -358,7 +386,7 @@ func (c *Client) Stream(ctx context.Context, cfg Config, opts ...grpc.CallOption
 }
 
 func stream(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*DuplexStream, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(withTarget(ctx, config))
 	rpc, err := media.StreamMedia(ctx, opts...)
 	if err != nil {
 		cancel()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	mediastream "github.com/voipbin/mediastream/sdk/go"
@@ -27,14 +28,17 @@ type refusing struct {
 	refuse int
 	reason string
 
-	mu    sync.Mutex
-	calls int
+	mu      sync.Mutex
+	calls   int
+	targets []string // x-mediastream-target of every stream
 }
 
 func (r *refusing) ListenMedia(req *pb.ListenMediaRequest, srv grpc.ServerStreamingServer[pb.ListenMediaResponse]) error {
+	md, _ := metadata.FromIncomingContext(srv.Context())
 	r.mu.Lock()
 	r.calls++
 	n := r.calls
+	r.targets = append(r.targets, md.Get(mediastream.TargetHeader)...)
 	r.mu.Unlock()
 	if n <= r.refuse {
 		st, _ := status.New(codes.Unavailable, "refused for the test").WithDetails(&errdetails.ErrorInfo{Reason: r.reason})
@@ -143,5 +147,39 @@ func TestARefusedConnectionIsTriedAgainUntilTheGatewayListens(t *testing.T) {
 	}
 	if got := r.count(); got != 1 {
 		t.Fatalf("streams started = %d, want 1", got)
+	}
+}
+
+func TestEveryAttemptNamesTheCallForTheProxy(t *testing.T) {
+	r, address := startRefusing(t, 1, "DRAINING")
+	if _, err := listenOnce(t, address); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.targets) != 2 || r.targets[0] != "call:call" || r.targets[1] != "call:call" {
+		t.Fatalf("x-mediastream-target = %q, want call:call on both attempts", r.targets)
+	}
+}
+
+func TestAResumeGoesThroughTheOwnTargetWhenTheInstanceCannotBeReached(t *testing.T) {
+	// The stream's instance advertises an address nothing listens on (NAT, outside
+	// the cluster): the resume falls back to the client's own target.
+	lb := startInstance(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := mediastream.Dial(ctx, lb.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	s, err := client.Listen(ctx, mediastream.Config{CallID: "call", Resumable: true,
+		Resume: &mediastream.Resume{Token: "tok", InstanceAddress: "127.0.0.1:1"}})
+	if err != nil {
+		t.Fatalf("resume not sent through the own target: %v", err)
+	}
+	s.Close()
+	if _, resumes, _ := lb.counts(); len(resumes) != 1 || resumes[0] != "tok" {
+		t.Fatalf("resumes at the own target = %q, want [tok]", resumes)
 	}
 }

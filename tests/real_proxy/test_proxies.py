@@ -9,6 +9,7 @@ slin16 stream passes nginx's 1 MB body default; WebSocket through the proxy; a p
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import grpc
+import pytest
 
 from mediastream.emulator import DTMF_CALL_ID, ECHO_CALL_ID, TONE_CALL_ID
 from mediastream_client import AudioFormat, MediaStreamClient, RPCError, Stopped, StopReason
@@ -39,13 +41,11 @@ def ws_url(address: str, call_id: str = TONE_CALL_ID) -> str:
 
 
 async def test_streams_spread_over_both_instances(cluster: Cluster) -> None:
-    # One client connection: the proxy balances every stream (request) on its own.
+    # One client connection: the proxy balances every stream (request) on its own, by
+    # call; twelve calls leave both instances without one in 1 of 2048 placements.
+    calls = [cluster.emulator.add_call("tone") for _ in range(12)]
     async with MediaStreamClient(cluster.proxy.grpc) as client:
-        streams = [
-            client.listen(call_id=call, format=AudioFormat.SLIN)
-            for call in (TONE_CALL_ID, DTMF_CALL_ID)
-            for _ in range(4)
-        ]
+        streams = [client.listen(call_id=call, format=AudioFormat.SLIN) for call in calls]
         try:
             for s in streams:
                 await s.__aenter__()
@@ -58,6 +58,42 @@ async def test_streams_spread_over_both_instances(cluster: Cluster) -> None:
         finally:
             for s in streams:
                 await s.aclose()
+
+
+async def test_a_call_s_streams_go_to_one_instance(cluster: Cluster) -> None:
+    # Each on a connection of its own: the call, not the connection, picks the instance,
+    # so the per-call limit (5) holds across instances: the sixth stream is refused.
+    call = cluster.emulator.add_call("tone")
+    clients = [own_connection(cluster.proxy.grpc) for _ in range(6)]
+    streams = [c.listen(call_id=call, format=AudioFormat.SLIN) for c in clients]
+    try:
+        for s in streams[:5]:
+            await s.__aenter__()
+        holders = {s.info.instance_address for s in streams[:5] if s.info is not None}
+        assert len(holders) == 1, holders
+        with pytest.raises(RPCError) as caught:
+            await streams[5].__aenter__()
+        assert caught.value.reason == "TOO_MANY_STREAMS_FOR_TARGET"
+    finally:
+        for s in streams:
+            await s.aclose()
+        for c in clients:
+            await c.close()
+            await c._channel.close()
+
+
+async def wrong_instance_refusals(cluster: Cluster) -> float:
+    """RESUME_WRONG_INSTANCE refusals counted by both instances (their /metrics)."""
+    total = 0.0
+    async with aiohttp.ClientSession() as http:
+        for g in cluster.gateways:
+            async with http.get(f"http://{g.metrics}/metrics") as r:
+                for line in (await r.text()).splitlines():
+                    if line.startswith("mediastream_stream_errors_total") and (
+                        'reason="RESUME_WRONG_INSTANCE"' in line
+                    ):
+                        total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 async def test_a_resume_through_the_proxy_reaches_its_stream(cluster: Cluster) -> None:
@@ -97,6 +133,8 @@ async def test_a_resume_through_the_proxy_reaches_its_stream(cluster: Cluster) -
                 last = chunk.sequence_number
                 break
             resumed._call.cancel()  # vanish again, keeping the stream resumable
+    # The proxy sent every resume to the stream's instance (the call's): no second hop.
+    assert await wrong_instance_refusals(cluster) == 0
 
 
 async def test_the_proxy_passes_a_refusal_s_details(cluster: Cluster) -> None:
@@ -154,9 +192,13 @@ async def test_a_drain_under_load_refuses_no_new_stream(cluster: Cluster) -> Non
     sdk = MediaStreamClient(cluster.proxy.grpc)  # default: opens a refused stream again
     raw = MediaStreamClient(cluster.proxy.grpc, open_retries=0)  # what a bare client sees
 
+    # Streams of ten calls: the proxy places them by call (on both instances but in 1
+    # of 512 placements).
+    calls = itertools.cycle([cluster.emulator.add_call("tone") for _ in range(10)])
+
     def opener(client: MediaStreamClient) -> Callable[[], Awaitable[str]]:
         async def open_one() -> str:
-            async with client.listen(call_id=TONE_CALL_ID) as s:
+            async with client.listen(call_id=next(calls)) as s:
                 async for _ in s.audio():
                     break
                 assert s.info is not None
@@ -243,6 +285,7 @@ async def test_a_drain_under_load_refuses_no_new_websocket(cluster: Cluster) -> 
     assert len(listed) == 1, "the new session went to the staying instance"
 
 
+@pytest.mark.timeout(LONG_STREAM_S + 120)  # the suite's 120 s per test, plus the stream
 async def test_a_long_two_way_slin16_stream_is_not_cut(cluster: Cluster) -> None:
     frames = int(LONG_STREAM_S / 0.02)
     received = 0

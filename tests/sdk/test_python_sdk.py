@@ -340,3 +340,40 @@ async def test_a_refused_connection_is_tried_again_until_the_gateway_listens(
     finally:
         await later
         await relay.close()
+
+
+async def test_every_stream_names_its_call_for_the_proxy() -> None:
+    # A proxy hashing on the header keeps a call's streams (and resumes) on one instance.
+    async with MediaStreamClient("127.0.0.1:1", token="t") as client:
+        call = client.listen(call_id="c1")
+        conference = client.stream(conference_id="f1")
+        assert ("x-mediastream-target", "call:c1") in call._metadata
+        assert ("x-mediastream-target", "conference:f1") in conference._metadata
+        assert ("authorization", "Bearer t") in call._metadata
+
+
+@pytest.mark.settings(advertise_address="127.0.0.1:1", resume_grace_s=0.5)
+async def test_a_resume_goes_through_the_balancer_when_the_instance_cannot_be_reached(
+    harness: Harness,
+) -> None:
+    # The gateway advertises an address nothing listens on (NAT, outside the cluster):
+    # the resume falls back to the client's own target, which reaches the holder.
+    relay = CuttableProxy(harness.grpc)
+    address = await relay.start()
+    seqs: list[int] = []
+    try:
+        async with (
+            MediaStreamClient(address) as client,
+            client.listen(call_id=TONE_CALL_ID, auto_resume=True) as stream,
+        ):
+            assert stream.info is not None and stream.info.instance_address == "127.0.0.1:1"
+            async for chunk in stream.audio():
+                seqs.append(chunk.sequence_number)
+                if len(seqs) == 20:
+                    relay.cut()
+                if len(seqs) == 80:
+                    break
+            assert stream.resumes == 1
+    finally:
+        await relay.close()
+    assert seqs == list(range(80))

@@ -218,7 +218,7 @@ export class MediaStreamClient {
   async listen(config: StreamConfig, options: StreamOptions = {}): Promise<ListenStream> {
     const pb = toProto(config);
     return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options);
+      const call = callOptions(options, config);
       const responses = rpc.listenMedia({ config: pb }, call.options);
       const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
       await stream.start();
@@ -234,7 +234,7 @@ export class MediaStreamClient {
   async stream(config: StreamConfig, options: StreamOptions = {}): Promise<DuplexStream> {
     const pb = toProto(config);
     return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options);
+      const call = callOptions(options, config);
       const requests = new RequestQueue<StreamMediaRequest>();
       requests.push(request({ case: "config", value: pb })).catch(() => {}); // a failure is reported by start()
       const responses = rpc.streamMedia(requests, call.options);
@@ -260,7 +260,21 @@ export class MediaStreamClient {
     }
     const tried = resume.instanceAddress ?? "";
     try {
-      return await this.retrying(() => open(this.rpcAt(tried)));
+      const rpc = this.rpcAt(tried);
+      if (rpc === this.rpc) {
+        return await this.retrying(() => open(rpc));
+      }
+      try {
+        return await open(rpc); // once: the fallback below is the retry
+      } catch (err) {
+        if (!refusedBeforeStart(err)) {
+          throw err;
+        }
+        // The instance cannot be reached from here (NAT, a client outside the
+        // cluster): through the client's own target, which a proxy routes by call
+        // (TARGET_HEADER) to the holder, or reaches an instance that names it.
+        return await this.retrying(() => open(this.rpc));
+      }
     } catch (err) {
       const holder = err instanceof RPCError ? (err.metadata.instance_address ?? "") : "";
       if (
@@ -313,7 +327,25 @@ export class MediaStreamClient {
   }
 }
 
-function callOptions(options: StreamOptions): { options: CallOptions; abort: AbortController } {
+/**
+ * Sent with every stream: `call:<id>` or `conference:<id>`. A proxy that hashes
+ * on it (deploy/nginx, deploy/haproxy) sends every stream of a call, and its
+ * resumes, to one instance, so that per-call limits hold across instances and
+ * a resume needs no second hop.
+ */
+export const TARGET_HEADER = "x-mediastream-target";
+
+function targetHeader(config: StreamConfig): Record<string, string> {
+  if (config.callId) {
+    return { [TARGET_HEADER]: `call:${config.callId}` };
+  }
+  if (config.conferenceId) {
+    return { [TARGET_HEADER]: `conference:${config.conferenceId}` };
+  }
+  return {};
+}
+
+function callOptions(options: StreamOptions, config: StreamConfig): { options: CallOptions; abort: AbortController } {
   const abort = new AbortController();
   if (options.signal) {
     if (options.signal.aborted) {
@@ -321,7 +353,7 @@ function callOptions(options: StreamOptions): { options: CallOptions; abort: Abo
     }
     options.signal.addEventListener("abort", () => abort.abort(options.signal?.reason), { once: true });
   }
-  return { options: { signal: abort.signal, timeoutMs: options.timeoutMs }, abort };
+  return { options: { signal: abort.signal, timeoutMs: options.timeoutMs, headers: targetHeader(config) }, abort };
 }
 
 type RequestInit = NonNullable<MessageInitShape<typeof StreamMediaRequestSchema>["payload"]>;

@@ -210,6 +210,15 @@ describe("behind a load balancer", () => {
     stream.close();
   });
 
+  it("resumes through its own target when the instance cannot be reached", async () => {
+    // The instance advertises an address nothing listens on (NAT, outside the cluster).
+    const lb = await startInstance();
+    const stream = await client(lb.addr).listen({ callId: "c", resume: { token: "t", instanceAddress: "127.0.0.1:1" } });
+    assert.equal(stream.info.resumed, true);
+    assert.deepEqual(lb.resumes, ["t"]);
+    stream.close();
+  });
+
   it("retries a resume that reached the wrong instance where the server says", async () => {
     const { lb, holder } = await cluster();
     const c = client(lb.addr, { token: "secret" });
@@ -265,14 +274,16 @@ describe("behind a load balancer", () => {
 
 describe("a stream refused before it started", () => {
   /** A fake gateway refusing its first `refuse` streams with UNAVAILABLE and `reason`. */
-  async function refusing(refuse: number, reason: string): Promise<{ addr: string; calls: () => number }> {
+  async function refusing(refuse: number, reason: string): Promise<{ addr: string; calls: () => number; targets: string[] }> {
     let calls = 0;
+    const targets: string[] = [];
     const server = createServer(
       connectNodeAdapter({
         routes: (router) =>
           router.service(MediaStreamService, {
             listenMedia: async function* (_req, ctx) {
               calls++;
+              targets.push(ctx.requestHeader.get("x-mediastream-target") ?? "");
               if (calls <= refuse) {
                 throw new ConnectError("refused for the test", Code.Unavailable, undefined, [
                   { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: "test" }) },
@@ -300,7 +311,7 @@ describe("a stream refused before it started", () => {
         await new Promise((res) => server.close(res));
       },
     } as unknown as Instance);
-    return { addr: `127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls };
+    return { addr: `127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls, targets };
   }
 
   it("is opened again when a draining instance refused it", async () => {
@@ -310,6 +321,7 @@ describe("a stream refused before it started", () => {
     const stream = await client.listen({ callId: "call" });
     stream.close();
     assert.equal(fake.calls(), 3, "two refusals, then the stream");
+    assert.deepEqual(fake.targets, ["call:call", "call:call", "call:call"], "every attempt names the call for the proxy");
   });
 
   it("is opened again a bounded number of times", async () => {

@@ -87,6 +87,11 @@ OPEN_RETRY_BACKOFF_S = 0.05
 OPEN_RETRY_CONNECT_S = 2.0
 """How long an attempt waits, at most, for its channel to connect again before it is made."""
 
+TARGET_HEADER = "x-mediastream-target"
+"""Sent with every stream: ``call:<id>`` or ``conference:<id>``. A proxy that hashes on it
+(deploy/nginx, deploy/haproxy) sends every stream of a call, and its resumes, to one
+instance, so that per-call limits hold across instances and a resume needs no second hop."""
+
 WRONG_INSTANCE = "RESUME_WRONG_INSTANCE"
 """A resume reached a gateway instance other than the one holding the stream."""
 
@@ -143,6 +148,15 @@ def _config(
         assert conference_id is not None
         config.conference_id = conference_id
     return config
+
+
+def _target_metadata(config: pb.StreamConfig) -> tuple[tuple[str, str], ...]:
+    kind = config.WhichOneof("target")
+    if kind == "call_id":
+        return ((TARGET_HEADER, f"call:{config.call_id}"),)
+    if kind == "conference_id":
+        return ((TARGET_HEADER, f"conference:{config.conference_id}"),)
+    return ()
 
 
 def _with_resume(
@@ -205,6 +219,7 @@ class _Stream:
         wait_connected: WaitConnected | None = None,
     ) -> None:
         self._stub_for = stub_for
+        metadata = metadata + _target_metadata(config)
         self._stub = stub_for(instance_address)
         self._address = instance_address  # of `_stub`: "" is the client's target
         self._open_retries = open_retries
@@ -231,9 +246,9 @@ class _Stream:
     def _open_call(self, config: pb.StreamConfig) -> Any:
         raise NotImplementedError
 
-    async def _start(self, config: pb.StreamConfig) -> None:
+    async def _start(self, config: pb.StreamConfig, retries: int | None = None) -> None:
         try:
-            first = await self._open_retrying(config)
+            first = await self._open_retrying(config, retries)
         except RPCError as error:
             holder = error.metadata.get("instance_address", "")
             if error.reason != WRONG_INSTANCE or not holder:
@@ -249,7 +264,7 @@ class _Stream:
             raise RPCError(grpc.StatusCode.INTERNAL, "server did not confirm the stream", None)
         self.info = _info(first.started)
 
-    async def _open_retrying(self, config: pb.StreamConfig) -> Any:
+    async def _open_retrying(self, config: pb.StreamConfig, retries: int | None = None) -> Any:
         """`_open`, again (up to `open_retries` times) while refused before it started.
 
         A draining instance closes its listeners and sends GOAWAY, so the channel's
@@ -262,7 +277,8 @@ class _Stream:
             try:
                 return await self._open(config)
             except RPCError as error:
-                if attempt >= self._open_retries or not refused_before_start(error):
+                limit = self._open_retries if retries is None else retries
+                if attempt >= limit or not refused_before_start(error):
                     raise
                 log.info(
                     "stream refused before it started (%s%s); opening it again",
@@ -316,7 +332,28 @@ class _Stream:
         # The stream lives on one instance; the load balancer may pick another.
         self._address = self.info.instance_address
         self._stub = self._stub_for(self._address)
-        await self._start(config)
+        if not self._address or self._stub is self._stub_for(""):
+            await self._start(config)
+        else:
+            try:
+                # Once: the balancer below is the retry, and it is quick to reach.
+                await self._start(config, retries=0)
+            except RPCError as error:
+                if not refused_before_start(error):
+                    raise
+                # The advertised address cannot be reached from here (NAT, a client
+                # outside the cluster): through the balancer, which routes by call
+                # (x-mediastream-target) to the holder, or reaches an instance that
+                # names it (RESUME_WRONG_INSTANCE).
+                log.info(
+                    "stream %s: instance %s unreachable (%s); resuming through %s",
+                    self.info.stream_id,
+                    self._address,
+                    error.code.name,
+                    "the client's target",
+                )
+                self._address, self._stub = "", self._stub_for("")
+                await self._start(config)
         self.resumes += 1
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
