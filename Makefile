@@ -71,7 +71,7 @@ typecheck: setup
 	$(UV) run --frozen mypy
 	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds proxies
 	$(UV) run --frozen pytest
 
 # The suite on a busy machine (docs/testing.md): `make test` RUNS times (default 3) on a
@@ -98,6 +98,17 @@ asterisk-builds:
 # Only the real-Asterisk suite (every release and the emulator).
 real-asterisk: setup asterisk-builds
 	$(UV) run --frozen pytest -m real_asterisk tests/real_asterisk $(PYTEST_ARGS)
+
+# --- Real proxies (tests/real_proxy; docs/operations.md "Behind nginx, HAProxy or Envoy") ---
+# nginx and HAProxy from Debian's packages (root or password-less sudo; otherwise one line
+# and the real_proxy tests skip, saying why). The tests run their own on free ports.
+.PHONY: proxies real-proxy
+proxies:
+	@scripts/proxies/install.sh
+
+# Only the real-proxy suite (every scenario behind nginx and behind HAProxy).
+real-proxy: setup proxies
+	$(UV) run --frozen pytest -m real_proxy tests/real_proxy $(PYTEST_ARGS)
 
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
 # Pinned protoc plugins for Go, installed into sdk/go/.tools/bin (gitignored there);
