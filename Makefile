@@ -71,7 +71,7 @@ typecheck: setup
 	$(UV) run --frozen mypy
 	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds proxies
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds proxies deploy-tools
 	$(UV) run --frozen pytest
 
 # The suite on a busy machine (docs/testing.md): `make test` RUNS times (default 3) on a
