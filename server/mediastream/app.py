@@ -32,6 +32,7 @@ from mediastream.asterisk.legs import LegFactory
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.auth import Authenticator
 from mediastream.config import Settings
+from mediastream.core.formats import AudioFormat
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
 from mediastream.shim import ShimServer
@@ -39,6 +40,17 @@ from mediastream.streams import StreamLimits, StreamManager
 from mediastream.target_counts import SharedTargetCounts, TargetCounts
 
 log = logging.getLogger(__name__)
+
+_GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+_MESSAGE_OVERHEAD = 64 * 1024
+"""Room in a gRPC message besides its samples (framing, a mark, a config)."""
+
+
+def _max_receive_bytes(play_buffer_s: int) -> int:
+    """The receive limit for gRPC: its default, or room for the play buffer in one chunk."""
+    audio = AudioFormat.SLIN16.bytes_for(play_buffer_s * 1000)
+    return max(_GRPC_DEFAULT_MAX_RECEIVE, audio + _MESSAGE_OVERHEAD)
+
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -126,6 +138,7 @@ class Gateway:
             max_streams_per_target=s.max_streams_per_target,
             max_streams_per_client=s.max_streams_per_client,
             resume_grace_s=s.resume_grace_s,
+            play_buffer_ms=s.play_buffer_s * 1000,
         )
         counts: TargetCounts | None = None
         if self.worker is not None:
@@ -155,6 +168,8 @@ class Gateway:
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # One AudioChunk may carry the whole play buffer (of slin16, the widest).
+                ("grpc.max_receive_message_length", _max_receive_bytes(s.play_buffer_s)),
             ]
         )
         pb_grpc.add_MediaStreamServiceServicer_to_server(

@@ -81,6 +81,20 @@ MALFORMED_INPUT = Counter(
     registry=REGISTRY,
 )
 
+CLIENT_MESSAGES_IGNORED = Counter(
+    "mediastream_client_messages_ignored_total",
+    "Client messages ignored because the dialect ignores them (e.g. a Twilio client's stop).",
+    ["dialect", "event"],
+    registry=REGISTRY,
+)
+"""event: a name the dialect defines, or ``other``."""
+CLIENT_MESSAGES_TOLERATED = Counter(
+    "mediastream_client_messages_tolerated_total",
+    "Client messages carried out although they break a rule of their dialect, by rule.",
+    ["dialect", "rule"],
+    registry=REGISTRY,
+)
+
 
 async def serve(
     listen: str, token: str, render: Callable[[], Awaitable[bytes]]
