@@ -12,20 +12,31 @@ export UV_PYTHON_DOWNLOADS := never
 
 setup: .venv/.synced node_modules/.installed
 
+# Everything (the dev tools too): what `make test` and the checks use.
 .venv/.synced: pyproject.toml uv.lock sdk/python/pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
 	$(UV) sync --frozen --quiet
+	@touch $@
+
+# Only what running needs (the gateway and the `run` group: the Python SDK); no npm.
+# --inexact keeps what a `make setup` installed, so run after test and test after run
+# both work without reinstalling.
+.venv/.synced-run: pyproject.toml uv.lock sdk/python/pyproject.toml
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --quiet --no-dev --group run --inexact
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	@touch $@
 
-run: setup
-	$(UV) run --frozen python scripts/run.py
+# `uv run --no-sync`: the environment is the one .venv/.synced-run made (a plain
+# `uv run` would sync the dev group back in).
+run: .venv/.synced-run
+	$(UV) run --frozen --no-sync python scripts/run.py
 
-demo: setup
-	$(UV) run --frozen python scripts/run.py --once
+demo: .venv/.synced-run
+	$(UV) run --frozen --no-sync python scripts/run.py --once
 
 generate: setup generate-sdks
 	$(UV) run --frozen python scripts/generate.py
@@ -52,8 +63,33 @@ typecheck: setup
 	$(UV) run --frozen mypy
 	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds
 	$(UV) run --frozen pytest
+
+# The suite on a busy machine (docs/testing.md): `make test` RUNS times (default 3) on a
+# clean clone of HEAD, beside a `make run` gateway on the default ports and
+# `stress-ng --cpu 1` (installed from Debian if missing); prints each run's time and result.
+# A quick check of the machinery: make test-busy RUNS=1 TEST_BUSY_CMD="make lint"
+.PHONY: test-busy
+test-busy:
+	RUNS=$(or $(RUNS),3) TEST_BUSY_CMD="$(or $(TEST_BUSY_CMD),make test)" scripts/test_busy.sh
+
+# --- Real Asterisk (tests/real_asterisk; README "Real Asterisk") -------------------------
+# With ../shared/asterisk beside the clone, build every supported release into the cache
+# (scripts/asterisk/build.sh: once, ~2-4 min each; later runs reuse it). Without it, say so:
+# the real_asterisk tests then skip with one line saying why.
+ASTERISK_RELEASES := 23.4.1 22.10.1 20.20.1
+SHARED_ASTERISK := $(or $(MEDIASTREAM_SHARED),$(CURDIR)/../shared)/asterisk
+.PHONY: asterisk-builds real-asterisk
+asterisk-builds:
+	@if [ -d "$(SHARED_ASTERISK)" ]; then \
+	  for r in $(ASTERISK_RELEASES); do scripts/asterisk/build.sh $$r >/dev/null || exit 1; done; \
+	  echo "real Asterisk built: $(ASTERISK_RELEASES)"; \
+	else echo "no $(SHARED_ASTERISK): real_asterisk tests will skip"; fi
+
+# Only the real-Asterisk suite (every release and the emulator).
+real-asterisk: setup asterisk-builds
+	$(UV) run --frozen pytest -m real_asterisk tests/real_asterisk $(PYTEST_ARGS)
 
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
 # Pinned protoc plugins for Go, installed into sdk/go/.tools/bin (gitignored there);

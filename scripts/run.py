@@ -43,8 +43,9 @@ def main() -> int:
             print("the gateway did not start; see the log above", file=sys.stderr)
             return 1
         ready = json.loads(line)
+        websocket = f", WebSocket on {ready['websocket']}" if ready.get("websocket") else ""
         print(
-            f"gateway ready: gRPC on {ready['grpc']}, Asterisk: "
+            f"gateway ready: gRPC on {ready['grpc']}{websocket}, Asterisk: "
             f"{'embedded emulator' if ready['embedded_asterisk'] else ready['ari_url']}"
         )
         if ready.get("websocket"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,8 +13,57 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import harness  # noqa: F401 - registers the fixture everywhere
+
+# Property tests check properties, not speed: on a busy machine one example may take
+# longer than Hypothesis's 200 ms deadline, or data generation its "too slow" limit,
+# and a rerun that is fast reports the test as flaky. Neither is the code's fault.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
+
+DEFAULT_PORTS = {
+    50051: "gRPC (grpc_listen)",
+    8080: "WebSocket and web page (ws_listen)",
+    9464: "metrics (metrics_listen)",
+    8088: "Asterisk ARI (the emulator's and Asterisk's default)",
+}
+"""Well-known ports a gateway or Asterisk run beside the suite (``make run``) holds."""
+
+
+def hold_default_ports() -> list[socket.socket]:
+    """Bind (never listen on) every free port of :data:`DEFAULT_PORTS`, on all addresses.
+
+    While the suite runs, a test that starts anything on a default port fails at
+    once with 'address in use', on every machine and every run, just as it would
+    beside a running gateway, instead of only when one happens to be running.
+    A port something else already holds (``make run``'s gateway) is left to it:
+    it guards that port as well. Without SO_REUSEADDR or SO_REUSEPORT, no other
+    socket can bind the port on any address; nothing listens, so nothing connects.
+    """
+    held = []
+    for port in DEFAULT_PORTS:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            sock.close()  # already taken: by a gateway run beside, which guards it too
+        else:
+            held.append(sock)
+    return held
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_HELD] = hold_default_ports()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for sock in config.stash.get(_HELD, []):
+        sock.close()
+
+
+_HELD = pytest.StashKey[list[socket.socket]]()
 
 
 @dataclass(frozen=True)
@@ -85,7 +135,6 @@ def gateway() -> Iterator[RunningGateway]:
     gw = start_gateway()
     yield gw
     stop_gateway(gw)
-
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:

@@ -20,6 +20,27 @@ from mediastream_client import MediaStreamClient
 
 GATEWAY_CHANNELS = ("UnicastRTP/", "AudioSocket/", "WebSocket/", "Snoop/")
 
+FREE_PORTS: dict[str, object] = {
+    "grpc_listen": "127.0.0.1:0",
+    "ws_listen": "127.0.0.1:0",
+    "metrics_listen": "127.0.0.1:0",
+    "audiosocket_port": 0,
+}
+"""Every listen setting on a free port: a test's gateway never binds a default port.
+
+A gateway someone runs beside the suite (``make run``) holds the defaults; a test
+gateway on them would fail to start, or worse, a test would talk to the wrong one.
+"""
+
+
+def free_port_settings(**overrides: object) -> Settings:
+    """Gateway settings for a test: :data:`FREE_PORTS` under `overrides`, validated.
+
+    Build every in-process gateway's settings here, never with ``Settings()``,
+    whose listen defaults are the well-known ports (see tests/conftest.py's guard).
+    """
+    return Settings(**{**FREE_PORTS, **overrides}).validate()  # type: ignore[arg-type]
+
 
 def own_connection(target: str) -> MediaStreamClient:
     """A client on a TCP connection of its own.
@@ -71,13 +92,14 @@ async def running_gateway(
 ) -> AsyncIterator[tuple[Gateway, Endpoints]]:
     """A started gateway with the test's `settings` marker over `defaults`.
 
+    Every listener is on a free port unless the test says otherwise (:func:`free_port_settings`).
+
     On a clean exit, unless the test is marked `leaves_streams`, fails if the
     gateway left anything of its own in Asterisk.
     """
     marker = request.node.get_closest_marker("settings")
     overrides = marker.kwargs if marker else {}
-    settings = Settings(**{**defaults, **overrides})
-    settings.validate()
+    settings = free_port_settings(**{**defaults, **overrides})
     gateway = Gateway(settings)
     endpoints = await gateway.start()
     try:
@@ -91,11 +113,5 @@ async def running_gateway(
 
 @pytest.fixture
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    async with running_gateway(
-        request,
-        grpc_listen="127.0.0.1:0",
-        drain_timeout_s=0.5,
-        metrics_listen="127.0.0.1:0",
-        ws_listen="127.0.0.1:0",
-    ) as (gateway, endpoints):
+    async with running_gateway(request, drain_timeout_s=0.5) as (gateway, endpoints):
         yield Harness(gateway, endpoints.grpc, endpoints.ari_url)

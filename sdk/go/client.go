@@ -277,7 +277,7 @@ func stream(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.S
 		cancel()
 		return nil, AsRPCError(err)
 	}
-	d := &DuplexStream{rpc: rpc}
+	d := &DuplexStream{rpc: rpc, closeGrace: DefaultCloseGrace}
 	d.cancel = cancel
 	d.recvMsg = func() (Event, *pb.StreamStarted, error) {
 		msg, err := rpc.Recv()

@@ -254,9 +254,35 @@ func (r *runner) run(kind string, args json.RawMessage) error {
 			return err
 		}
 		if s.listen != nil {
-			s.listen.Close()
+			s.listen.Cancel()
 		}
 		return r.waitFor(s, "the stream to end", func() bool { return s.done })
+	case "close":
+		// What `defer stream.Close()` does; it must return within the scenario's deadline.
+		var a struct{ Stream string }
+		if err := decode(args, &a); err != nil {
+			return err
+		}
+		s, err := r.stream(a.Stream)
+		if err != nil {
+			return err
+		}
+		closed := make(chan error, 1)
+		go func() {
+			if s.duplex != nil {
+				closed <- s.duplex.Close()
+			} else if s.listen != nil {
+				closed <- s.listen.Close()
+			} else {
+				closed <- nil
+			}
+		}()
+		select {
+		case err := <-closed:
+			return err
+		case <-r.ctx.Done():
+			return fmt.Errorf("timed out waiting for Close")
+		}
 	case "sleep":
 		var a struct{ MS int }
 		if err := decode(args, &a); err != nil {

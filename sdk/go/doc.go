@@ -27,6 +27,23 @@
 // SendDTMF, Mark, Clear, Hangup and CloseSend. [Stream.AudioReader] and
 // [DuplexStream.AudioWriter] adapt a stream's audio to io.Reader and io.Writer.
 //
+//	stream, err := client.Stream(ctx, mediastream.Config{CallID: id, Format: mediastream.FormatSLIN})
+//	if err != nil { ... }
+//	defer stream.Close() // after CloseSend: waits until what was sent has played
+//	for _, frame := range frames {
+//		if err := stream.Send(frame); err != nil { ... }
+//	}
+//	stream.CloseSend()
+//
+// Which call waits for what: Send returns once gRPC has taken the chunk, not
+// when it has played (a Mark's MarkPlayed event reports that). CloseSend only
+// ends the input; the server then plays what it has and sends Stopped
+// (StopReasonClientDone). [DuplexStream.Close] after CloseSend waits for that
+// Stopped, at most the audio still to play plus [DefaultCloseGrace], reading
+// the events itself when no goroutine is in Recv; without CloseSend it cancels
+// the stream at once, as [Stream.Cancel] always does. [Stream.Wait] waits for
+// the end with a context of your own.
+//
 // Every error the server returns is an [*RPCError] carrying the gRPC code and
 // the google.rpc.Status details (ErrorInfo reason, domain and metadata;
 // BadRequest field violations):

@@ -22,14 +22,22 @@ func advertisingGateways(t *testing.T, n int) []*gatewaytest.Gateway {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				errs[i] = err
-				return
+			// The advertised address is needed up front, so a free port is picked
+			// and let go before the gateway binds it; on a busy machine another
+			// process may take it in between: then try a fresh one.
+			for attempt := 0; attempt < 3; attempt++ {
+				lis, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				addr := lis.Addr().String()
+				lis.Close()
+				gws[i], errs[i] = gatewaytest.StartOwn("--grpc-listen", addr, "--advertise-address", addr, "--drain-timeout-s", "1")
+				if errs[i] == nil {
+					return
+				}
 			}
-			addr := lis.Addr().String()
-			lis.Close()
-			gws[i], errs[i] = gatewaytest.StartOwn("--grpc-listen", addr, "--advertise-address", addr, "--drain-timeout-s", "1")
 		}()
 	}
 	wg.Wait()

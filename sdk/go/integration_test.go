@@ -1,10 +1,12 @@
 package mediastream_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"math"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -113,5 +115,78 @@ func TestGatewayBadChunkMSNamesTheField(t *testing.T) {
 	}
 	if rpcErr.Code != codes.InvalidArgument || len(rpcErr.FieldViolations) != 1 || rpcErr.Field() != "config.chunk_ms" {
 		t.Errorf("err = %+v", rpcErr)
+	}
+}
+
+// Closing a two-way stream (issue 16): after CloseSend, Close waits until what
+// was sent has played. The lower bound (0.9 s for 1 s of audio) is what shows
+// it waited; the upper one is generous for a loaded machine.
+func TestGatewayCloseAfterCloseSendWaitsForTheAudio(t *testing.T) {
+	client, gw := dialGateway(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: gw.Demo["echo_call"], Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := make([]byte, 320)
+	for i := 0; i < 50; i++ {
+		if err := stream.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := stream.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 900*time.Millisecond || waited > 15*time.Second {
+		t.Errorf("Close waited %v, want about 1 s", waited)
+	}
+	if s := stream.Stopped(); s == nil || s.Reason != mediastream.StopReasonClientDone {
+		t.Errorf("Stopped() = %+v, want CLIENT_DONE", s)
+	}
+}
+
+func TestGatewayCloseWithoutCloseSendCancels(t *testing.T) {
+	client, gw := dialGateway(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: gw.Demo["echo_call"], Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := make([]byte, 320)
+	for i := 0; i < 50; i++ {
+		if err := stream.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := stream.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited > 500*time.Millisecond {
+		t.Errorf("Close took %v, want at once", waited)
+	}
+	_, err = stream.Recv()
+	var rpcErr *mediastream.RPCError
+	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.Canceled {
+		t.Errorf("Recv after Close = %v, want CANCELLED", err)
+	}
+}
+
+func TestGatewayWaitTimesOutAndCancels(t *testing.T) {
+	client, gw := dialGateway(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: gw.Demo["echo_call"], Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := stream.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want DeadlineExceeded (the input never ended)", err)
+	}
+	if s := stream.Stopped(); s != nil {
+		t.Errorf("Stopped() = %+v after a cancel", s)
 	}
 }

@@ -1,6 +1,8 @@
 package mediastream
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -18,6 +20,23 @@ type Stream struct {
 	mu      sync.Mutex
 	stopped *Stopped
 	lastSeq *uint64
+
+	// recvMu keeps Wait's own reads and Recv from overlapping (gRPC allows one
+	// receive at a time); ended is closed once a receive reported the end.
+	recvMu   sync.Mutex
+	endOnce  sync.Once
+	endedCh  chan struct{}
+	initOnce sync.Once
+}
+
+func (s *Stream) endedChan() chan struct{} {
+	s.initOnce.Do(func() { s.endedCh = make(chan struct{}) })
+	return s.endedCh
+}
+
+func (s *Stream) markEnded() {
+	ch := s.endedChan()
+	s.endOnce.Do(func() { close(ch) })
 }
 
 // start reads the server's confirmation.
@@ -60,9 +79,16 @@ func (s *Stream) Info() StreamInfo {
 // FlowControl or, last, Stopped. After Stopped (or when the server closes the
 // stream without one) it returns io.EOF. A failed stream returns an *RPCError.
 func (s *Stream) Recv() (Event, error) {
+	s.recvMu.Lock()
+	defer s.recvMu.Unlock()
+	return s.recv()
+}
+
+func (s *Stream) recv() (Event, error) {
 	for {
 		ev, _, err := s.recvMsg()
 		if err != nil {
+			s.markEnded()
 			return nil, AsRPCError(err)
 		}
 		if ev == nil {
@@ -103,11 +129,53 @@ func (s *Stream) ResumeFrom() *Resume {
 	return r
 }
 
-// Close cancels the stream if it is still running. It is safe to call more
-// than once and from any goroutine.
+// Close cancels a listen-only stream if it is still running. It is safe to
+// call more than once and from any goroutine. (DuplexStream.Close waits for
+// the audio sent to be played when CloseSend was called first.)
 func (s *Stream) Close() error {
 	s.cancel()
 	return nil
+}
+
+// Cancel cancels the stream at once if it is still running: nothing more is
+// played or received. It is safe to call more than once and from any goroutine.
+func (s *Stream) Cancel() {
+	s.cancel()
+}
+
+// Wait waits until the stream has ended and returns its Stopped event (nil if
+// it ended without one, for example cancelled). When no goroutine is in Recv,
+// Wait reads the events itself and drops them; a goroutine that keeps calling
+// Recv meanwhile may miss some. If ctx ends first, the stream is cancelled
+// and Wait returns ctx's error.
+func (s *Stream) Wait(ctx context.Context) (*Stopped, error) {
+	stop := context.AfterFunc(ctx, s.cancel)
+	defer stop()
+	ended := s.endedChan()
+	for {
+		select {
+		case <-ended:
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return s.Stopped(), nil
+		default:
+		}
+		if s.recvMu.TryLock() {
+			_, err := s.recv()
+			s.recvMu.Unlock()
+			if err != nil && err != io.EOF && ctx.Err() == nil && s.Stopped() == nil {
+				return nil, err
+			}
+			continue
+		}
+		// Another goroutine is receiving: let it see the end.
+		select {
+		case <-ended:
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // AudioReader returns an io.Reader of the stream's audio bytes, in the
@@ -152,6 +220,68 @@ type DuplexStream struct {
 	sendMu    sync.Mutex
 	seq       uint64
 	timestamp uint64
+
+	closedSend bool
+	playEnd    time.Time // by when the audio sent so far has played, at most
+	closeGrace time.Duration
+}
+
+// DefaultCloseGrace is how long Close, after CloseSend, waits for Stopped
+// beyond the client's estimate of the audio still to play.
+const DefaultCloseGrace = 10 * time.Second
+
+// SetCloseGrace sets how long Close, after CloseSend, waits for Stopped beyond
+// the estimate of the audio still to play (default DefaultCloseGrace).
+func (d *DuplexStream) SetCloseGrace(grace time.Duration) {
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	d.closeGrace = grace
+}
+
+// countPlayed adds ms of audio to the play-out estimate: the server plays in
+// real time from when audio arrives (a gap plays silence). Headers counted as
+// audio only lengthen it, the safe side. Called with sendMu held.
+func (d *DuplexStream) countPlayed(ms float64) {
+	now := time.Now()
+	if d.playEnd.Before(now) {
+		d.playEnd = now
+	}
+	d.playEnd = d.playEnd.Add(time.Duration(ms * float64(time.Millisecond)))
+}
+
+func (d *DuplexStream) bytesPerMS() float64 {
+	switch d.info.Format {
+	case FormatSLIN:
+		return 16
+	case FormatSLIN16:
+		return 32
+	}
+	return 8
+}
+
+// Close closes the stream; it is what `defer stream.Close()` should do.
+// After CloseSend it waits until the server has played what was sent and
+// sent Stopped (see Wait), at most the estimated audio still to play plus the
+// close grace (DefaultCloseGrace); then, or at once without CloseSend, the
+// stream is cancelled if still running. It returns an error wrapping
+// context.DeadlineExceeded if the bound passed first.
+func (d *DuplexStream) Close() error {
+	d.sendMu.Lock()
+	closedSend, bound := d.closedSend, time.Until(d.playEnd)+d.closeGrace
+	d.sendMu.Unlock()
+	defer d.cancel()
+	if !closedSend || d.Stopped() != nil {
+		return nil
+	}
+	if bound < 0 {
+		bound = 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	if _, err := d.Wait(ctx); err != nil && ctx.Err() != nil {
+		return fmt.Errorf("mediastream: no Stopped within %v of closing after CloseSend; stream cancelled: %w", bound, err)
+	}
+	return nil
 }
 
 func (d *DuplexStream) send(req *pb.StreamMediaRequest) error {
@@ -172,6 +302,7 @@ func (d *DuplexStream) Send(audio []byte) error {
 	}
 	d.seq++
 	d.timestamp += uint64(d.samplesIn(audio))
+	d.countPlayed(float64(len(audio)) / d.bytesPerMS())
 	return nil
 }
 
@@ -189,9 +320,21 @@ func (d *DuplexStream) samplesIn(audio []byte) int {
 // SendDTMF sends DTMF digits (0-9, *, #, A-D) into the call. A zero duration
 // means 100 ms per digit.
 func (d *DuplexStream) SendDTMF(digits string, duration time.Duration) error {
-	return d.send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Dtmf{
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	err := d.rpc.Send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Dtmf{
 		Dtmf: &pb.SendDtmf{Digits: digits, DurationMs: uint32(duration / time.Millisecond)},
 	}})
+	if err != nil {
+		return AsRPCError(err)
+	}
+	each := duration
+	if each == 0 {
+		each = 100 * time.Millisecond
+	}
+	// Each digit plays for its duration and a gap.
+	d.countPlayed(float64(len(digits)) * float64(each+100*time.Millisecond) / float64(time.Millisecond))
+	return nil
 }
 
 // Mark asks for a MarkPlayed event named name once everything sent before it
@@ -203,7 +346,13 @@ func (d *DuplexStream) Mark(name string) error {
 // Clear drops all audio queued for playing (barge-in); the server answers
 // with a Cleared event.
 func (d *DuplexStream) Clear() error {
-	return d.send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Clear{Clear: &pb.Clear{}}})
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	if err := d.rpc.Send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Clear{Clear: &pb.Clear{}}}); err != nil {
+		return AsRPCError(err)
+	}
+	d.playEnd = time.Time{}
+	return nil
 }
 
 // Hangup hangs up the call the stream is attached to.
@@ -211,12 +360,18 @@ func (d *DuplexStream) Hangup() error {
 	return d.send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Hangup{Hangup: &pb.HangupCall{}}})
 }
 
-// CloseSend ends the client's input: the server plays what it accepted, then
-// sends Stopped (StopReasonClientDone) and ends the stream.
+// CloseSend ends the client's input and returns at once, without waiting for
+// the audio to play: the server plays what it accepted, then sends Stopped
+// (StopReasonClientDone) and ends the stream. Read Recv until io.EOF, or call
+// Wait, or just Close (which waits after CloseSend).
 func (d *DuplexStream) CloseSend() error {
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
-	return AsRPCError(d.rpc.CloseSend())
+	if err := d.rpc.CloseSend(); err != nil {
+		return AsRPCError(err)
+	}
+	d.closedSend = true
+	return nil
 }
 
 // AudioWriter returns an io.WriteCloser that cuts what is written into

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 
 import grpc
@@ -197,7 +198,9 @@ class Gateway:
         self._shim = ShimServer(
             self._streams, auth, s.transport, embedded=embedded, heartbeat_s=s.keepalive_time_s
         )
-        ws_address = await self._shim.start(s.ws_listen, reuse_port=self.worker is not None)
+        ws_address = await self._shim.start(
+            s.ws_listen, reuse_port=self.worker is not None, ssl_context=self._ws_tls()
+        )
         host = s.grpc_listen.rpartition(":")[0]
         self.endpoints = Endpoints(
             f"{host}:{port}", ",".join(urls), s.embedded, metrics_address, websocket=ws_address
@@ -250,6 +253,18 @@ class Gateway:
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
         return int(server.add_secure_port(listen, creds))
+
+    def _ws_tls(self) -> ssl.SSLContext | None:
+        """TLS for the WebSocket/page port: the gRPC port's certificate and client CA."""
+        s = self.settings
+        if not s.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(s.tls_cert, s.tls_key)
+        if s.tls_client_ca:
+            context.load_verify_locations(s.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def _on_asterisk(self, up: bool) -> None:
         # Serving while at least one Asterisk is reachable.

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import jwt
 
-from mediastream.core.stream import Target, TargetKind
-from mediastream.errors import PermissionDenied, Unauthenticated
+from mediastream.core.stream import Target, TargetKind, validate_target_id
+from mediastream.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,16 @@ class Principal:
     subject: str
     scope: Target | None = None
     client: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Who may resume a stream this principal opened.
+
+        The same API key, or the same JWT ``sub`` with the same scope (a JWT
+        without ``sub`` counts as one identity per scope).
+        """
+        scope = f"{self.scope.kind.value}:{self.scope.id}" if self.scope is not None else "*"
+        return f"{self.subject}|{scope}"
 
     def check(self, target: Target) -> None:
         """Raise PermissionDenied unless this principal may open `target`."""
@@ -58,6 +68,43 @@ def client_id(principal: Principal, peer_host: str) -> str:
             authentication is off.
     """
     return principal.client or f"peer:{peer_host}"
+
+
+_SCOPE_CLAIMS = (("call_id", TargetKind.CALL), ("conference_id", TargetKind.CONFERENCE))
+
+
+def _scope(claims: Mapping[str, object]) -> Target | None:
+    """The target a token's scope claim names; None when it has none.
+
+    A scope claim that is present must be one well-formed ID: any other value
+    (a number, a list, null, an empty string, both claims at once) is refused,
+    never dropped, since a dropped claim would make the token unscoped.
+
+    Raises:
+        Unauthenticated: the claim is present but not one well-formed ID (TOKEN_SCOPE_INVALID).
+    """
+    present = [(name, kind) for name, kind in _SCOPE_CLAIMS if name in claims]
+    if not present:
+        return None
+    if len(present) > 1:
+        raise Unauthenticated(
+            "a token may carry call_id or conference_id, not both",
+            reason="TOKEN_SCOPE_INVALID",
+        )
+    name, kind = present[0]
+    value = claims[name]
+    try:
+        # The same rule as an ID in a request: a string of safe characters, bounded.
+        if isinstance(value, str) and value == value.strip():
+            return Target(kind, validate_target_id(name, value))
+    except InvalidArgument:
+        pass
+    raise Unauthenticated(
+        f"the token's {name} claim must be one call or conference ID, a string of "
+        "1-128 letters, digits, '.', '_', ':' or '-'",
+        reason="TOKEN_SCOPE_INVALID",
+        metadata={"claim": name},
+    )
 
 
 class Authenticator:
@@ -112,17 +159,35 @@ class Authenticator:
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired", reason="TOKEN_EXPIRED") from None
         except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"invalid token: {exc}", reason="TOKEN_INVALID") from None
-        scope = None
-        if isinstance(claims.get("call_id"), str):
-            scope = Target(TargetKind.CALL, claims["call_id"])
-        elif isinstance(claims.get("conference_id"), str):
-            scope = Target(TargetKind.CONFERENCE, claims["conference_id"])
+            raise Unauthenticated(
+                f"invalid token: {self._jwt_problem(exc)}", reason="TOKEN_INVALID"
+            ) from None
+        scope = _scope(claims)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             # No subject: such tokens are not one client; each counts by its peer.
             return Principal("jwt", scope)
         return Principal(subject, scope, client=f"jwt:{subject}")
+
+    def _jwt_problem(self, exc: jwt.PyJWTError) -> str:
+        """What is wrong with a token, and how to fix it, in our own words.
+
+        PyJWT's own messages can carry Python reprs (a generator object, a key
+        class); they are never passed on.
+        """
+        if isinstance(exc, jwt.MissingRequiredClaimError):
+            return f"the {exc.claim} claim is required"
+        if isinstance(exc, jwt.InvalidAudienceError):
+            return "the aud claim does not name this gateway's audience (jwt_audience)"
+        if isinstance(exc, jwt.ImmatureSignatureError):
+            return "not valid yet (nbf or iat is in the future)"
+        if isinstance(exc, jwt.InvalidAlgorithmError | jwt.InvalidKeyError):
+            return f"sign it with one of {', '.join(self._algorithms)} and the gateway's key"
+        if isinstance(exc, jwt.InvalidSignatureError):
+            return "the signature does not verify with the gateway's key"
+        if isinstance(exc, jwt.DecodeError):
+            return "not a JWT (three base64url parts) and not a configured API key"
+        return "the token's claims are malformed (exp, nbf, iat must be numbers)"
 
     def authenticate_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> Principal:
         """Authenticate from gRPC metadata (``authorization: Bearer <token>``).

@@ -34,6 +34,14 @@ from mediastream.errors import (
 log = logging.getLogger(__name__)
 
 
+MAX_HOST_CHARS = 64
+"""Longest external_host accepted (``[<IPv6>]:<port>`` needs at most 47)."""
+
+
+MAX_TERMINATED_KEPT = 1000
+"""Terminated external media kept for reading; past it the oldest are forgotten."""
+
+
 class ExternalEncapsulation(enum.Enum):
     """Wire form sent to the external host."""
 
@@ -154,11 +162,29 @@ class ExternalMediaManager:
         self._watchers: set[asyncio.Task[None]] = set()
 
     def _check_host(self, host: str) -> tuple[str, int]:
+        if len(host) > MAX_HOST_CHARS:
+            raise InvalidArgument(
+                "external_host",
+                f"external_host may hold at most {MAX_HOST_CHARS} characters: <ip>:<port>",
+                reason="INVALID_HOST",
+                metadata={"limit": str(MAX_HOST_CHARS)},
+            )
         address, sep, port = host.rpartition(":")
         address = address.strip("[]")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        # isascii: str.isdigit() is also true of digits like '²' that int() refuses.
+        if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise InvalidArgument(
-                "external_host", "external_host must be <ip>:<port>", reason="INVALID_HOST"
+                "external_host",
+                "external_host must be <ip>:<port> with a port from 1 to 65535",
+                reason="INVALID_HOST",
+            )
+        if "%" in address:
+            # Python's ipaddress accepts an IPv6 zone ID (fe80::1%eth0); Asterisk would
+            # get a name of the gateway's interfaces, of any length.
+            raise InvalidArgument(
+                "external_host",
+                "external_host must not carry an IPv6 zone ID (%...)",
+                reason="INVALID_HOST",
             )
         try:
             ip = ipaddress.ip_address(address)
@@ -269,15 +295,22 @@ class ExternalMediaManager:
         metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).inc()
         media.end_reason = reason
         media.ended_at = time.time()
+        self._expire()
         log.info("external media %s terminated: %s", media.id, reason)
 
     def _expire(self) -> None:
         cutoff = time.time() - self._keep
-        for key in [
-            k for k, m in self._items.items() if m.ended_at is not None and m.ended_at < cutoff
-        ]:
-            del self._items[key]
-            metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).dec()
+        ended = sorted(
+            (m for m in self._items.values() if m.ended_at is not None),
+            key=lambda m: m.ended_at or 0.0,
+        )
+        # Past MAX_TERMINATED_KEPT the oldest go early: start/stop loops must not
+        # pile up records (and List replies) for keep_terminated_s.
+        excess = len(ended) - MAX_TERMINATED_KEPT
+        for i, media in enumerate(ended):
+            if i < excess or (media.ended_at or 0.0) < cutoff:
+                del self._items[media.id]
+                metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).dec()
 
     def get(self, media_id: str) -> ExternalMedia:
         """One external media.

@@ -31,6 +31,13 @@ STREAMS_ENDED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+STREAMS_STARVED = Counter(
+    "mediastream_streams_starved_total",
+    "Streams that received no frame from Asterisk for 2 s while their channel was up"
+    " (each counted once).",
+    ["transport"],
+    registry=REGISTRY,
+)
 STREAM_ERRORS = Counter(
     "mediastream_stream_errors_total",
     "Requests refused or streams failed, by gRPC/HTTP-independent reason.",

@@ -48,6 +48,7 @@ from mediastream.errors import (
     InvalidArgument,
     MediaStreamError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
@@ -62,6 +63,24 @@ FRAMES_OUT = metrics.FRAMES.labels("to_asterisk", "relayed")
 FRAMES_REFUSED = metrics.FRAMES.labels("to_asterisk", "refused")
 _FRAMES_PER_COUNT = 25
 """Frames sent into a call between two updates of their counter (half a second)."""
+
+STARVED_AFTER_S = 2.0
+"""Seconds without a frame from Asterisk, channel up, after which a stream is reported."""
+
+STARVED_CHECK_S = 0.5
+"""Seconds between two looks for starved streams (one timer for all streams)."""
+
+
+MAX_MARK_NAME_CHARS = 256
+"""Longest mark name a client may send (the name comes back in its mark event)."""
+MAX_DTMF_DIGITS = 64
+"""Most digits one DTMF message may carry (their tones are made before they queue)."""
+MAX_PENDING_MARKS = 1000
+"""Marks a stream holds that have not played yet; one more is refused (TOO_MANY_MARKS)."""
+MAX_PENDING_EVENTS = 1000
+"""Events (marks played, DTMF, flow, cleared) waiting for a client that does not read;
+one more ends the stream with RESOURCE_EXHAUSTED (EVENT_BACKLOG), as audio the
+client does not read is dropped from the ring: memory stays bounded either way."""
 
 
 def _labels(spec: StreamSpec) -> tuple[str, str, str, str]:
@@ -139,6 +158,7 @@ class Stream:
         self._frames_out = 0
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
+        self._marks_pending = 0
         self._hangup_requested = False
         self.attached = True
         self.detached_at: float | None = None
@@ -148,13 +168,19 @@ class Stream:
         self.attachment = 0
         self.client_key = ""
         """What the stream counts against in the per-client limit, if anything."""
+        self._last_frame_at = 0.0
+        self.starved = False
+        """Whether the stream was reported for getting no frame from Asterisk."""
+        self.owner = ""
+        """The identity that opened the stream (`Principal.identity`); only it may resume."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
     def on_frame(self, frame: bytes) -> None:
         """A frame from Asterisk: convert it and make it readable."""
         self._frames_in += 1
-        chunks = self._downlink.push(frame, time.monotonic())
+        now = self._last_frame_at = time.monotonic()
+        chunks = self._downlink.push(frame, now)
         if chunks:
             FRAMES_IN.inc(self._frames_in)
             self._frames_in = 0
@@ -201,7 +227,43 @@ class Stream:
     def start(self, leg: Leg) -> None:
         """Begin media once the leg is up."""
         self.leg = leg
+        self._last_frame_at = time.monotonic()
         self._kick()
+
+    def check_starved(self, now: float) -> bool:
+        """Report, once, a stream whose channel is up but that gets no frame from Asterisk.
+
+        A safety net, not a cure: counted in ``mediastream_streams_starved_total``
+        and logged at WARNING with the stream, its target and its transport.
+
+        Args:
+            now: The current ``time.monotonic()``.
+
+        Returns:
+            Whether it was reported now.
+        """
+        leg = self.leg
+        if (
+            self.starved
+            or leg is None
+            or leg.ended.done()
+            or self._stopped.done()
+            or now - self._last_frame_at < STARVED_AFTER_S
+        ):
+            return False
+        self.starved = True
+        transport = self.spec.transport.value
+        metrics.STREAMS_STARVED.labels(transport).inc()
+        log.warning(
+            "stream %s on %s %s: no audio from Asterisk for %.1f s while its channel is up"
+            " (transport %s)",
+            self.id,
+            self.spec.target.kind.value,
+            self.spec.target.id,
+            now - self._last_frame_at,
+            transport,
+        )
+        return True
 
     def rewind(self, last_received: int | None) -> int:
         """Continue from after chunk `last_received` (for a resumed client).
@@ -285,6 +347,13 @@ class Stream:
             FailedPrecondition: the stream is listen-only or its input has ended.
             ResourceExhausted: the tones would take the play buffer past its cap.
         """
+        if len(digits) > MAX_DTMF_DIGITS:
+            raise InvalidArgument(
+                "dtmf.digits",
+                f"at most {MAX_DTMF_DIGITS} digits per message",
+                reason="INVALID_DTMF",
+                metadata={"limit": str(MAX_DTMF_DIGITS)},
+            )
         if not digits or any(d not in DIGITS for d in digits):
             raise InvalidArgument(
                 "dtmf.digits", "digits must be 0-9, *, #, A-D", reason="INVALID_DTMF"
@@ -304,8 +373,24 @@ class Stream:
 
         Raises:
             FailedPrecondition: the stream is listen-only or its input has ended.
+            InvalidArgument: the name is longer than MAX_MARK_NAME_CHARS.
+            ResourceExhausted: MAX_PENDING_MARKS marks have not played yet.
         """
         self._check_input()
+        if len(name) > MAX_MARK_NAME_CHARS:
+            raise InvalidArgument(
+                "mark.name",
+                f"a mark name may hold at most {MAX_MARK_NAME_CHARS} characters",
+                reason="MARK_NAME_TOO_LONG",
+                metadata={"limit": str(MAX_MARK_NAME_CHARS)},
+            )
+        if self._marks_pending >= MAX_PENDING_MARKS:
+            raise ResourceExhausted(
+                f"{MAX_PENDING_MARKS} marks have not played yet: wait for their events",
+                reason="TOO_MANY_MARKS",
+                metadata={"limit": str(MAX_PENDING_MARKS)},
+            )
+        self._marks_pending += 1
         self._pacer.mark(name)
         self._kick()
 
@@ -318,6 +403,7 @@ class Stream:
         if self._uplink is None:
             raise FailedPrecondition("this stream is listen-only", reason="LISTEN_ONLY")
         cleared: Cleared = self._pacer.clear(time.monotonic())
+        self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
         self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
         self._kick()
 
@@ -350,6 +436,16 @@ class Stream:
             raise FailedPrecondition("input already ended", reason="INPUT_ENDED")
 
     def _emit(self, event: StreamEvent) -> None:
+        if self._buffer.pending_events >= MAX_PENDING_EVENTS:
+            # The client stopped reading: end the stream rather than hold more.
+            self.fail(
+                ResourceExhausted(
+                    f"{MAX_PENDING_EVENTS} events were not read: read the stream",
+                    reason="EVENT_BACKLOG",
+                    metadata={"limit": str(MAX_PENDING_EVENTS)},
+                )
+            )
+            return
         self._buffer.add_event(event)
         self._ready.set()
 
@@ -373,6 +469,7 @@ class Stream:
                 self._frames_out = 0
         for event in out.events:
             if isinstance(event, MarkPlayed):
+                self._marks_pending = max(0, self._marks_pending - 1)
                 # The pacer reports a mark when the frame before it is sent;
                 # it has been played once that frame's 20 ms are over.
                 asyncio.get_running_loop().call_later(
@@ -461,14 +558,16 @@ class StreamManager:
         self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False
         self.resumes = 0
+        self._watchdog: asyncio.TimerHandle | None = None
 
-    async def open(self, spec: StreamSpec, client: str = "") -> Stream:
+    async def open(self, spec: StreamSpec, client: str = "", owner: str = "") -> Stream:
         """Attach a new stream to its call or conference.
 
         Args:
             spec: What the client asked for.
             client: Who asks (a JWT subject, an API key's name, a peer address),
                 for the per-client limit; empty: not counted.
+            owner: The identity a resume of this stream must present.
 
         Raises:
             Unavailable: the gateway is draining.
@@ -506,6 +605,7 @@ class StreamManager:
                 )
         stream = Stream(str(uuid.uuid4()), spec, self.limits, self.clock)
         stream.client_key = client_key
+        stream.owner = owner
         if self.instance_address:
             # The token names its instance, so that an instance a resume reaches by
             # mistake can say where the stream is (behind a load balancer).
@@ -528,17 +628,47 @@ class StreamManager:
                 "the gateway is shutting down; connect to another instance", reason="DRAINING"
             )
         stream.start(leg)
+        self._arm_watchdog()
         labels = _labels(spec)
         metrics.STREAMS_ACTIVE.labels(*labels).inc()
         metrics.STREAMS_OPENED.labels(labels[0], labels[1]).inc()
         log.info("stream %s opened on %s %s", stream.id, spec.target.kind.value, spec.target.id)
         return stream
 
-    def resume(self, token: str, spec: StreamSpec) -> Stream:
+    def check_starved(self, now: float | None = None) -> int:
+        """Look for streams that get no frame from Asterisk (`Stream.check_starved`).
+
+        Args:
+            now: The current ``time.monotonic()``; tests pass their own.
+
+        Returns:
+            How many streams were reported now.
+        """
+        if self._watchdog is not None:
+            self._watchdog.cancel()  # run early (a test): one timer only, from now
+            self._watchdog = None
+        when = time.monotonic() if now is None else now
+        reported = sum(s.check_starved(when) for s in list(self.streams.values()))
+        self._arm_watchdog()
+        return reported
+
+    def _arm_watchdog(self) -> None:
+        # One timer for every stream, running only while there are streams.
+        if self._watchdog is None and self.streams:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(STARVED_CHECK_S, self.check_starved)
+
+    def resume(self, token: str, spec: StreamSpec, owner: str = "") -> Stream:
         """Take over a stream whose client connection dropped.
+
+        Args:
+            token: The stream's resume token.
+            spec: The configuration the resuming client asks for.
+            owner: Who resumes (`Principal.identity`); must be who opened the stream.
 
         Raises:
             NotFound: no stream holds that token (expired, ended, or never issued).
+            PermissionDenied: another identity opened the stream (RESUME_NOT_OWNER).
             InvalidArgument: the configuration differs from the stream's.
         """
         stream_id, _, rest = token.partition(".")
@@ -554,6 +684,13 @@ class StreamManager:
             raise NotFound(
                 "no stream to resume with that token (it may have expired)",
                 reason="RESUME_TOKEN_UNKNOWN",
+            )
+        if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
+            # A token is a secret, but a leaked one must not hand the stream (and
+            # the holder's connection) to someone else: nothing changes for the holder.
+            raise PermissionDenied(
+                "only the credentials that opened a stream may resume it",
+                reason="RESUME_NOT_OWNER",
             )
         if stream.spec != spec:
             raise InvalidArgument(
@@ -647,6 +784,9 @@ class StreamManager:
 
     async def close_all(self, reason: StopReason, detail: str) -> None:
         """End every stream (shutdown)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         await asyncio.gather(
             *(self.close(s, reason, detail) for s in list(self.streams.values())),
             return_exceptions=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from mediastream.asterisk.audiosocket import AudioSocketServer
+from mediastream.asterisk.audiosocket import SILENCE, AudioSocketServer
 from mediastream.core import audiosocket
 
 
@@ -116,5 +116,70 @@ async def test_oversized_declared_length_closes_only_that_connection() -> None:
         await asyncio.sleep(0.05)
         assert good_sink.frames == [b"\x07\x00" * 160] and not good_sink.closed.done()
         good_writer.close()
+    finally:
+        await server.close()
+
+
+async def test_an_idle_connection_gets_silence_every_second_check() -> None:
+    # Checks driven by hand: no timer runs by itself.
+    server = AudioSocketServer(keep_fed_interval=None)
+    await server.start("127.0.0.1")
+    try:
+        key, sink = uuid.uuid4(), Sink()
+        connected = server.expect(key, sink)
+        reader, writer = await connect(server)
+        writer.write(audiosocket.encode_uuid(key))
+        transport = await asyncio.wait_for(connected, 2)
+        await asyncio.sleep(0)  # let the connection register for keep-fed checks
+        server.keep_fed()
+        assert transport.silence_sent == 0  # one idle check: not yet
+        server.keep_fed()
+        assert transport.silence_sent == 1
+        frame = b"\x05\x00" * 160
+        transport.send_frame(frame)
+        server.keep_fed()  # something was sent since: the count starts again
+        assert transport.silence_sent == 1
+        server.keep_fed()
+        assert transport.silence_sent == 2
+        expected = SILENCE + audiosocket.encode_audio(frame) + SILENCE
+        assert await asyncio.wait_for(reader.readexactly(len(expected)), 2) == expected
+        writer.close()
+        await asyncio.wait_for(sink.closed, 2)
+        server.keep_fed()  # a closed connection is no longer checked
+        assert transport.silence_sent == 2
+    finally:
+        await server.close()
+
+
+async def test_asterisk_blocked_in_a_read_is_released_on_a_listen_only_stream() -> None:
+    """Issue 25: an emulated Asterisk that, like chan_audiosocket after Stasis joined
+    the channel to a bridge, sends no audio until it has read a whole message.
+
+    Before the fix nothing came from the gateway on a listen-only stream, so
+    this Asterisk never sent a frame and the stream stayed empty.
+    """
+    server = AudioSocketServer()  # the real timer: 20 ms checks
+    await server.start("127.0.0.1")
+    try:
+        key, sink = uuid.uuid4(), Sink()
+        connected = server.expect(key, sink)
+        reader, writer = await connect(server)
+        writer.write(audiosocket.encode_uuid(key))
+        await asyncio.wait_for(connected, 2)
+        # Blocked in audiosocket_read (channel locked): wait for one whole message.
+        # Generous bound for a loaded machine; silence is due within 40 ms.
+        header = await asyncio.wait_for(reader.readexactly(audiosocket.HEADER_SIZE), 5)
+        kind, length = header[0], int.from_bytes(header[1:], "big")
+        assert kind == audiosocket.Kind.AUDIO and length == 320
+        assert await reader.readexactly(length) == bytes(320)
+        # The read returned, the lock is free: the bridge's frame gets through.
+        writer.write(audiosocket.encode_audio(b"\x07\x00" * 160))
+        for _ in range(200):
+            if sink.frames:
+                break
+            await asyncio.sleep(0.01)
+        assert sink.frames == [b"\x07\x00" * 160]
+        writer.close()
+        await asyncio.wait_for(sink.closed, 2)
     finally:
         await server.close()

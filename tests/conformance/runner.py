@@ -153,7 +153,7 @@ class Runner:
         finally:
             for s in self.streams.values():
                 if s.stream is not None:
-                    await s.stream.aclose()
+                    await s.stream.cancel()
                 if s.task is not None:
                     s.task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -434,8 +434,16 @@ class Runner:
     async def step_cancel(self, args: dict[str, Any]) -> None:
         s = self._stream(args)
         if s.stream is not None:
-            await s.stream.aclose()
+            await s.stream.cancel()
         await self._wait_for("the stream to end", lambda: s.done)
+
+    async def step_close(self, args: dict[str, Any]) -> None:
+        # Leaving `async with client.stream(...)` normally is exactly this call.
+        s = self._stream(args)
+        if s.stream is not None:
+            await asyncio.wait_for(
+                s.stream.__aexit__(None, None, None), max(0.0, self.deadline - time.monotonic())
+            )
 
     async def step_sleep(self, args: dict[str, Any]) -> None:
         await asyncio.sleep(args["ms"] / 1000)

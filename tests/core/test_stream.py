@@ -67,13 +67,15 @@ def test_invalid_chunk_ms_names_field(chunk_ms: int) -> None:
     assert err.value.field == "config.chunk_ms"
 
 
-@pytest.mark.parametrize("bad", ["", "a b", "../etc", "x" * 129, "é"])
+@pytest.mark.parametrize("bad", ["", "a b", "../etc", "x" * 129, "é", "1795515126.1745\n", "-x"])
 def test_invalid_ids(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         validate_target_id("config.call_id", bad)
 
 
-@pytest.mark.parametrize("good", ["1795515126.1745", "00000000-0000-4000-8000-000000000440"])
+@pytest.mark.parametrize(
+    "good", ["1795515126.1745", "00000000-0000-4000-8000-000000000440", "x" * 128, "a:b_c"]
+)
 def test_asterisk_and_uuid_ids_are_valid(good: str) -> None:
     assert validate_target_id("config.call_id", good) == good
 
@@ -192,7 +194,6 @@ def test_uplink_rejects_garbage_rtp() -> None:
 # --- DownlinkBuffer: bounded replay for slow and reconnecting readers -------------
 
 
-
 def chunk(seq: int) -> Chunk:
     return Chunk(bytes([seq & 0xFF]), seq, seq * 160)
 
@@ -265,8 +266,10 @@ def test_rewind_replays_what_is_still_held() -> None:
     assert buf.rewind(None) == 2
 
 
-@given(st.lists(st.sampled_from(["chunk", "event", "take", "take1", "skip"]), max_size=300),
-       st.integers(min_value=1, max_value=16))
+@given(
+    st.lists(st.sampled_from(["chunk", "event", "take", "take1", "skip"]), max_size=300),
+    st.integers(min_value=1, max_value=16),
+)
 def test_buffer_is_bounded_ordered_and_accounts_for_every_chunk(
     ops: list[str], capacity: int
 ) -> None:

@@ -13,6 +13,7 @@ from mediastream.emulator import DTMF_CALL_ID, Emulator
 from tests.asterisk_fixtures import case
 from tests.emulator.conftest import APP, Ari, AudioSocketPeer, UdpPeer, level, rtp_header, ulaw
 from tests.emulator.test_websocket_channel import MediaClient
+from tests.timing import LOADED_SLACK
 
 
 async def _add_dtmf_caller(ari: Ari, bridge_id: str) -> dict[str, str]:
@@ -42,7 +43,8 @@ def _check_events(events: list[tuple[float, dict[str, object]]], name: str) -> N
     ]
     assert [list(e) for _, e in events] == [list(e) for e in recorded]
     spacing = np.diff([t for t, _ in events])
-    assert np.all(np.abs(spacing - 0.22) < 0.05)  # 100 ms quiet + 120 ms digit
+    # 100 ms quiet + 120 ms digit: never much sooner; later by a loaded loop's slack.
+    assert np.all((spacing > 0.22 - 0.05) & (spacing < 0.22 + 0.05 + LOADED_SLACK))
 
 
 async def test_rtp_gets_no_dtmf_but_gaps_with_marker(emulator: Emulator, ari: Ari) -> None:
@@ -61,7 +63,10 @@ async def test_rtp_gets_no_dtmf_but_gaps_with_marker(emulator: Emulator, ari: Ar
     headers = [rtp_header(d) for _, d, _ in peer.packets]
     assert {h["payload_type"] for h in headers} == {0}  # no RFC 2833 (PT 101)
     markers = [i for i, h in enumerate(headers) if h["marker"]]
-    assert markers == observed["markers"] == [25, 30, 35]
+    # Three marked packets five apart, as recorded. Where the first falls depends on
+    # how long the caller took to join after the media leg (later on a busy machine).
+    assert observed["markers"] == [25, 30, 35] and len(markers) == 3
+    assert [m - markers[0] for m in markers] == [0, 5, 10]
     steps = {b["timestamp"] - a["timestamp"] for a, b in pairwise(headers)}
     assert steps == set(observed["timestamp_steps"]) == {160, 1120}
     assert {(b["seq"] - a["seq"]) % 65536 for a, b in pairwise(headers)} == {1}
@@ -92,7 +97,11 @@ async def test_audiosocket_gets_kind_3_at_digit_end(emulator: Emulator, ari: Ari
     for (t_msg, _), (t_event, _) in zip(dtmf, events, strict=True):
         assert abs(t_msg - t_event) < 0.1  # the same moment (loose: shared machine)
     gaps = np.diff([t for t, _ in peer.audio()]) * 1000
-    assert sum(g > 60 for g in gaps) == 3 and max(gaps) < 300
+    # The audio pauses (~140 ms) for each of the three digits. A busy machine may
+    # add a late wake-up's gap of its own, so: at least three long gaps, the three
+    # longest clearly pauses, none longer than a pause plus a loaded loop's slack.
+    assert sum(g > 60 for g in gaps) >= 3 and min(sorted(gaps)[-3:]) > 100
+    assert max(gaps) < 300 + 1000 * LOADED_SLACK
 
 
 async def _websocket_dtmf(ari: Ari, json_format: bool) -> tuple[list[str], str, list[float]]:
@@ -129,7 +138,10 @@ async def test_websocket_plain_gets_dtmf_end(emulator: Emulator, ari: Ari) -> No
     rec_id = recorded[0].rsplit(":", 1)[1]
     assert texts == [t.replace(rec_id, cid) for t in recorded]
     assert texts[0] == f"DTMF_END digit:1 channel_id:{cid}"
-    assert max(delays) < 0.02
+    # DTMF_END at the moment of the ARI event: typically within 20 ms; a busy
+    # machine's late wake-up delays one by at most its slack.
+    assert float(np.median(delays)) < 0.02
+    assert max(delays) < 0.02 + LOADED_SLACK
 
 
 async def test_websocket_json_gets_dtmf_end(emulator: Emulator, ari: Ari) -> None:

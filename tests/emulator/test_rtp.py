@@ -12,6 +12,7 @@ import numpy as np
 from mediastream.emulator import Emulator
 from tests.asterisk_fixtures import case, records
 from tests.emulator.conftest import APP, Ari, UdpPeer, level, pcm, rtp_header, ulaw
+from tests.timing import LOADED_SLACK
 
 
 async def rtp_leg(
@@ -72,10 +73,13 @@ async def test_ulaw_stream_matches_recording(emulator: Emulator, ari: Ari) -> No
     assert {addr for _, _, addr in packets} == {local}
     # The tone starts ~0.5 s after answer (Answer() waits for media), as recorded.
     first_t = packets[0][0] - joined
-    assert abs(first_t - observed["first_packet_t"]) < 0.08
+    # Never sooner than recorded (less 80 ms); later only by a loaded loop's slack.
+    assert -0.08 < first_t - observed["first_packet_t"] < 0.08 + LOADED_SLACK
     gaps = np.diff([t for t, _, _ in packets]) * 1000
+    # Paced at 20 ms: the typical gap is one frame; a late wake-up on a busy
+    # machine makes a few gaps long and the next ones short, not most.
     assert 19 < float(np.median(gaps)) < 21
-    assert np.percentile(np.abs(gaps - 20), 90) < 5
+    assert np.percentile(np.abs(gaps - 20), 75) < 5
     # Same tone as the recording: 440 Hz at Playtones level, nothing at 880 Hz.
     recorded = [d for _, d in records("rtp_ulaw_from_asterisk.bin")]
     for ours, theirs in ((packets[10][1], recorded[10]), (packets[20][1], recorded[20])):
@@ -112,12 +116,18 @@ async def test_echo_returns_our_payloads_byte_identical_with_our_timestamps(
     await wait_packets(peer, len(sent), timeout=1)
     back = peer.packets
     assert len(back) == len(sent) == observed["latency"]["identical_payloads"]
+    delays = []
     for (t, data, _), ours, t_sent in zip(back, sent, send_times, strict=True):
         h, mine = rtp_header(data), rtp_header(ours)
         assert data[12:] == ours[12:]
         assert h["timestamp"] == mine["timestamp"]  # Asterisk copies our timestamps
         assert h["marker"] == 0 and h["ssrc"] != mine["ssrc"]
-        assert t - t_sent < 0.015  # relayed at once, no jitter buffer
+        delays.append(t - t_sent)
+    # Relayed at once, no jitter buffer (which would hold every packet 40 ms or
+    # more): the typical packet is back within 15 ms; a busy machine's late
+    # wake-up delays a few, by at most its slack.
+    assert float(np.median(delays)) < 0.015
+    assert max(delays) < 0.015 + LOADED_SLACK
     seqs = [rtp_header(d)["seq"] for _, d, _ in back]
     assert {(b - a) % 65536 for a, b in pairwise(seqs)} == {1}
 
@@ -130,7 +140,8 @@ async def test_burst_comes_back_as_a_burst(emulator: Emulator, ari: Ari) -> None
         peer.send(packet, local)
     await wait_packets(peer, len(sent), timeout=1)
     assert len(peer.packets) == 20
-    assert peer.packets[-1][0] - start < 0.1  # not re-paced to 20 ms
+    # Not re-paced: 20 packets paced at 20 ms would take 19 x 20 ms to come back.
+    assert peer.packets[-1][0] - start < 19 * 0.020
 
 
 async def test_slin16_sent_to_asterisk_is_dropped(emulator: Emulator, ari: Ari) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from mediastream.emulator import Emulator
 from tests.asterisk_fixtures import case, records
 from tests.emulator.conftest import APP, Ari, level, pcm, sine
+from tests.timing import LOADED_SLACK
 
 
 class MediaClient:
@@ -171,12 +172,14 @@ async def test_json_control_matches_recording(emulator: Emulator, ari: Ari) -> N
         assert await c.command('{"command":"GET_STATUS"}') == want(2, cid)
         mark = await c.text(len(c.texts), timeout=2)
         assert mark == want(3, cid)
-        assert 0.96 < time.monotonic() - t0 < 1.15
+        # After its second of audio, never before; late by at most a loaded loop's
+        # slack (the media clock is drift-free: one late tick, not an accumulation).
+        assert 0.96 < time.monotonic() - t0 < 1.0 + LOADED_SLACK
         # REPORT_QUEUE_DRAINED after 10 frames: ~0.22 s.
         await c.ws.send_bytes(second[:6400])
         t0 = time.monotonic()
         assert await c.command('{"command":"REPORT_QUEUE_DRAINED"}') == want(4, cid)
-        assert 0.18 < time.monotonic() - t0 < 0.35
+        assert 0.18 < time.monotonic() - t0 < 0.2 + LOADED_SLACK
         # FLUSH_MEDIA drops the queue and the pending mark, silently.
         await c.ws.send_bytes(second)
         await c.ws.send_str('{"command":"MARK_MEDIA","correlation_id":"mark-2"}')
@@ -211,7 +214,8 @@ async def test_json_control_matches_recording(emulator: Emulator, ari: Ari) -> N
         await c.ws.send_str('{"command":"FLUSH_MEDIA"}')
         t0 = time.monotonic()
         assert await c.text(n + 1) == want(11, cid)  # MEDIA_XON
-        assert time.monotonic() - t0 < 0.08  # the next tick
+        # The next tick (20 ms), not after draining the queue (seconds).
+        assert time.monotonic() - t0 < 0.02 + LOADED_SLACK
         assert await c.command('{"command":"GET_STATUS"}') == want(12, cid)
         # Partial frames and buffering.
         await c.ws.send_str('{"command":"PAUSE_MEDIA"}')
@@ -225,7 +229,7 @@ async def test_json_control_matches_recording(emulator: Emulator, ari: Ari) -> N
         assert await c.command('{"command":"GET_STATUS"}') == want(15, cid)
         t0 = time.monotonic()
         assert await c.command('{"command":"CONTINUE_MEDIA"}') == want(16, cid)
-        assert 0.07 < time.monotonic() - t0 < 0.16
+        assert 0.07 < time.monotonic() - t0 < 0.1 + LOADED_SLACK
         assert await c.command('{"command":"GET_STATUS"}') == want(17, cid)
         # Bad input.
         assert await c.command("GET_STATUS") == want(18, cid)
@@ -257,14 +261,21 @@ async def test_one_big_message_is_repaced_through_echo(emulator: Emulator, ari: 
         _, client, _ = await ws_channel(ari, session, json_format=False, exten="echo")
         sent = time.monotonic()
         await client.ws.send_bytes(payload)
-        await asyncio.sleep(1.15)
+        # Wait for the 50 frames (1 s of audio) rather than a fixed time: a loaded
+        # loop may deliver the last one late.
+        async with asyncio.timeout(5):
+            while len([t for t, _ in client.binary if t > sent]) < 50:
+                await asyncio.sleep(0.02)
         back = [(t, f) for t, f in client.binary if t > sent]
         assert observed["received_frames"] == 50
         assert len(back) == 50
         gaps = np.diff([t for t, _ in back]) * 1000
+        # Re-paced, not a burst: the typical gap is one frame; a late wake-up on a
+        # busy machine makes a few gaps long and the next ones short, not most.
         assert 19 < float(np.median(gaps)) < 21
-        assert np.percentile(np.abs(gaps - 20), 90) < 5  # re-paced, not a burst
-        assert back[0][0] - sent < 0.06 and 0.9 < back[-1][0] - sent < 1.15
+        assert np.percentile(np.abs(gaps - 20), 75) < 5
+        assert back[0][0] - sent < 0.06 + LOADED_SLACK
+        assert 0.9 < back[-1][0] - sent < 1.0 + LOADED_SLACK
         # The 10 silent frames come back silent (Asterisk: byte-identical zeros; the
         # emulator's resampler leaves at most 1 LSB of noise).
         assert all(np.abs(pcm(f)).max() <= 1 for _, f in back[:10])

@@ -17,12 +17,11 @@ import grpc
 import pytest
 
 from mediastream.app import Gateway
-from mediastream.config import Settings
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream_client import MediaStreamClient, RPCError, Transport
 from tests.fuzz.ari_proxy import AriProxy, Garble
 from tests.fuzz.bystander import listening
-from tests.harness import GATEWAY_CHANNELS
+from tests.harness import GATEWAY_CHANNELS, free_port_settings
 
 
 @dataclasses.dataclass
@@ -59,15 +58,7 @@ async def proxied() -> AsyncIterator[Proxied]:
     await emulator.start()
     proxy = AriProxy(emulator.ari_url.removesuffix("/ari"))
     url = await proxy.start()
-    gateway = Gateway(
-        Settings(
-            ari_url=url,
-            grpc_listen="127.0.0.1:0",
-            ws_listen="127.0.0.1:0",
-            metrics_listen="",
-            drain_timeout_s=0.5,
-        ).validate()
-    )
+    gateway = Gateway(free_port_settings(ari_url=url, metrics_listen="", drain_timeout_s=0.5))
     try:
         endpoints = await gateway.start()
         yield Proxied(gateway, emulator, proxy, endpoints.grpc)

@@ -56,21 +56,31 @@ async def cluster() -> AsyncIterator[Cluster]:
     gateways: list[RunningGateway] = []
     try:
         for name in ("a", "b"):
-            address = f"127.0.0.1:{free_port()}"
-            gateways.append(
-                await asyncio.to_thread(
-                    start_gateway,
-                    "--grpc-listen",
-                    address,
-                    "--advertise-address",
-                    address,
-                    "--ari-app",
-                    f"mediastream-{name}",
-                    "--drain-timeout-s",
-                    "1",
-                    env={"MEDIASTREAM_ARI_URL": emulator.ari_url},
-                )
-            )
+            # The advertised address must be known before the gateway starts, so the
+            # port is picked, let go, then bound by the gateway: another process may
+            # take it in between (a busy machine opens many connections). Then the
+            # gateway exits before its ready line, and a fresh port is tried.
+            for attempt in range(3):
+                address = f"127.0.0.1:{free_port()}"
+                try:
+                    gateway = await asyncio.to_thread(
+                        start_gateway,
+                        "--grpc-listen",
+                        address,
+                        "--advertise-address",
+                        address,
+                        "--ari-app",
+                        f"mediastream-{name}",
+                        "--drain-timeout-s",
+                        "1",
+                        env={"MEDIASTREAM_ARI_URL": emulator.ari_url},
+                    )
+                except RuntimeError:
+                    if attempt == 2:
+                        raise
+                else:
+                    gateways.append(gateway)
+                    break
         lb = LoadBalancer([g.grpc for g in gateways])
         await lb.start()
         try:
@@ -144,9 +154,10 @@ async def test_a_resume_at_the_wrong_instance_names_the_right_one(cluster: Clust
             holder,
         )
 
-        # The SDK follows that answer by itself.
+        # The SDK follows that answer by itself, to an instance it allows (a token
+        # alone must not steer it: tests/security/test_sdk_redirect.py).
         async with (
-            MediaStreamClient(other) as wrong_client,
+            MediaStreamClient(other, allowed_instances=[holder]) as wrong_client,
             wrong_client.listen(
                 call_id=TONE_CALL_ID, format=AudioFormat.SLIN, resume_token=token
             ) as resumed,

@@ -135,7 +135,7 @@ async def test_websocket_channel_streams_do_not_take_the_ari_rest_pool(
     # (seen in the load benchmark); a pool of 2 shows the same with 4 streams.
     monkeypatch.setattr(ari, "REST_CONNECTIONS", 2)
     async with (
-        running_gateway(request, grpc_listen="127.0.0.1:0", drain_timeout_s=0.5) as (
+        running_gateway(request, drain_timeout_s=0.5) as (
             gateway,
             endpoints,
         ),

@@ -92,16 +92,16 @@ def harness_thread() -> str:
     import threading
 
     from mediastream.app import Gateway
-    from mediastream.config import Settings
+    from tests.harness import free_port_settings
 
     loop = asyncio.new_event_loop()
     ready: list[str] = []
     stop = asyncio.Event()
 
     async def run() -> None:
-        gateway = Gateway(
-            Settings(grpc_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.2)
-        )
+        # Every listener on a free port: Settings() would bind the WebSocket
+        # default, 8080, taken whenever a gateway runs beside the suite.
+        gateway = Gateway(free_port_settings(metrics_listen="", drain_timeout_s=0.2))
         endpoints = await gateway.start()
         ready.append(endpoints.grpc)
         await stop.wait()
@@ -131,9 +131,10 @@ async def test_concurrent_writes_from_several_tasks_are_safe(harness: Harness) -
     from mediastream.emulator import ECHO_CALL_ID
     from mediastream_client import Cleared
 
-    async with harness.client() as client, client.stream(
-        call_id=ECHO_CALL_ID, format=AudioFormat.SLIN
-    ) as stream:
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
         frame = b"\x00\x10" * 160
 
         async def sender() -> None:
@@ -150,3 +151,108 @@ async def test_concurrent_writes_from_several_tasks_are_safe(harness: Harness) -
         events = [e async for e in stream]
     assert any(isinstance(e, Cleared) for e in events)
     assert stream.stopped is not None
+
+
+# -- Leaving a two-way stream (issue 16 item 3) ------------------------------------------
+# Bounds below are generous: 1 s of audio plays in real time on the emulator, and a
+# loaded machine may add seconds; the lower bound (0.9 s) is what proves it waited.
+
+ONE_SECOND_SLIN = [b"\x00\x10" * 160] * 50
+
+
+async def test_leaving_the_block_after_done_sending_waits_for_the_audio(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+    from mediastream_client import StopReason
+
+    loop = asyncio.get_running_loop()
+    async with harness.client() as client:
+        async with client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream:
+            for frame in ONE_SECOND_SLIN:
+                await stream.send(frame)
+            await stream.done_sending()
+            left = loop.time()
+        waited = loop.time() - left
+    assert stream.stopped is not None and stream.stopped.reason is StopReason.CLIENT_DONE
+    assert 0.9 <= waited < 15, waited
+
+
+async def test_leaving_waits_for_a_reader_task_to_see_the_end(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+    from mediastream_client import MarkPlayed, Stopped, StopReason
+
+    seen: list[object] = []
+
+    async with harness.client() as client:
+        async with client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream:
+
+            async def reader() -> None:
+                async for event in stream.events():
+                    if not hasattr(event, "data"):
+                        seen.append(event)
+
+            task = asyncio.create_task(reader())
+            for frame in ONE_SECOND_SLIN[:40]:
+                await stream.send(frame)
+            # Not as the very last message: the server drops a mark that ends the
+            # input (its MarkPlayed is due 20 ms after the input finished).
+            await stream.mark("at-800")
+            for frame in ONE_SECOND_SLIN[40:]:
+                await stream.send(frame)
+            await stream.done_sending()
+        await asyncio.wait_for(task, 5)
+    marks = [e for e in seen if isinstance(e, MarkPlayed)]
+    assert [(m.name, m.position_ms) for m in marks] == [("at-800", 800)]
+    assert isinstance(seen[-1], Stopped) and seen[-1].reason is StopReason.CLIENT_DONE
+
+
+async def test_leaving_without_done_sending_or_by_an_exception_cancels(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+
+    loop = asyncio.get_running_loop()
+    async with harness.client() as client:
+        async with client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as plain:
+            for frame in ONE_SECOND_SLIN:
+                await plain.send(frame)
+            left = loop.time()
+        assert loop.time() - left < 0.5
+        assert plain.stopped is None
+
+        with pytest.raises(RuntimeError, match="boom"):
+            async with client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as failed:
+                for frame in ONE_SECOND_SLIN:
+                    await failed.send(frame)
+                await failed.done_sending()
+                left = loop.time()
+                raise RuntimeError("boom")
+        assert loop.time() - left < 0.5
+        assert failed.stopped is None
+
+
+async def test_leaving_gives_up_after_the_bound(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN, close_grace=0.0) as stream,
+    ):
+        await stream.done_sending()
+    # Nothing was sent, so the bound is 0 s: no time for the Stopped to come.
+    assert stream.stopped is None
+
+
+async def test_wait_stopped_reads_the_events_itself(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+    from mediastream_client import StopReason
+
+    async with harness.client() as client:
+        async with client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream:
+            for frame in ONE_SECOND_SLIN[:10]:
+                await stream.send(frame)
+            await stream.done_sending()
+            stopped = await stream.wait_stopped(10)
+        assert stopped is not None and stopped.reason is StopReason.CLIENT_DONE
+
+        async with client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as endless:
+            with pytest.raises(TimeoutError):
+                await endless.wait_stopped(0.05)  # input not ended: the stream goes on
+            assert await endless.wait_stopped(1) is None  # the timeout cancelled it

@@ -33,9 +33,9 @@ class Shim(Harness):
         """A WebSocket client context (aiohttp), no client-side size limit."""
         return self.http.ws_connect(url, max_msg_size=0, **kw)
 
-    def add_call(self, kind: str = "tone") -> str:
-        """A fresh call with a UUID id (the endpoints take UUIDs only)."""
-        return self.emulator.add_call(kind, channel_id=str(uuid.uuid4()))
+    def add_call(self, kind: str = "tone", *, asterisk_id: bool = False) -> str:
+        """A fresh call: a UUID id, or Asterisk's own uniqueid (``1795515126.1745``)."""
+        return self.emulator.add_call(kind, channel_id=None if asterisk_id else str(uuid.uuid4()))
 
 
 @pytest.fixture

@@ -101,3 +101,66 @@ async def test_listen_and_talk_in_a_real_browser(shim: Shim, tmp_path: Path) -> 
             await context.close()
     assert problems == []
     assert (ARTIFACTS / "browser-listen-tone.png").stat().st_size > 10_000
+
+
+async def test_the_page_shows_refusals_keeps_the_list_live_and_fits_a_phone(
+    shim: Shim, tmp_path: Path
+) -> None:
+    chromium = browser()
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 360, "height": 740},
+        )
+        try:
+            page = await context.new_page()
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            # /ui without the slash reaches the page.
+            await page.goto(f"{shim.base}/ui")
+            assert page.url.endswith("/ui/")
+            await page.wait_for_selector(f'#demo td:has-text("{TONE_CALL_ID}")')
+
+            # At 360 px nothing makes the page scroll sideways.
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, f"the page is {width} px wide at a 360 px viewport"
+
+            # A malformed ID and an unknown call: the refusal's reason is shown.
+            await page.fill("#custom-id", "not-a-uuid")
+            await page.click("#custom-listen")
+            await page.wait_for_selector("#problem:has-text('400')")
+            shown = await page.locator("#problem").inner_text()
+            assert "not-a-uuid" in shown and "WebSocket error" not in shown, shown
+            unknown = "00000000-0000-4000-8000-00000000dead"
+            await page.fill("#custom-id", unknown)
+            await page.click("#custom-listen")
+            await page.wait_for_selector("#problem:has-text('CALL_NOT_FOUND')")
+            shown = await page.locator("#problem").inner_text()
+            assert "404" in shown and unknown in shown, shown
+            await page.screenshot(path=str(ARTIFACTS / "browser-360-refused.png"), full_page=True)
+
+            # The streams list updates by itself: a stream opened elsewhere appears,
+            # without the refresh button.
+            live = 10_000  # ms: the page polls every 2 s; generous for a loaded machine
+            async with shim.client() as client, client.listen(call_id=TONE_CALL_ID):
+                row = f'#streams td:has-text("{TONE_CALL_ID}")'
+                await page.wait_for_selector(row, timeout=live)
+            await page.wait_for_selector("#streams td:has-text('no active streams')", timeout=live)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, f"the page is {width} px wide at a 360 px viewport"
+            await page.screenshot(path=str(ARTIFACTS / "browser-360.png"), full_page=True)
+
+            # The microphone goes through an AudioWorklet, never a ScriptProcessorNode.
+            source = await (await page.request.get(f"{shim.base}/ui/")).text()
+            assert "createScriptProcessor" not in source and "audioWorklet.addModule" in source
+            worklet = await page.request.get(f"{shim.base}/ui/mic-worklet.js")
+            assert worklet.ok and "registerProcessor" in await worklet.text()
+        finally:
+            await context.close()
+    assert problems == []

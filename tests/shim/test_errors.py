@@ -13,9 +13,9 @@ import jwt
 import pytest
 
 from mediastream.app import Gateway
-from mediastream.config import Settings
 from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
 from mediastream.shim.voipbin import VoipbinDialect
+from tests.harness import free_port_settings
 from tests.shim.conftest import Shim
 
 SECRET = "shim-test-secret-long-enough-for-hs256"
@@ -66,8 +66,9 @@ async def closed(ws: Any) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("path", "query", "reason"),
     [
-        ("calls/1795515126.1745", {"encapsulation": "rtp"}, "INVALID_ID"),
-        ("conferences/not-a-uuid", {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("calls/bad%20id", {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("calls/" + "x" * 129, {"encapsulation": "rtp"}, "INVALID_ID"),
+        ("conferences/.hidden", {"encapsulation": "rtp"}, "INVALID_ID"),
         (f"calls/{TONE_CALL_ID}", {}, "MISSING_ENCAPSULATION"),
         (f"calls/{TONE_CALL_ID}", {"encapsulation": "mediasocket"}, "INVALID_ENCAPSULATION"),
         (f"calls/{TONE_CALL_ID}", {"encapsulation": "sln", "format": "alaw"}, "INVALID_FORMAT"),
@@ -82,8 +83,8 @@ async def test_bad_request_is_400_with_the_reason(
     assert (status, error["reason"]) == (400, reason)
 
 
-async def test_unknown_call_and_conference_are_404(shim: Shim) -> None:
-    unknown = str(uuid.uuid4())
+@pytest.mark.parametrize("unknown", [str(uuid.uuid4()), "1795515126.1745"])
+async def test_unknown_call_and_conference_are_404(shim: Shim, unknown: str) -> None:
     status, error = await refused(shim, shim.url(unknown, encapsulation="sln"))
     assert (status, error["reason"]) == (404, "CALL_NOT_FOUND")
     assert unknown in error["message"]
@@ -97,6 +98,22 @@ async def test_unknown_call_and_conference_are_404(shim: Shim) -> None:
 async def test_a_plain_get_is_refused_without_touching_asterisk(shim: Shim) -> None:
     async with shim.http.get(shim.url(TONE_CALL_ID, encapsulation="sln")) as response:
         assert response.status == 400
+        assert (await response.json())["error"]["reason"] == "WEBSOCKET_REQUIRED"
+    assert shim.gateway_objects() == []
+
+
+async def test_a_plain_get_after_a_refused_upgrade_says_why(shim: Shim) -> None:
+    # What the page does: a browser cannot read a refused upgrade's body.
+    unknown = str(uuid.uuid4())
+    url = shim.url(unknown, encapsulation="sln")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        async with shim.ws(url):
+            pass
+    async with shim.http.get(url) as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["reason"] == "CALL_NOT_FOUND"
+    # Asked once: the next plain GET is a plain GET again.
+    async with shim.http.get(url) as response:
         assert (await response.json())["error"]["reason"] == "WEBSOCKET_REQUIRED"
     assert shim.gateway_objects() == []
 
@@ -250,10 +267,7 @@ async def test_the_call_ending_closes_with_1000(shim: Shim) -> None:
 
 
 async def test_shutdown_closes_with_1001() -> None:
-    settings = Settings(
-        grpc_listen="127.0.0.1:0", ws_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.1
-    )
-    gateway = Gateway(settings.validate())
+    gateway = Gateway(free_port_settings(metrics_listen="", drain_timeout_s=0.1))
     endpoints = await gateway.start()
     url = f"http://{endpoints.websocket}/v1.0/calls/{TONE_CALL_ID}/media_stream?encapsulation=sln"
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:

@@ -20,6 +20,7 @@ from mediastream.core.pcm import Transcoder
 from mediastream.emulator import DTMF_CALL_ID, ECHO_CALL_ID, TONE_CALL_ID
 from tests.audio_checks import dominant_hz, sine
 from tests.shim.conftest import Shim, pcm
+from tests.timing import LOADED_SLACK
 
 
 class TwilioClient:
@@ -124,7 +125,8 @@ async def test_media_mark_and_clear_back_to_the_call(shim: Shim) -> None:
             "streamSid": client.stream_sid,
             "mark": {"name": "my label"},
         }
-        assert 0.9 < loop.time() - sent_at < 1.3
+        # After its second of audio played, late by at most a loaded loop's slack.
+        assert 0.9 < loop.time() - sent_at < 1.0 + LOADED_SLACK
         samples = pcm(bytes(heard), AudioFormat.ULAW)
         first = int(np.argmax(np.abs(samples) > 2000))
         assert abs(dominant_hz(samples[first : first + 4000], 8000) - 1000) < 10
@@ -137,7 +139,8 @@ async def test_media_mark_and_clear_back_to_the_call(shim: Shim) -> None:
         cleared_at = loop.time()
         mark = await client.next("mark")
         assert mark["mark"] == {"name": "interrupted"}
-        assert loop.time() - cleared_at < 0.3
+        # At once (not after the audio still buffered, nor never), but a loaded loop may lag.
+        assert loop.time() - cleared_at < 0.05 + LOADED_SLACK
 
 
 async def test_dtmf_and_stop(shim: Shim) -> None:

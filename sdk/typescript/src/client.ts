@@ -11,7 +11,21 @@
  * for await (const ev of stream) {
  *   if (ev.kind === "audio") handle(ev.data);
  * }
+ * {
+ *   await using talk = await client.stream({ callId, format: AudioFormat.SLIN });
+ *   await talk.send(frame);
+ *   talk.closeSend();
+ * } // leaving the block after closeSend() waited until `frame` was played
  * client.close();
+ *
+ * Which call waits for what: `send` resolves when the transport has taken the
+ * chunk, not when it has played (a `mark` event reports that). `closeSend`
+ * only ends the input; the server then plays what it has and sends `stopped`
+ * (CLIENT_DONE). `await close()` (what `await using` does when the block is
+ * left) after `closeSend` waits for that `stopped`, at most the audio still to
+ * play plus `closeGraceMs` (default 10 s), reading the events itself when
+ * nothing iterates the stream; without `closeSend` it cancels the stream at
+ * once, as `cancel()` always does. `waitStopped()` waits for the end alone.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -66,7 +80,16 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** Deadline for the whole stream, in milliseconds. */
   timeoutMs?: number;
+  /**
+   * Two-way streams: how long `close()` after `closeSend()` waits for `stopped`
+   * beyond the estimate of the audio still to play, in milliseconds
+   * (default {@link DEFAULT_CLOSE_GRACE_MS}).
+   */
+  closeGraceMs?: number;
 }
+
+/** Default of {@link StreamOptions.closeGraceMs}: 10 s. */
+export const DEFAULT_CLOSE_GRACE_MS = 10_000;
 
 type MediaRPC = Client<typeof MediaStreamService>;
 
@@ -184,7 +207,12 @@ export class MediaStreamClient {
       const requests = new RequestQueue<StreamMediaRequest>();
       requests.push(request({ case: "config", value: pb })).catch(() => {}); // a failure is reported by start()
       const responses = rpc.streamMedia(requests, call.options);
-      const stream = new DuplexStream(responses[Symbol.asyncIterator](), requests, call.abort);
+      const stream = new DuplexStream(
+        responses[Symbol.asyncIterator](),
+        requests,
+        call.abort,
+        options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
+      );
       await stream.start();
       return stream;
     });
@@ -331,10 +359,15 @@ function streamEvent(p: Payload): StreamEvent | undefined {
  * the call's audio and events; iteration ends after the `stopped` event and
  * throws an {@link RPCError} if the stream fails. Iterate it only once.
  */
-export class ListenStream implements AsyncIterable<StreamEvent> {
+export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable {
   private infoValue: StreamInfo | undefined;
   private stoppedValue: StoppedEvent | undefined;
   private lastSequenceNumber: number | undefined;
+  /** Iterations in progress; waitStopped reads only when there is none. */
+  private readers = 0;
+  private ended = false;
+  /** Woken when an iteration starts or ends. */
+  private changed: (() => void)[] = [];
 
   /** @internal */
   constructor(
@@ -387,14 +420,33 @@ export class ListenStream implements AsyncIterable<StreamEvent> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<StreamEvent> {
+    this.readers++;
+    this.notify();
+    try {
+      yield* this.read();
+    } finally {
+      this.readers--;
+      this.notify();
+    }
+  }
+
+  private notify(): void {
+    for (const wake of this.changed.splice(0)) {
+      wake();
+    }
+  }
+
+  private async *read(): AsyncGenerator<StreamEvent> {
     for (;;) {
       let next: IteratorResult<{ payload: Payload }>;
       try {
         next = await this.responses.next();
       } catch (err) {
+        this.ended = true;
         throw RPCError.from(err);
       }
       if (next.done) {
+        this.ended = true;
         return;
       }
       const ev = streamEvent(next.value.payload);
@@ -419,9 +471,63 @@ export class ListenStream implements AsyncIterable<StreamEvent> {
     }
   }
 
-  /** Cancels the stream if it is still running. */
-  close(): void {
+  /**
+   * Waits until the stream has ended and returns its `stopped` event
+   * (undefined if it ended without one). When nothing iterates the stream,
+   * this reads the events itself and drops them; otherwise it waits for that
+   * iteration to see the end (which must go on). After `timeoutMs` the stream
+   * is cancelled and this rejects with an {@link RPCError} (DEADLINE_EXCEEDED).
+   */
+  async waitStopped(timeoutMs?: number): Promise<StoppedEvent | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        this.cancel();
+        this.notify();
+      }, timeoutMs);
+    }
+    try {
+      while (!this.ended && !timedOut && !this.abort.signal.aborted) {
+        if (this.readers === 0) {
+          try {
+            for await (const _ of this) {
+              if (this.readers > 1) {
+                break; // someone else iterates now: leave the events to them
+              }
+            }
+          } catch (err) {
+            if (!timedOut && !this.abort.signal.aborted) {
+              throw err;
+            }
+          }
+          continue;
+        }
+        await new Promise<void>((wake) => this.changed.push(wake));
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    if (timedOut && !this.stoppedValue) {
+      throw new RPCError(Code.DeadlineExceeded, `no stopped within ${timeoutMs} ms; stream cancelled`);
+    }
+    return this.stoppedValue;
+  }
+
+  /** Cancels the stream at once if it is still running. */
+  cancel(): void {
     this.abort.abort();
+  }
+
+  /** Closes the stream: a listen-only stream is cancelled if still running. */
+  async close(): Promise<void> {
+    this.cancel();
+  }
+
+  /** What `await using` calls when the block is left: {@link close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
 
@@ -433,14 +539,46 @@ export class ListenStream implements AsyncIterable<StreamEvent> {
 export class DuplexStream extends ListenStream {
   private sequenceNumber = 0;
   private timestamp = 0;
+  private inputClosed = false;
+  /** When the audio sent so far has played, at most (Date.now() milliseconds). */
+  private playEnd = 0;
 
   /** @internal */
   constructor(
     responses: AsyncIterator<StreamMediaResponse>,
     private readonly requests: RequestQueue<StreamMediaRequest>,
     abort: AbortController,
+    private readonly closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
   ) {
     super(responses, abort);
+  }
+
+  /**
+   * Adds audio to the play-out estimate: the server plays in real time from
+   * when audio arrives (a gap plays silence). Headers counted as audio only
+   * lengthen it, the safe side.
+   */
+  private countPlayed(ms: number): void {
+    this.playEnd = Math.max(this.playEnd, Date.now()) + ms;
+  }
+
+  /**
+   * Closes the stream; what `await using` does when the block is left. After
+   * {@link closeSend}, waits until the server has played what was sent and
+   * sent `stopped` (see {@link waitStopped}), at most the estimated audio
+   * still to play plus `closeGraceMs`; then, or at once without `closeSend`,
+   * the stream is cancelled if still running.
+   */
+  override async close(): Promise<void> {
+    if (this.inputClosed && !this.stopped) {
+      const bound = Math.max(0, this.playEnd - Date.now()) + this.closeGraceMs;
+      try {
+        await this.waitStopped(bound);
+      } catch {
+        // The bound passed or the stream failed: it is cancelled below either way.
+      }
+    }
+    this.cancel();
   }
 
   /** Sends one chunk of audio (normally `chunkBytes(info)` bytes) to be played. */
@@ -458,6 +596,8 @@ export class DuplexStream extends ListenStream {
         : data.length / 2
       : (i.sampleRateHz * i.chunkMs) / 1000;
     await this.requests.push(request({ case: "audio", value: chunk }));
+    const bytesPerMs = i.format === AudioFormat.SLIN16 ? 32 : i.format === AudioFormat.SLIN ? 16 : 8;
+    this.countPlayed(data.length / bytesPerMs);
   }
 
   /** Sends DTMF digits (0-9, *, #, A-D); a duration of 0 means 100 ms each. */
@@ -465,6 +605,8 @@ export class DuplexStream extends ListenStream {
     await this.requests.push(
       request({ case: "dtmf", value: { digits, durationMs } }),
     );
+    // Each digit plays for its duration and a gap.
+    this.countPlayed(digits.length * ((durationMs || 100) + 100));
   }
 
   /** Asks for a `mark` event once everything sent before it was played. */
@@ -475,6 +617,7 @@ export class DuplexStream extends ListenStream {
   /** Drops the audio queued for playing (barge-in); the server answers with `cleared`. */
   async clear(): Promise<void> {
     await this.requests.push(request({ case: "clear", value: {} }));
+    this.playEnd = 0;
   }
 
   /** Hangs up the call the stream is attached to. */
@@ -482,9 +625,14 @@ export class DuplexStream extends ListenStream {
     await this.requests.push(request({ case: "hangup", value: {} }));
   }
 
-  /** Ends the input: the server plays what it has, then sends `stopped` (CLIENT_DONE). */
+  /**
+   * Ends the input and returns at once: the server plays what it has, then
+   * sends `stopped` (CLIENT_DONE). Iterate until then, or `await waitStopped()`,
+   * or just `await close()` (which waits after `closeSend`).
+   */
   closeSend(): void {
     this.requests.close();
+    this.inputClosed = true;
   }
 
   /**

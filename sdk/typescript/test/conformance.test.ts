@@ -142,7 +142,7 @@ class Runner {
 
   closeAll(): void {
     for (const s of this.streams.values()) {
-      s.listen?.close();
+      s.listen?.cancel();
     }
   }
 
@@ -155,6 +155,18 @@ class Runner {
       return id;
     }
     return v;
+  }
+
+  private async withDeadline(what: string, work: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), Math.max(0, this.deadline - Date.now()));
+    });
+    try {
+      await Promise.race([work, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async waitFor(what: string, cond: () => boolean): Promise<void> {
@@ -223,8 +235,14 @@ class Runner {
         return this.expectStopped(a);
       case "cancel": {
         const s = this.stream(a.stream);
-        s.listen?.close();
+        s.listen?.cancel();
         return this.waitFor("the stream to end", () => s.done);
+      }
+      case "close": {
+        // What `await using` does when the block is left; within the scenario's deadline.
+        const s = this.stream(a.stream);
+        await this.withDeadline("close()", (s.duplex ?? s.listen)?.close() ?? Promise.resolve());
+        return;
       }
       case "sleep":
         return new Promise((r) => setTimeout(r, a.ms));

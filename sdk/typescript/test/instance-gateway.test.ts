@@ -16,8 +16,19 @@ async function freeAddress(): Promise<string> {
 }
 
 async function advertising(): Promise<Gateway> {
-  const address = await freeAddress();
-  return startOwnGateway("--grpc-listen", address, "--advertise-address", address, "--drain-timeout-s", "1");
+  // The advertised address is needed up front, so a free port is picked and let go
+  // before the gateway binds it; on a busy machine another process may take it in
+  // between: then try a fresh one.
+  for (let attempt = 1; ; attempt++) {
+    const address = await freeAddress();
+    try {
+      return await startOwnGateway("--grpc-listen", address, "--advertise-address", address, "--drain-timeout-s", "1");
+    } catch (err) {
+      if (attempt >= 3) {
+        throw err;
+      }
+    }
+  }
 }
 
 async function firstAudio(stream: ListenStream): Promise<AudioEvent> {

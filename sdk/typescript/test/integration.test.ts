@@ -1,7 +1,7 @@
 // The TypeScript SDK against the real gateway and its Asterisk emulator.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { AudioFormat, MediaStreamClient, RPCError, StopReason, chunkBytes } from "../src/index.js";
+import { AudioFormat, type DuplexStream, MediaStreamClient, RPCError, StopReason, chunkBytes } from "../src/index.js";
 import { concat, dominantHz, fromPcm16, pcm16, sine, toneLevel } from "./audio.js";
 import { startGateway, type Gateway } from "./gateway.js";
 
@@ -53,6 +53,43 @@ describe("the SDK against the real gateway", () => {
     const back = fromPcm16(concat(received));
     assert.ok(Math.abs(dominantHz(back, 8000) - 1000) < 3, `dominant ${dominantHz(back, 8000)} Hz`);
     assert.ok((toneLevel(back, 8000, 1000) * back.length) / 8000 > 0.3 * 8000, "the echo carries the tone");
+  });
+
+  // Leaving a two-way stream (issue 16): after closeSend, close() waits until what was
+  // sent has played. The lower bound (0.9 s for 1 s of audio) shows it waited; the upper
+  // one is generous for a loaded machine.
+  it("waits, when its block is left after closeSend, until the audio has played", async () => {
+    let stream: DuplexStream | undefined;
+    let left = 0;
+    {
+      await using s = await client.stream({ callId: gw.demo.echo_call!, format: AudioFormat.SLIN });
+      stream = s;
+      for (let i = 0; i < 50; i++) {
+        await s.send(new Uint8Array(320));
+      }
+      s.closeSend();
+      left = Date.now();
+    }
+    const waited = Date.now() - left;
+    assert.equal(stream.stopped?.reason, StopReason.CLIENT_DONE);
+    assert.ok(waited >= 900 && waited < 15_000, `waited ${waited} ms`);
+  });
+
+  it("cancels at once when closed without closeSend", async () => {
+    const stream = await client.stream({ callId: gw.demo.echo_call!, format: AudioFormat.SLIN });
+    for (let i = 0; i < 50; i++) {
+      await stream.send(new Uint8Array(320));
+    }
+    const start = Date.now();
+    await stream.close();
+    assert.ok(Date.now() - start < 500);
+    assert.equal(stream.stopped, undefined);
+  });
+
+  it("waitStopped gives up after its timeout and cancels the stream", async () => {
+    const stream = await client.stream({ callId: gw.demo.echo_call!, format: AudioFormat.SLIN });
+    await assert.rejects(stream.waitStopped(50), (err: unknown) => err instanceof RPCError && err.code === 4);
+    assert.equal(stream.stopped, undefined);
   });
 
   it("is refused NOT_FOUND / CALL_NOT_FOUND for an unknown call", async () => {

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+"""How long StreamMedia waits for its first message (the config) before ending the call."""
+
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["MediaStreamService"].full_name
 
 FORMATS = {
@@ -237,7 +240,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         logs.target.set(f"{spec.target.kind.value}:{spec.target.id}")
         principal.check(spec.target)
         if config.HasField("resume"):
-            stream = self._streams.resume(config.resume.token, spec)
+            stream = self._streams.resume(config.resume.token, spec, principal.identity)
             last = (
                 config.resume.last_sequence_number
                 if config.resume.HasField("last_sequence_number")
@@ -248,7 +251,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 log.warning("stream %s resumed with %d chunks no longer held", stream.id, lost)
             return stream, True
         client = client_id(principal, _peer_host(context.peer()))
-        return await self._streams.open(spec, client), False
+        return await self._streams.open(spec, client, principal.identity), False
 
     async def _release(self, stream: Stream | None, attachment: int = 0) -> None:
         if stream is None or stream.attachment != attachment:
@@ -269,7 +272,18 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         attachment = 0
         reader: asyncio.Task[None] | None = None
         try:
-            first = await anext(aiter(request_iterator), None)
+            try:
+                # Credentials come with the first message: a call that never sends it
+                # must not hold a slot (and memory) for ever.
+                first = await asyncio.wait_for(
+                    anext(aiter(request_iterator), None), FIRST_MESSAGE_TIMEOUT_S
+                )
+            except TimeoutError:
+                raise FailedPrecondition(
+                    f"send the config message within {FIRST_MESSAGE_TIMEOUT_S:g} s of opening "
+                    "the stream",
+                    reason="CONFIG_TIMEOUT",
+                ) from None
             if first is None or first.WhichOneof("payload") != "config":
                 raise FailedPrecondition(
                     "the first message must carry config", reason="CONFIG_NOT_FIRST"
@@ -288,14 +302,20 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             yield pb.StreamMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
-            log.info("StreamMedia refused: %s (%s)", exc.message, exc.reason)
+            log.warning(
+                "StreamMedia refused for %s: %s (%s)", context.peer(), exc.message, exc.reason
+            )
             await context.abort_with_status(to_status(exc))
         finally:
-            if reader is not None:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-            await self._release(stream, attachment)
+            try:
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+            finally:
+                # Also when gRPC cancels this handler while the reader winds down
+                # (after an abort): a stream left unreleased would hold its leg.
+                await asyncio.shield(self._release(stream, attachment))
 
     async def _read_input(
         self, requests: AsyncIterator[pb.StreamMediaRequest], stream: Stream
@@ -305,6 +325,8 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 # Always reading, never waiting for the play buffer to drain: a clear,
                 # mark, DTMF or hang-up behind a burst of audio takes effect at once.
                 # The buffer's cap bounds what the stream holds (Stream.play).
+                if stream.error is not None:
+                    return  # failed (e.g. EVENT_BACKLOG): nothing more is read
                 request = await anext(requests, None)
                 if request is None:
                     break
@@ -348,7 +370,9 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             yield pb.ListenMediaResponse(stopped=_stopped(_final(await stream.stopped)))
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
-            log.info("ListenMedia refused: %s (%s)", exc.message, exc.reason)
+            log.warning(
+                "ListenMedia refused for %s: %s (%s)", context.peer(), exc.message, exc.reason
+            )
             await context.abort_with_status(to_status(exc))
         finally:
             await self._release(stream, attachment)

@@ -7,6 +7,7 @@ argument errors also carry a `BadRequest` naming the field.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -16,6 +17,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from mediastream import errors
+
+log = logging.getLogger(__name__)
 
 DOMAIN = "mediastream.voipbin.net"
 """`ErrorInfo.domain` of every error the gateway raises."""
@@ -52,6 +55,17 @@ def unary_errors(handler: _Handler) -> _Handler:
             return await handler(self, request, context)
         except errors.MediaStreamError as exc:
             await context.abort_with_status(to_status(exc))
+            raise AssertionError("abort_with_status returned") from exc
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            # A bug: gRPC would send the exception's repr to the client. It goes to
+            # the log; the client gets INTERNAL and words of ours.
+            log.exception("%s failed", handler.__name__)
+            internal = errors.InternalError(
+                "internal error; the gateway logged it", reason="INTERNAL"
+            )
+            await context.abort_with_status(to_status(internal))
             raise AssertionError("abort_with_status returned") from exc
 
     return cast(_Handler, wrapper)

@@ -73,12 +73,21 @@ class AriError(Exception):
 
 
 def event_ids(event: Mapping[str, Any]) -> set[str]:
-    """IDs of every channel and bridge an ARI event is about."""
+    """IDs of every channel and bridge an ARI event is about.
+
+    Playback events name theirs only in ``playback.target_uri``
+    (``channel:<id>`` or ``bridge:<id>``).
+    """
     ids: set[str] = set()
     for key in ("channel", "bridge", "peer", "replace_channel"):
         obj = event.get(key)
         if isinstance(obj, dict) and isinstance(obj.get("id"), str):
             ids.add(obj["id"])
+    playback = event.get("playback")
+    if isinstance(playback, dict) and isinstance(playback.get("target_uri"), str):
+        kind, _, target = playback["target_uri"].partition(":")
+        if kind in ("channel", "bridge") and target:
+            ids.add(target)
     return ids
 
 

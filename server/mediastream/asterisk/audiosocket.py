@@ -4,6 +4,19 @@ Asterisk is the TCP client: it connects to the gateway while it handles the
 externalMedia POST and sends the channel's UUID first. One listener serves
 every stream; a connection is routed to its stream by that UUID, so the
 stream registers the UUID *before* asking Asterisk for the channel.
+
+Every connection is kept fed: one that the gateway has sent nothing to for
+:data:`KEEP_FED_IDLE_TICKS` ticks of :data:`KEEP_FED_INTERVAL` gets a frame of
+silence. Asterisk's ``audiosocket_read`` (``res/res_audiosocket.c``) does not
+return until a whole message header has arrived, and ``ast_read`` calls it with
+the channel locked. Stasis calls ``ast_read`` once more right after it has put
+the channel into a bridge (``res/res_stasis.c``, ``stasis_app_exec``: woken by
+the alert pipe, it runs the addChannel command, and the new bridge thread may
+take the queued frame first). If nothing ever comes from the gateway, as on a
+listen-only stream, that read never ends, the channel stays locked, and the
+bridge cannot write one frame to it: the stream delivers nothing (issue 25;
+about 1 stream in 150 on 23.4.1). With silence arriving every 40 ms such a read
+ends within that time.
 """
 
 from __future__ import annotations
@@ -22,6 +35,21 @@ log = logging.getLogger(__name__)
 FIRST_MESSAGE_TIMEOUT = 5.0
 """Seconds a new connection has to send its UUID message."""
 
+KEEP_FED_INTERVAL = 0.02
+"""Seconds between two checks that every connection has been sent something."""
+
+KEEP_FED_IDLE_TICKS = 2
+"""Checks with nothing sent after which a connection gets a frame of silence.
+
+Two, not one: a stream playing the client's audio sends a frame every 20 ms,
+but not exactly in step with this check; at one tick a late frame would have
+silence pushed in front of it. So an idle connection gets silence every 40 ms,
+which bounds Asterisk's blocked read at about that.
+"""
+
+SILENCE = audiosocket.encode_audio(bytes(320))
+"""One 20 ms audio message of 8 kHz slin silence."""
+
 
 class AudioSocketTransport:
     """One AudioSocket connection from Asterisk."""
@@ -30,11 +58,24 @@ class AudioSocketTransport:
         self._writer = writer
         self.sink = sink
         self.malformed = 0
+        self.idle_ticks = 0
+        """Keep-fed checks since something was last sent (see `keep_fed`)."""
+        self.silence_sent = 0
+        """Frames of silence sent to keep the connection fed."""
 
     def send_frame(self, frame: bytes) -> None:
         """Send one frame of 8 kHz slin: Asterisk reads every audio message as that."""
         if frame and not self._writer.is_closing():
             self._writer.write(audiosocket.encode_audio(frame))
+            self.idle_ticks = 0
+
+    def keep_fed(self) -> None:
+        """One keep-fed check: send silence if nothing was sent for a while."""
+        self.idle_ticks += 1
+        if self.idle_ticks >= KEEP_FED_IDLE_TICKS and not self._writer.is_closing():
+            self._writer.write(SILENCE)
+            self.silence_sent += 1
+            self.idle_ticks = 0
 
     def close(self) -> None:
         """Close the connection; Asterisk then hangs up the channel."""
@@ -43,14 +84,22 @@ class AudioSocketTransport:
 
 
 class AudioSocketServer:
-    """The TCP listener Asterisk connects to for every AudioSocket channel."""
+    """The TCP listener Asterisk connects to for every AudioSocket channel.
 
-    def __init__(self) -> None:
+    Args:
+        keep_fed_interval: Seconds between keep-fed checks; None runs none by
+            itself (tests call `keep_fed`).
+    """
+
+    def __init__(self, keep_fed_interval: float | None = KEEP_FED_INTERVAL) -> None:
+        self._keep_fed_interval = keep_fed_interval
         self._server: asyncio.Server | None = None
         self._expected: dict[uuid.UUID, tuple[FrameSink, asyncio.Future[AudioSocketTransport]]] = {}
         self.unknown_connections = 0
         self.malformed_connections = 0
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._fed: dict[AudioSocketTransport, None] = {}
+        self._feeder: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int = 0) -> None:
         """Listen on `host:port` (port 0: any free port)."""
@@ -75,8 +124,27 @@ class AudioSocketServer:
         if entry is not None and not entry[1].done():
             entry[1].cancel()
 
+    def keep_fed(self) -> None:
+        """Run one keep-fed check on every routed connection (see the module docstring)."""
+        if self._feeder is not None:
+            self._feeder.cancel()  # run early (a test): one timer only, from now
+            self._feeder = None
+        for transport in self._fed:
+            transport.keep_fed()
+        if self._fed:
+            self._arm_feeder()
+
+    def _arm_feeder(self) -> None:
+        # One timer for every connection, running only while there are any.
+        if self._feeder is None and self._keep_fed_interval is not None:
+            loop = asyncio.get_running_loop()
+            self._feeder = loop.call_later(self._keep_fed_interval, self.keep_fed)
+
     async def close(self) -> None:
         """Stop listening and close every connection still open."""
+        if self._feeder is not None:
+            self._feeder.cancel()
+            self._feeder = None
         if self._server is not None:
             self._server.close()
         # Ended here rather than cancelled at the loop's end, which Python 3.11's
@@ -124,7 +192,14 @@ class AudioSocketServer:
         if transport is None:
             writer.close()
             return
-        reason = await self._relay(transport, reader, decoder, messages, error)
+        # Fed from the moment it is routed: Asterisk may block in a read of it
+        # before the bridge join, too (the dial and Stasis threads read it).
+        self._fed[transport] = None
+        self._arm_feeder()
+        try:
+            reason = await self._relay(transport, reader, decoder, messages, error)
+        finally:
+            self._fed.pop(transport, None)
         transport.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()

@@ -41,6 +41,15 @@ RECONNECT_GRACE = 5.0
 STASIS_TIMEOUT = 5.0
 """Seconds to wait for a created channel's StasisStart."""
 
+SHUTDOWN_SOFTHANGUP = 4
+"""``cause`` of the soft ``ChannelHangupRequest`` Asterisk's shutdown sends every channel.
+
+A soft hangup's cause is the flag that asked for it (``ast_softhangup`` in
+main/channel.c): ``AST_SOFTHANGUP_SHUTDOWN`` (4) comes only from
+``ast_softhangup_all()`` in ``core stop now``/``core restart now``; ARI's DELETE
+is ``AST_SOFTHANGUP_EXPLICIT`` (32).
+"""
+
 
 @dataclass(frozen=True)
 class LegEnd:
@@ -80,6 +89,8 @@ class Leg:
     monitor: asyncio.Task[None] | None = None
     direct: tuple[str, str] | None = None
     factory: LegFactory | None = None
+    holds_silence: bool = False
+    shutdown: bool = False
 
     def send_frame(self, frame: bytes) -> None:
         """Play one 20 ms frame (in `fmt`) into the call or conference."""
@@ -130,6 +141,42 @@ class _TransportSink:
         self.leg.end(LegEnd(StopReason.ASTERISK_FAILURE, reason))
 
 
+@dataclass
+class _Silence:
+    """ARI's silence generator on one call, shared by the two-way streams on it.
+
+    Attributes:
+        holders: Two-way streams on the call that want frames to flow to it.
+        started: The gateway's own ``POST /channels/{id}/silence`` succeeded.
+        tried: Asked already (a call outside Stasis answers 409 each time).
+        resumed: Playbacks after which the generator was started again.
+        in_bridge: The call is in a bridge (the platform's): no generator then.
+        lock: Orders the POSTs and DELETEs of one call.
+    """
+
+    holders: int = 0
+    started: bool = False
+    tried: bool = False
+    in_bridge: bool = False
+    resumed: set[str] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _needs_silence(spec: StreamSpec) -> bool:
+    """Whether the client's audio is whispered into what the call hears.
+
+    Asterisk mixes a snoop's whisper only into frames written to the channel
+    anyway (main/audiohook.c), so such a stream keeps frames flowing to the call.
+    A listen-only stream, or one whispering only to the far side (``in``), must
+    not change what the call hears.
+    """
+    return (
+        spec.target.kind is TargetKind.CALL
+        and spec.bidirectional
+        and spec.direction.whisper in ("out", "both")
+    )
+
+
 class LegFactory:
     """Creates and removes legs on one Asterisk through ARI.
 
@@ -145,6 +192,7 @@ class LegFactory:
         self.ari = ari
         self.media_host = media_host
         self.audiosocket = audiosocket
+        self._silence: dict[str, _Silence] = {}
 
     async def open(
         self, stream_id: str, spec: StreamSpec, sink: LegSink, direct: tuple[str, str] | None = None
@@ -229,6 +277,118 @@ class LegFactory:
         await self.ari.request(
             "POST", f"/bridges/{join_bridge}/addChannel", {"channel": ",".join(members)}
         )
+        if _needs_silence(spec):
+            await self._hold_silence(leg)
+
+    # --- the silence generator --------------------------------------------------------
+
+    async def _hold_silence(self, leg: Leg) -> None:
+        """Keep frames flowing to the call while this two-way stream is open.
+
+        ARI's silence generator (``POST /channels/{id}/silence``) writes 20 ms of
+        silence to the channel whenever nothing else is written, so the whisper
+        has frames to be mixed into: a call alone in Stasis, alone in a bridge or
+        exists only for a channel in a Stasis application (409 otherwise: a call
+        running dialplan needs ``transmit_silence = yes`` in asterisk.conf).
+
+        While a generator runs, ``ast_write`` drops every other frame written to
+        the channel (main/channel.c): in a bridge the call would stop hearing its
+        peers. So it runs only while the call is in no bridge, and stops when the
+        call enters one (``ChannelEnteredBridge``).
+        """
+        call_id = leg.spec.target.id
+        state = self._silence.setdefault(call_id, _Silence())
+        state.holders += 1
+        leg.holds_silence = True
+        async with state.lock:
+            if state.holders > 0 and not state.tried:
+                state.tried = True
+                state.in_bridge = await self._in_a_bridge(call_id)
+                if not state.in_bridge:
+                    state.started = await self._start_silence(call_id)
+
+    async def _in_a_bridge(self, call_id: str) -> bool:
+        """Whether a bridge holds the call (a channel snapshot does not say)."""
+        try:
+            bridges = _objects(await self.ari.request("GET", "/bridges"))
+        except (AriError, Unavailable) as exc:
+            log.warning("listing bridges failed: %s", exc)
+            return True  # unknown: do not risk muting the call's peers
+        return any(
+            isinstance(b.get("channels"), list) and call_id in b["channels"] for b in bridges
+        )
+
+    async def _bridge_changed(self, call_id: str, in_bridge: bool) -> None:
+        """The call entered or left a bridge: stop or restart the generator."""
+        state = self._silence.get(call_id)
+        if state is None:
+            return
+        async with state.lock:
+            if state.holders <= 0 or not state.tried or state.in_bridge == in_bridge:
+                return
+            state.in_bridge = in_bridge
+            if in_bridge and state.started:
+                state.started = False
+                await self._quietly("DELETE", f"/channels/{call_id}/silence", expected=(404, 409))
+            elif not in_bridge and not state.started:
+                state.started = await self._start_silence(call_id)
+
+    async def _start_silence(self, call_id: str) -> bool:
+        """Ask for the silence generator on a call; whether Asterisk started it."""
+        try:
+            await self.ari.request("POST", f"/channels/{call_id}/silence")
+        except AriError as exc:
+            if exc.status == 409:
+                log.info(
+                    "call %s is not in a Stasis application: ARI cannot keep frames flowing to"
+                    " it, so the client is heard only while something else is written to the"
+                    " call (transmit_silence = yes in asterisk.conf covers dialplan waits)",
+                    call_id,
+                )
+            elif exc.status != 404:
+                log.warning("silence generator on call %s refused: %s", call_id, exc)
+            return False
+        except Unavailable as exc:
+            log.warning("silence generator on call %s: %s", call_id, exc)
+            return False
+        return True
+
+    async def _resume_silence(self, call_id: str, playback_id: str) -> None:
+        """Start the generator again after a playback on the call stopped it.
+
+        Playing media on a channel deactivates its generator and ARI does not
+        resume it (res/stasis/control.c), so after the platform's ``/play`` the
+        call would go quiet again for the whisper.
+        """
+        state = self._silence.get(call_id)
+        if state is None or not state.started or playback_id in state.resumed:
+            return
+        state.resumed.add(playback_id)
+        async with state.lock:
+            if state.holders > 0 and state.started:
+                await self._start_silence(call_id)
+
+    async def _release_silence(self, leg: Leg) -> None:
+        """The stream no longer needs frames to flow; the last one stops the generator."""
+        if not leg.holds_silence:
+            return
+        leg.holds_silence = False
+        call_id = leg.spec.target.id
+        state = self._silence.get(call_id)
+        if state is None:
+            return
+        state.holders -= 1
+        async with state.lock:
+            if state.holders > 0:
+                return
+            if state.started:
+                state.started = False
+                # Only what the gateway started; 404/409: the call is gone or left Stasis.
+                await self._quietly("DELETE", f"/channels/{call_id}/silence", expected=(404, 409))
+            state.tried = False
+            state.resumed.clear()
+            if state.holders <= 0 and self._silence.get(call_id) is state:
+                del self._silence[call_id]
 
     async def _external_media(self, leg: Leg) -> str:
         assert leg.watch is not None
@@ -371,28 +531,66 @@ class LegFactory:
         assert leg.watch is not None
         target = leg.spec.target
         ours = set(leg.channel_ids)
+        shut_down = LegEnd(StopReason.ASTERISK_FAILURE, "Asterisk is shutting down")
         while not leg.ended.done():
             event = await leg.watch.queue.get()
             kind = event.get("type")
             subject = _object_id(event, "channel") or _object_id(event, "bridge")
             end: LegEnd | None = None
-            if kind == "_AriDisconnected":
-                end = await self._after_disconnect(leg)
+            if (
+                kind == "ChannelHangupRequest"
+                and event.get("soft") is True
+                and event.get("cause") == SHUTDOWN_SOFTHANGUP
+                and (subject == target.id or subject in ours)
+            ):
+                # Asterisk is stopping: it soft-hangs every channel, destroys them and
+                # only then closes ARI. The decision waits for what follows (the
+                # channel destroyed, ARI gone); whatever it is, it is a failure of
+                # Asterisk's, not the call hanging up.
+                leg.shutdown = True
+            elif kind == "_AriDisconnected":
+                end = shut_down if leg.shutdown else await self._after_disconnect(leg)
             elif (
                 target.kind is TargetKind.CALL
                 and subject == target.id
                 and kind in ("ChannelDestroyed", "ChannelHangupRequest")
             ):
                 cause = event.get("cause_txt") or f"cause {event.get('cause')}"
-                end = LegEnd(StopReason.CALL_HANGUP, f"call hung up ({cause})")
+                end = (
+                    shut_down
+                    if leg.shutdown
+                    else LegEnd(StopReason.CALL_HANGUP, f"call hung up ({cause})")
+                )
             elif (
                 target.kind is TargetKind.CONFERENCE
                 and subject == target.id
                 and kind == ("BridgeDestroyed")
             ):
-                end = LegEnd(StopReason.CONFERENCE_ENDED, "conference ended")
+                end = (
+                    shut_down
+                    if leg.shutdown
+                    else LegEnd(StopReason.CONFERENCE_ENDED, "conference ended")
+                )
             elif subject in ours and kind in ("StasisEnd", "ChannelDestroyed"):
-                end = LegEnd(StopReason.ASTERISK_FAILURE, f"Asterisk ended channel {subject}")
+                end = (
+                    shut_down
+                    if leg.shutdown
+                    else LegEnd(StopReason.ASTERISK_FAILURE, f"Asterisk ended channel {subject}")
+                )
+            elif (
+                kind in ("ChannelEnteredBridge", "ChannelLeftBridge")
+                and leg.holds_silence
+                and subject == target.id
+            ):
+                await self._bridge_changed(target.id, kind == "ChannelEnteredBridge")
+            elif kind == "PlaybackFinished" and leg.holds_silence:
+                playback = event.get("playback")
+                if (
+                    isinstance(playback, dict)
+                    and playback.get("target_uri") == f"channel:{target.id}"
+                    and isinstance(playback.get("id"), str)
+                ):
+                    await self._resume_silence(target.id, playback["id"])
             elif (
                 kind == "ChannelDtmfReceived"
                 and subject == target.id
@@ -504,6 +702,7 @@ class LegFactory:
         if leg.transport is not None:
             leg.transport.close()
             leg.transport = None
+        await self._release_silence(leg)
         for channel_id in reversed(leg.channel_ids):
             await self._quietly("DELETE", f"/channels/{channel_id}")
         leg.channel_ids.clear()
@@ -511,10 +710,14 @@ class LegFactory:
             await self._quietly("DELETE", f"/bridges/{bridge_id}")
         leg.bridge_ids.clear()
         for source in leg.subscriptions:
+            # 422 "Event source was not subscribed to": Asterisk drops an app's
+            # subscription to a channel itself when the channel is destroyed
+            # (res/stasis/app.c), so after a hangup that answer is expected.
             await self._quietly(
                 "DELETE",
                 f"/applications/{self.ari.config.app}/subscription",
                 {"eventSource": source},
+                expected=(404, 422),
             )
         leg.subscriptions.clear()
         if leg.watch is not None:
@@ -522,13 +725,19 @@ class LegFactory:
         if not leg.ended.done():
             leg.ended.cancel()
 
-    async def _quietly(self, method: str, path: str, params: dict[str, str] | None = None) -> None:
-        # Gone already (404) is the outcome we want; anything else is logged
-        # and left for the start-up orphan sweep.
+    async def _quietly(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        expected: tuple[int, ...] = (404,),
+    ) -> None:
+        # Gone already (404, or `expected`) is the outcome we want; anything else
+        # is logged and left for the start-up orphan sweep.
         try:
             await self.ari.request(method, path, params)
         except AriError as exc:
-            if exc.status != 404:
+            if exc.status not in expected:
                 log.warning("clean-up %s %s failed: %s", method, path, exc)
         except Unavailable as exc:
             log.warning("clean-up %s %s failed: %s", method, path, exc)

@@ -19,7 +19,11 @@ from mediastream.core.pcm import Transcoder, swap16
 from mediastream.core.rtp import PT_VOIPBIN, RtpError, RtpSequencer, parse_rtp
 from mediastream.errors import InvalidArgument
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""A channel or bridge ID: UUIDs, Asterisk uniqueids (``1795515126.1745``), platform IDs.
+
+Matched with ``fullmatch``: ``$`` would also accept a trailing newline.
+"""
 
 
 class TargetKind(enum.Enum):
@@ -147,7 +151,7 @@ def validate_target_id(field: str, value: str) -> str:
     """
     if not value:
         raise InvalidArgument(field, f"{field} must be set", reason="MISSING_TARGET")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise InvalidArgument(
             field,
             f"{field} must be 1-128 letters, digits, '.', '_', ':' or '-'",
@@ -417,6 +421,11 @@ class DownlinkBuffer:
             raise ValueError(f"chunk {chunk.sequence_number} out of order, expected {self._next}")
         self._chunks[self._next % self.capacity] = chunk
         self._next += 1
+
+    @property
+    def pending_events(self) -> int:
+        """Events added and not read yet."""
+        return len(self._events)
 
     def add_event(self, event: StreamEvent) -> None:
         """Append an event, after the audio produced so far."""

@@ -26,8 +26,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from mediastream.emulator import events as ev
+from mediastream.emulator.bridge import Bridge
 from mediastream.emulator.errors import AriError, internal_error
-from mediastream.emulator.model import ari_timestamp
+from mediastream.emulator.model import Channel, ari_timestamp
 from mediastream.emulator.pbx import Pbx
 
 __all__ = ["AriServer"]
@@ -163,6 +164,7 @@ class AriServer:
         self.app.router.add_route("*", "/ari/{tail:.*}", self._rest)
         self.app.router.add_get("/media/{connection_id}", self._media)
         self._event_sockets: set[web.WebSocketResponse] = set()
+        self._sinks: set[_WsSink] = set()
         self._playbacks: dict[str, dict[str, Any]] = {}
         r = self._router = _Router()
         r.add("GET", "/asterisk/ping", self._ping)
@@ -177,6 +179,8 @@ class AriServer:
         r.add("POST", "/channels/{channelId}/snoop", self._snoop)
         r.add("POST", "/channels/{channelId}/snoop/{snoopId}", self._snoop)
         r.add("POST", "/channels/{channelId}/dtmf", self._dtmf)
+        r.add("POST", "/channels/{channelId}/silence", self._start_silence)
+        r.add("DELETE", "/channels/{channelId}/silence", self._stop_silence)
         r.add("POST", "/channels/{channelId}/play", self._play)
         r.add("POST", "/channels/{channelId}/play/{playbackId}", self._play)
         r.add("GET", "/bridges", self._list_bridges)
@@ -192,7 +196,13 @@ class AriServer:
         r.add("DELETE", "/applications/{applicationName}/subscription", self._unsubscribe)
 
     async def close(self) -> None:
-        """Close every events websocket."""
+        """Send what is queued (as Asterisk's shutdown does), then close every events websocket."""
+        # Real Asterisk publishes the shutdown's hangups and waits for the channels
+        # to die before ARI goes away; bounded here so that a stuck client cannot hold it.
+        for _ in range(50):
+            if all(sink.queue.empty() for sink in self._sinks):
+                break
+            await asyncio.sleep(0.01)
         for ws in list(self._event_sockets):
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -330,6 +340,14 @@ class AriServer:
         )
         return _no_content()
 
+    async def _start_silence(self, req: AriRequest) -> web.Response:
+        self.pbx.start_silence(self.pbx.stasis_control(req.path["channelId"]))
+        return _no_content()
+
+    async def _stop_silence(self, req: AriRequest) -> web.Response:
+        self.pbx.stop_silence(self.pbx.stasis_control(req.path["channelId"]))
+        return _no_content()
+
     async def _play(self, req: AriRequest) -> web.Response:
         # Playback is not emulated: the request is accepted and the playback starts,
         # as Asterisk does for a media URI it cannot play.
@@ -337,6 +355,8 @@ class AriServer:
         media = req.params.get("media", "")
         if not media:
             raise AriError(400, "media must be specified")
+        # Playing media deactivates the channel's generator; ARI does not resume it.
+        self.pbx.stop_silence(channel)
         playback_id = (
             req.path.get("playbackId") or req.params.get("playbackId") or str(uuid.uuid4())
         )
@@ -449,13 +469,23 @@ class AriServer:
     async def _unsubscribe(self, req: AriRequest) -> web.Response:
         name = req.path["applicationName"]
         self._application(name)
-        for scheme, ident in self._event_sources(req):
-            if scheme == "channel":
-                channel = self.pbx.channels[ident]
-                if channel.stasis_app != name:
-                    channel.apps.discard(name)
-            else:
-                self.pbx.bridges[ident].apps.discard(name)
+        sources = [s for s in req.params.get("eventSource", "").split(",") if s]
+        if not sources:
+            raise AriError(400, "Missing parameter eventSource")
+        found: list[Channel | Bridge] = []
+        for source in sources:
+            scheme, _, ident = source.partition(":")
+            if scheme not in ("channel", "bridge"):
+                raise AriError(400, "Invalid event source URI scheme")
+            subject = (self.pbx.channels if scheme == "channel" else self.pbx.bridges).get(ident)
+            # Asterisk drops an app's subscription when the channel or bridge is
+            # destroyed (res/stasis/app.c): gone, it was "not subscribed to".
+            if subject is None or name not in subject.apps:
+                raise AriError(422, "Event source was not subscribed to")
+            found.append(subject)
+        for subject in found:
+            if not (isinstance(subject, Channel) and subject.stasis_app == name):
+                subject.apps.discard(name)
         return _json_response(200, self._application(name))
 
     # --- websockets ----------------------------------------------------------------------
@@ -482,12 +512,14 @@ class AriServer:
         subscribe_all = request.query.get("subscribeAll", "false").lower() == "true"
         self.pbx.bus.connect(apps, sink, subscribe_all)
         self._event_sockets.add(ws)
+        self._sinks.add(sink)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
             self._event_sockets.discard(ws)
+            self._sinks.discard(sink)
             self.pbx.bus.disconnect(apps, sink)
             sink.queue.put_nowait(None)
             with contextlib.suppress(Exception):

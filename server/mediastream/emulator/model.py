@@ -209,6 +209,8 @@ class Channel:
         hung_up: Set once the hangup started (no further events or media).
         snoops: Snoop channels spying on this one (they die with it).
         on_hangup: Callbacks run while the channel is torn down.
+        generating: A generator (ARI's silence generator) writes to the channel:
+            as in ``ast_write``, every other frame written meanwhile is dropped.
     """
 
     id: str
@@ -232,6 +234,7 @@ class Channel:
     hung_up: bool = False
     snoops: list[Channel] = field(default_factory=list)
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
+    generating: bool = False
 
     def __post_init__(self) -> None:
         self._to_native = FormatConverter(self.native_format)
@@ -266,9 +269,15 @@ class Channel:
         if self.bridge is not None and not self.hung_up:
             self.bridge.on_frame(self, frame)
 
-    def write(self, frame: Frame) -> None:
-        """Send ``frame`` to the endpoint (what the party hears)."""
-        if self.hung_up:
+    def write(self, frame: Frame, *, generated: bool = False) -> None:
+        """Send ``frame`` to the endpoint (what the party hears).
+
+        Args:
+            frame: The frame.
+            generated: It comes from the channel's generator; other frames are
+                dropped while one runs (main/channel.c, ``ast_write``).
+        """
+        if self.hung_up or (self.generating and not generated):
             return
         for hook in self.hooks:
             frame = hook.on_write(frame)

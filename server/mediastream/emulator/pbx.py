@@ -36,7 +36,7 @@ from mediastream.emulator.dialplan import EXTENSIONS, DialplanRunner, Program
 from mediastream.emulator.errors import AriError, internal_error
 from mediastream.emulator.events import EventBus
 from mediastream.emulator.media import MediaClock
-from mediastream.emulator.model import Channel, Dialplan, UniqueIds
+from mediastream.emulator.model import Channel, Dialplan, Frame, UniqueIds
 from mediastream.emulator.rtp import RtpTech, bind_rtp_socket
 from mediastream.emulator.snoop import DIRECTIONS, Snoop
 from mediastream.emulator.websocket_channel import WebSocketChannelTech
@@ -90,6 +90,7 @@ class Pbx:
         self._local_counter = itertools.count(0x293)
         self._snoop_counter = itertools.count(0xE)
         self._bridge_tickers: dict[str, int] = {}
+        self._silence_tickers: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- helpers -------------------------------------------------------------
@@ -730,6 +731,27 @@ class Pbx:
 
     # --- misc ------------------------------------------------------------------------------
 
+    def start_silence(self, channel: Channel) -> None:
+        """``POST /channels/{id}/silence``: write 20 ms of 8 kHz slin silence every tick.
+
+        The frames pass the channel's audio hooks, so a snoop's whisper is mixed
+        into them; while it runs, other frames written to the channel are dropped.
+        """
+        self.stop_silence(channel)
+        silence = Frame(AudioFormat.SLIN, bytes(AudioFormat.SLIN.frame_bytes))
+        channel.generating = True
+        self._silence_tickers[channel.id] = self.clock.add(
+            lambda: channel.write(silence, generated=True), order=0
+        )
+        channel.on_hangup.append(lambda: self.stop_silence(channel))
+
+    def stop_silence(self, channel: Channel) -> None:
+        """``DELETE /channels/{id}/silence``, or media played on the channel."""
+        channel.generating = False
+        handle = self._silence_tickers.pop(channel.id, None)
+        if handle is not None:
+            self.clock.remove(handle)
+
     def send_dtmf(
         self, channel: Channel, digits: str, *, between_ms: int = 100, duration_ms: int = 100
     ) -> None:
@@ -746,10 +768,14 @@ class Pbx:
         self.spawn(play())
 
     async def shutdown(self) -> None:
-        """Hang up every channel and destroy every bridge."""
+        """Hang up every channel and destroy every bridge, as ``core stop now`` does.
+
+        Asterisk first soft-hangs every channel with ``AST_SOFTHANGUP_SHUTDOWN``
+        (``ChannelHangupRequest`` cause 4, soft), before ARI goes away.
+        """
         for channel in list(self.channels.values()):
             if not channel.hung_up:
-                self.hangup(channel, cause=16)
+                self.hangup(channel, cause=4, soft=True)
         for bridge in list(self.bridges.values()):
             self.destroy_bridge(bridge)
         for task in list(self._tasks):

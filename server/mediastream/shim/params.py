@@ -7,7 +7,6 @@ every frame) the gateway refuses with a clear 400 instead.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,10 +18,9 @@ from mediastream.core.stream import (
     Target,
     TargetKind,
     Transport,
+    validate_target_id,
 )
 from mediastream.errors import InvalidArgument
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 FORMATS: Mapping[str, AudioFormat] = {
     "ulaw": AudioFormat.ULAW,
@@ -54,12 +52,14 @@ class MediaStreamRequest:
 def parse_target(kind: str, target_id: str) -> Target:
     """The call or conference a path names.
 
+    Any ID Asterisk or a platform gives a channel or bridge is accepted (UUIDs,
+    Asterisk's own ``uniqueid``s such as ``1795515126.1745``), with the same
+    checks as on gRPC (:func:`~mediastream.core.stream.validate_target_id`).
+
     Raises:
-        InvalidArgument: the ID is not a UUID (VoIPBIN's ``INVALID_ID``).
+        InvalidArgument: the ID is empty or not an ID (``INVALID_ID``).
     """
-    if not _UUID.match(target_id):
-        raise InvalidArgument("id", f"{target_id!r} is not a UUID", reason="INVALID_ID")
-    return Target(KINDS[kind], target_id)
+    return Target(KINDS[kind], validate_target_id("id", target_id))
 
 
 def parse_format(query: Mapping[str, str]) -> AudioFormat | None:

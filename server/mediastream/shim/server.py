@@ -13,11 +13,17 @@ Every refusal before the upgrade goes through `mediastream.shim.errors`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import importlib.resources
 import json
 import logging
+import re
 import socket
+import ssl
+import time
+from collections import OrderedDict
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
@@ -38,6 +44,12 @@ HEARTBEAT_S = 20.0
 """Default: ping a client quiet this long; one that does not answer within half of it is dropped."""
 
 _PAGE = importlib.resources.files("mediastream.shim").joinpath("page.html")
+_WORKLET = importlib.resources.files("mediastream.shim").joinpath("mic-worklet.js")
+
+REFUSALS_KEPT = 256
+"""Refused upgrades remembered for the plain GET that asks why (see `_websocket`)."""
+REFUSAL_TTL_S = 30.0
+"""How long a refused upgrade's reason can be asked for."""
 
 SEND_BUFFER_BYTES = 16 * 1024
 """What a stream's connection may hold on its way out, besides the replay ring: the socket's
@@ -46,6 +58,43 @@ in aiohttp's writer. Left to autotuning, the kernel's grows to tcp_wmem's maximu
 default): minutes of audio queued for a client that reads slower than real time before its
 writer is held back and the oldest audio dropped. This still carries a stream's at most
 33 kB/s at round trips up to about half a second."""
+
+
+_CREDENTIAL_PARAMETERS = ("token", "accesskey")
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+"""Sent with every HTTP answer (not the upgrade): no framing, no Referer, no sniffing."""
+
+
+def _inline_hashes(html: str, tag: str) -> str:
+    """CSP source expressions allowing exactly the page's own inline `tag` blocks."""
+    found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in found
+    )
+
+
+def page_csp(html: str, host: str) -> str:
+    """The page's Content-Security-Policy: its own inline code only, its own server only."""
+    return (
+        "default-src 'none'; "
+        f"script-src {_inline_hashes(html, 'script')}; "
+        f"style-src {_inline_hashes(html, 'style')}; "
+        f"connect-src 'self' ws://{host} wss://{host}; "
+        "img-src 'self' data:; media-src 'self' blob:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if isinstance(response, web.WebSocketResponse):
+        return
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def _limit_send_buffer(request: web.Request) -> None:
@@ -135,36 +184,51 @@ class ShimServer:
         self._embedded = embedded
         self._runner: web.AppRunner | None = None
         self._sockets: set[ShimWebSocket] = set()
+        # (peer, path) -> (when, error) of refused upgrades, oldest first, bounded.
+        self._refusals: OrderedDict[tuple[str, str], tuple[float, MediaStreamError]] = OrderedDict()
         self.heartbeat_s = heartbeat_s
         self.address = ""
 
     def _app(self) -> web.Application:
         app = web.Application()
+        app.on_response_prepare.append(_security_headers)
         kinds = "{kind:calls|conferences}"
         app.router.add_get(f"/v1.0/{kinds}/{{id}}/media_stream", self._media_stream)
         app.router.add_get(f"/v1.0/{kinds}/{{id}}/twilio", self._twilio)
         app.router.add_get("/v1.0/streams", self._list_streams)
         app.router.add_get("/v1.0/demo", self._demo)
         app.router.add_get("/ui/", self._page)
+        app.router.add_get("/ui/mic-worklet.js", self._worklet)
+        app.router.add_get("/ui", self._root)
         app.router.add_get("/", self._root)
         return app
 
-    async def start(self, listen: str, *, reuse_port: bool = False) -> str:
+    async def start(
+        self, listen: str, *, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
         """Listen on ``host:port`` (port 0: any free port); return the bound ``host:port``.
 
         Args:
             listen: ``host:port``.
             reuse_port: Share the port with the other worker processes (SO_REUSEPORT).
+            ssl_context: Serve HTTPS/WSS with it (the gateway's tls_cert, and
+                tls_client_ca when clients must present a certificate).
         """
         # A short shutdown: open sockets are closed by stop() before the runner's cleanup.
         self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port), reuse_port=reuse_port)
+        site = web.TCPSite(
+            self._runner,
+            host.strip("[]"),
+            int(port),
+            reuse_port=reuse_port,
+            ssl_context=ssl_context,
+        )
         await site.start()
         bound = self._runner.addresses[0]
         self.address = f"{host}:{bound[1]}"
-        log.info("WebSocket endpoints on http://%s", self.address)
+        log.info("WebSocket endpoints on %s://%s", "https" if ssl_context else "http", self.address)
         return self.address
 
     async def stop(self) -> None:
@@ -207,6 +271,13 @@ class ShimServer:
         )
         # Checked before the stream opens: a plain GET must not create a leg in Asterisk.
         if not ws.can_prepare(request):
+            # A browser cannot read a refused upgrade's answer (it sees only 1006), so
+            # the page asks again with a plain GET: answer with the refusal this peer
+            # just got on this path, if any (a missing call is known only on opening).
+            kept = self._refusals.pop((request.remote or "", request.path), None)
+            if kept is not None and time.monotonic() - kept[0] < REFUSAL_TTL_S:
+                request["refusal_replay"] = True  # counted and logged when it happened
+                raise kept[1]
             raise InvalidArgument(
                 "upgrade",
                 "this endpoint is a WebSocket: send a GET with Upgrade: websocket",
@@ -214,10 +285,25 @@ class ShimServer:
             )
         return ws
 
-    @staticmethod
-    def _refuse(error: MediaStreamError) -> web.Response:
+    def _refuse(self, error: MediaStreamError, request: web.Request) -> web.Response:
+        """Count, log (peer, path, never a credential), remember and answer a refusal."""
+        if request.get("refusal_replay"):
+            return error_response(error)
         metrics.STREAM_ERRORS.labels(error.reason).inc()
-        log.info("WebSocket stream refused: %s (%s)", error.message, error.reason)
+        log.warning(
+            "refused %s from %s: %s (%s)",
+            request.path,
+            request.remote or "?",
+            error.message,
+            error.reason,
+        )
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return error_response(error)  # not an upgrade: nothing for the page to ask again
+        key = (request.remote or "", request.path)
+        self._refusals.pop(key, None)
+        self._refusals[key] = (time.monotonic(), error)
+        while len(self._refusals) > REFUSALS_KEPT:
+            self._refusals.popitem(last=False)
         return error_response(error)
 
     async def _media_stream(self, request: web.Request) -> web.StreamResponse:
@@ -235,7 +321,7 @@ class ShimServer:
                 parsed.spec, client_id(principal, request.remote or "")
             )
         except MediaStreamError as exc:
-            return self._refuse(exc)
+            return self._refuse(exc, request)
         dialect = voipbin.VoipbinDialect(ws, stream, self._streams, events=parsed.events)
         return await self._serve(request, ws, stream, dialect)
 
@@ -252,7 +338,7 @@ class ShimServer:
                 client_id(principal, request.remote or ""),
             )
         except MediaStreamError as exc:
-            return self._refuse(exc)
+            return self._refuse(exc, request)
         dialect = twilio.TwilioDialect(
             ws, stream, self._streams, account=principal.subject, parameters=request.query
         )
@@ -276,7 +362,7 @@ class ShimServer:
         try:
             principal = self._principal(request)
         except MediaStreamError as exc:
-            return error_response(exc)
+            return self._refuse(exc, request)
         # A token scoped to one call sees only that call's streams.
         visible = [
             s
@@ -289,23 +375,71 @@ class ShimServer:
         try:
             self._principal(request)
         except MediaStreamError as exc:
-            return error_response(exc)
+            return self._refuse(exc, request)
         if not self._embedded:
             return _json({"embedded": False, "calls": [], "conferences": []})
         return _json(_demo_targets())
 
+    def _sign_in(self, request: web.Request) -> web.Response | None:
+        """A page address carrying a credential: keep it in a cookie, drop it from the URL.
+
+        The credential would otherwise stay in the address bar and the history, and
+        reach logs; the page's requests carry the cookie (same origin only).
+        """
+        credential = next(
+            (request.query[k] for k in _CREDENTIAL_PARAMETERS if k in request.query), ""
+        )
+        if not credential:
+            return None
+        try:
+            self._auth.authenticate(credential)
+        except MediaStreamError as exc:
+            return self._refuse(exc, request)
+        query = {k: v for k, v in request.query.items() if k not in _CREDENTIAL_PARAMETERS}
+        location = str(request.rel_url.with_path("/ui/").with_query(query))
+        response = web.Response(status=303, headers={"Location": location})
+        if self._auth.enabled:
+            response.set_cookie(
+                "token",
+                credential,
+                path="/",
+                httponly=True,
+                samesite="Strict",
+                secure=request.secure,
+            )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     async def _page(self, request: web.Request) -> web.Response:
-        # With credentials configured, only their holders see the page (?token= or a cookie).
+        signed_in = self._sign_in(request)
+        if signed_in is not None:
+            return signed_in
+        # With credentials configured, only their holders see the page (a cookie).
         try:
             self._principal(request)
         except MediaStreamError as exc:
-            return error_response(exc)
+            return self._refuse(exc, request)
+        html = _PAGE.read_text(encoding="utf-8")
         return web.Response(
-            text=_PAGE.read_text(encoding="utf-8"),
+            text=html,
             content_type="text/html",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": page_csp(html, request.host),
+            },
+        )
+
+    @staticmethod
+    async def _worklet(request: web.Request) -> web.StreamResponse:
+        # The page's AudioWorklet module (microphone capture); public, like the page's code.
+        return web.Response(
+            text=_WORKLET.read_text(encoding="utf-8"),
+            content_type="text/javascript",
             headers={"Cache-Control": "no-store"},
         )
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
-        # Keep the query: the page reads ?token= from its own address.
+        signed_in = self._sign_in(request)
+        if signed_in is not None:
+            return signed_in
         raise web.HTTPFound(request.rel_url.with_path("/ui/").with_query(request.query))

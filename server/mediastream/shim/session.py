@@ -154,7 +154,7 @@ async def _write(dialect: Dialect, closing: asyncio.Event) -> None:
 async def _read(dialect: Dialect) -> None:
     ws, stream = dialect.ws, dialect.stream
     try:
-        while True:
+        while stream.error is None:  # a failed stream (e.g. EVENT_BACKLOG) is not read
             msg = await ws.receive()
             if msg.type is WSMsgType.BINARY:
                 await dialect.on_binary(msg.data)

@@ -5,13 +5,32 @@ Example:
         async with client.listen(call_id=CALL, format=AudioFormat.SLIN) as stream:
             async for chunk in stream.audio():
                 handle(chunk.data)
+        async with client.stream(call_id=CALL, format=AudioFormat.SLIN) as stream:
+            await stream.send(frame)
+            await stream.done_sending()
+        # Leaving the block after done_sending() waited until `frame` was played.
+
+Which call waits for what:
+
+* ``send`` waits while the server has asked to pause (flow control), then
+  until gRPC has taken the message; it does not wait for the audio to play.
+* ``mark`` returns at once; the ``MarkPlayed`` event comes when the audio sent
+  before it has been played.
+* ``done_sending`` only ends the input; the server then plays what it has and
+  ends the stream with ``Stopped(CLIENT_DONE)``.
+* Leaving ``async with client.stream(...)`` normally (or ``aclose()``) after
+  ``done_sending``: waits for that ``Stopped``, at most the audio still to
+  play plus ``close_grace`` seconds (default 10), then closes. Without
+  ``done_sending``, or when the block is left by an exception, the stream is
+  cancelled at once (``cancel()`` does that explicitly).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -58,6 +77,14 @@ FINAL_REASONS = frozenset({"ASTERISK_FAILURE", "DRAINING"})
 
 WRONG_INSTANCE = "RESUME_WRONG_INSTANCE"
 """A resume reached a gateway instance other than the one holding the stream."""
+
+DEFAULT_CLOSE_GRACE = 10.0
+"""Seconds that leaving a two-way stream after ``done_sending`` waits for ``Stopped``
+beyond the client's estimate of the audio still to play (network, server start-up)."""
+
+_BYTES_PER_MS = {AudioFormat.ULAW: 8, AudioFormat.SLIN: 16, AudioFormat.SLIN16: 32}
+"""Bytes of bare samples per millisecond. Headers (RTP, AudioSocket) counted as audio
+only lengthen the estimate of what is left to play, which is the safe side."""
 
 StubFor = Callable[[str], pb_grpc.MediaStreamServiceStub]
 """The stub for a gateway instance's own address ("" : the client's target)."""
@@ -146,9 +173,15 @@ class _Stream:
         timeout: float | None,
         auto_resume: bool,
         instance_address: str = "",
+        allowed_instances: frozenset[str] = frozenset(),
     ) -> None:
         self._stub_for = stub_for
         self._stub = stub_for(instance_address)
+        # Where a RESUME_WRONG_INSTANCE refusal may send this stream: the address the
+        # server advertised for it, or one the application allows. A forged token can
+        # make a server name any address; credentials must not follow it there.
+        self._advertised = instance_address
+        self._allowed = allowed_instances
         self._config, self._metadata = config, metadata
         self._timeout, self._auto_resume = timeout, auto_resume
         self._call: Any = None
@@ -159,6 +192,9 @@ class _Stream:
         """The final event; set once the server has ended the stream."""
         self.resumes = 0
         """How many times the stream was resumed after a dropped connection."""
+        self._ended = asyncio.Event()
+        self._readers = 0
+        self._readers_changed = asyncio.Event()
 
     def _open_call(self, config: pb.StreamConfig) -> Any:
         raise NotImplementedError
@@ -169,6 +205,9 @@ class _Stream:
         except RPCError as error:
             holder = error.metadata.get("instance_address", "")
             if error.reason != WRONG_INSTANCE or not holder:
+                raise
+            advertised = self.info.instance_address if self.info else self._advertised
+            if holder != advertised and holder not in self._allowed:
                 raise
             # Behind a load balancer: the resume landed on another instance,
             # which names the one holding the stream. Go there directly.
@@ -196,10 +235,17 @@ class _Stream:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.aclose()
+        if et is None:
+            await self.aclose()
+        else:
+            await self.cancel()
 
     async def aclose(self) -> None:
-        """Cancel the stream if it is still running."""
+        """Close the stream: a listen-only stream is cancelled if still running."""
+        await self.cancel()
+
+    async def cancel(self) -> None:
+        """Cancel the stream at once if it is still running (nothing more is played)."""
         if self._call is not None and not self._call.done():
             self._call.cancel()
 
@@ -218,13 +264,28 @@ class _Stream:
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self.events()
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        """Every event of the stream: audio chunks, DTMF, marks, clears, flow, stop."""
+    async def events(self) -> AsyncGenerator[StreamEvent, None]:
+        """Every event of the stream: audio chunks, DTMF, marks, clears, flow, stop.
+
+        Iteration waits for the next event and ends after ``Stopped``; it raises
+        `RPCError` if the stream fails.
+        """
+        self._readers += 1
+        self._readers_changed.set()
+        finished = False
         try:
             async for event in self._read_events():
                 yield event
+            finished = True
+        except RPCError:
+            finished = True
+            raise
         finally:
-            self._on_end()
+            self._readers -= 1
+            self._readers_changed.set()
+            if finished:
+                self._ended.set()
+                self._on_end()
 
     def _on_end(self) -> None:
         """Hook for two-way streams: the stream has ended."""
@@ -233,6 +294,15 @@ class _Stream:
         while True:
             try:
                 msg = await self._call.read()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling() == 0 and self._call.cancelled():
+                    # The stream was cancelled (cancel(), or a timeout), not this
+                    # task: an RPC error, as the other SDKs report it.
+                    raise RPCError(
+                        grpc.StatusCode.CANCELLED, "the stream was cancelled", None
+                    ) from None
+                raise
             except grpc.aio.AioRpcError as exc:
                 error = RPCError.from_aio(exc)
                 if (
@@ -289,8 +359,11 @@ class DuplexStream(_Stream):
     that sends faster than real time is held back without losing audio.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, close_grace: float = DEFAULT_CLOSE_GRACE, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._close_grace = close_grace
+        self._done_sending = False
+        self._play_end = 0.0  # loop time by which the audio sent so far has played, at most
         self._may_send = asyncio.Event()
         self._may_send.set()
         # gRPC allows one write in flight per call; barge-in writes from two tasks.
@@ -324,15 +397,30 @@ class DuplexStream(_Stream):
             raise RPCError.from_aio(exc) from None
 
     async def send(self, data: bytes) -> None:
-        """Send one chunk (in the stream's format and encapsulation) to be played."""
+        """Send one chunk (in the stream's format and encapsulation) to be played.
+
+        Waits while the server has asked to pause, then until gRPC has taken the
+        message; not until it has been played (a mark reports that).
+        """
         await self._may_send.wait()
         await self._write(pb.StreamMediaRequest(audio=pb.AudioChunk(data=data)))
+        self._count_played(len(data) / self._bytes_per_ms())
+
+    def _bytes_per_ms(self) -> int:
+        return _BYTES_PER_MS[self.info.format] if self.info is not None else 8
+
+    def _count_played(self, ms: float) -> None:
+        # The server plays in real time from when audio arrives; a gap plays silence.
+        now = asyncio.get_running_loop().time()
+        self._play_end = max(self._play_end, now) + ms / 1000
 
     async def send_dtmf(self, digits: str, duration_ms: int = 0) -> None:
         """Send DTMF digits into the call."""
         await self._write(
             pb.StreamMediaRequest(dtmf=pb.SendDtmf(digits=digits, duration_ms=duration_ms))
         )
+        # Each digit plays for its duration (100 ms by default) and a gap.
+        self._count_played(len(digits) * ((duration_ms or 100) + 100))
 
     async def mark(self, name: str) -> None:
         """Ask for a MarkPlayed event once everything sent so far has been played."""
@@ -341,15 +429,96 @@ class DuplexStream(_Stream):
     async def clear(self) -> None:
         """Drop all audio queued for playing (barge-in); a Cleared event follows."""
         await self._write(pb.StreamMediaRequest(clear=pb.Clear()))
+        self._play_end = 0.0
 
     async def hangup(self) -> None:
         """Hang up the call."""
         await self._write(pb.StreamMediaRequest(hangup=pb.HangupCall()))
 
     async def done_sending(self) -> None:
-        """End input: the server plays what it has, then stops the stream."""
+        """End input; returns at once, without waiting for the audio to play.
+
+        The server plays what it has, then ends the stream with
+        ``Stopped(CLIENT_DONE)``: read `events` until then, or call
+        `wait_stopped`, or just leave the ``async with`` block (which waits).
+        """
         async with self._writing:
             await self._call.done_writing()
+        self._done_sending = True
+
+    def _still_to_play(self) -> float:
+        """Seconds of sent audio the server has probably not played yet (an upper bound)."""
+        return max(0.0, self._play_end - asyncio.get_running_loop().time())
+
+    async def wait_stopped(self, timeout: float | None = None) -> Stopped | None:
+        """Wait until the stream has ended and return its ``Stopped`` event.
+
+        If no other task is iterating `events` (or `audio`), this reads the
+        events itself and drops them; otherwise it waits for that task to see
+        the end (which it must keep iterating for).
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            The ``Stopped`` event, or None if the stream ended without one.
+
+        Raises:
+            TimeoutError: The stream had not ended within `timeout`; it is
+                cancelled (as gRPC does to a call whose read is cancelled).
+            RPCError: The stream failed (when this call was the one reading).
+        """
+        try:
+            await asyncio.wait_for(self._wait_ended(), timeout)
+        except TimeoutError:
+            await self.cancel()
+            raise
+        return self.stopped
+
+    async def _wait_ended(self) -> None:
+        while not self._ended.is_set():
+            if self._call is None or self._call.cancelled():
+                return  # cancelled: no Stopped is coming
+            if self._readers == 0:
+                async with contextlib.aclosing(self.events()) as events:
+                    async for _ in events:
+                        if self._readers > 1:
+                            break  # someone else reads now: leave the events to them
+                continue
+            self._readers_changed.clear()
+            ended = asyncio.ensure_future(self._ended.wait())
+            changed = asyncio.ensure_future(self._readers_changed.wait())
+            try:
+                await asyncio.wait({ended, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ended.cancel()
+                changed.cancel()
+
+    async def aclose(self) -> None:
+        """Close the stream; what leaving ``async with`` normally does.
+
+        After `done_sending`, waits until the server has played what was sent
+        and sent ``Stopped`` (see `wait_stopped`), at most the estimated audio
+        still to play plus ``close_grace`` seconds; then, or at once without
+        `done_sending`, the stream is cancelled if still running.
+        """
+        if (
+            self._done_sending
+            and self.stopped is None
+            and not self._ended.is_set()
+            and self._call is not None
+        ):
+            bound = self._still_to_play() + self._close_grace
+            try:
+                await self.wait_stopped(bound)
+            except TimeoutError:
+                log.warning(
+                    "stream %s: no Stopped within %.1f s of leaving it after done_sending;"
+                    " cancelling it",
+                    self.info.stream_id if self.info else "?",
+                    bound,
+                )
+        await self.cancel()
 
 
 class MediaStreamClient:
@@ -367,6 +536,10 @@ class MediaStreamClient:
             (same TLS; the certificate is checked against `target`'s host name);
             with `channel` and no `instance_channel`, resumes go through `channel`,
             since the client cannot know that channel's credentials.
+        allowed_instances: ``host:port`` addresses a RESUME_WRONG_INSTANCE refusal
+            may send a resume to, besides the instance the server advertised for
+            the stream (StreamInfo.instance_address); any other is not followed
+            and the refusal is raised.
     """
 
     def __init__(
@@ -379,8 +552,10 @@ class MediaStreamClient:
         certificate_chain: bytes | None = None,
         channel: grpc.aio.Channel | None = None,
         instance_channel: Callable[[str], grpc.aio.Channel] | None = None,
+        allowed_instances: Iterable[str] = (),
     ) -> None:
         self._own = channel is None
+        self._allowed_instances = frozenset(allowed_instances)
         self._target_host = target.rpartition(":")[0].strip("[]")
         self._instance_channel = instance_channel
         if instance_channel is None and channel is None:
@@ -496,6 +671,7 @@ class MediaStreamClient:
             timeout,
             auto_resume,
             instance_address or "",
+            self._allowed_instances,
         )
 
     def stream(
@@ -513,8 +689,14 @@ class MediaStreamClient:
         resume_token: str | None = None,
         last_sequence_number: int | None = None,
         instance_address: str | None = None,
+        close_grace: float = DEFAULT_CLOSE_GRACE,
     ) -> DuplexStream:
         """A two-way stream of a call or conference (use with ``async with``).
+
+        Leaving the ``async with`` block normally after `DuplexStream.done_sending`
+        waits until what was sent has been played and the server has sent
+        ``Stopped`` (at most the audio still to play plus `close_grace` seconds);
+        leaving it without ``done_sending``, or by an exception, cancels the stream.
 
         With `auto_resume`, the stream is opened resumable and re-attached when
         its connection drops: received audio continues with no chunk lost;
@@ -543,4 +725,6 @@ class MediaStreamClient:
             timeout,
             auto_resume,
             instance_address or "",
+            self._allowed_instances,
+            close_grace=close_grace,
         )
