@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import generate_latest
 
 from mediastream import metrics
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
+from mediastream.api import conventions
 from mediastream.api.grpc_external_media import SERVICE_NAME as EXTERNAL_MEDIA_SERVICE
 from mediastream.api.grpc_external_media import ExternalMediaServicer
 from mediastream.api.grpc_service import SERVICE_NAME, MediaStreamServicer
@@ -97,7 +97,7 @@ class Gateway:
         self._aris: list[AriClient] = []
         self._pool: AsteriskPool | None = None
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = conventions.HealthServicer()
         self._streams: StreamManager | None = None
         self._audiosocket: AudioSocketServer | None = None
         self._external: ExternalMediaManager | None = None
@@ -157,6 +157,8 @@ class Gateway:
             log.warning("authentication is off: set api_keys or jwt_key before exposing this")
 
         server = grpc.aio.server(
+            # A request that does not parse: INVALID_ARGUMENT, not UNKNOWN and a traceback.
+            interceptors=[conventions.ClientMistakes()],
             options=[
                 # Workers share the port; a lone gateway must fail on a port in use.
                 ("grpc.so_reuseport", 1 if self.worker is not None else 0),
@@ -171,7 +173,7 @@ class Gateway:
                 ("grpc.keepalive_permit_without_calls", 1),
                 # One AudioChunk may carry the whole play buffer (of slin16, the widest).
                 ("grpc.max_receive_message_length", _max_receive_bytes(s.play_buffer_s)),
-            ]
+            ],
         )
         pb_grpc.add_MediaStreamServiceServicer_to_server(
             MediaStreamServicer(self._streams, s.transport, auth), server
@@ -180,9 +182,8 @@ class Gateway:
             ExternalMediaServicer(self._external, auth), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
+        conventions.enable_reflection(
+            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME), server
         )
         port = self._bind(server, s.grpc_listen)
         if self.worker is not None:
