@@ -3,8 +3,12 @@
 Starts a gateway with its embedded emulator on free ports, opens a stream on the echo
 demo call over gRPC (generated stubs, flow messages not honoured), the VoIPBIN WebSocket
 (``events=json``) and the Twilio dialect, sends 60 s of audio as fast as the connection
-takes it, then a mark and a clear, and prints how long the clear took to be acknowledged
-(``cleared`` on gRPC and ``events=json``; on Twilio the dropped mark coming back).
+takes it (20 ms a message), then a mark and a clear, and prints how long the clear took to
+be acknowledged (``cleared`` on gRPC and ``events=json``; on Twilio the dropped mark coming
+back): from the client sending it, and from the gateway reading it (what is left between
+the two is the reading of the 3000 messages sent before it). Then one message of 1 s of
+audio and a mark: the mark's position (gRPC, ``events=json``; at least 980 ms means the
+whole second played first).
 
     uv run --frozen python scripts/bargein.py [--seconds 60] [--timeout 60]
 """
@@ -26,23 +30,55 @@ from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.app import Endpoints, Gateway
 from mediastream.config import Settings
 from mediastream.emulator import ECHO_CALL_ID
+from mediastream.streams import Stream
 
 SLIN_FRAME = 320
 ULAW_FRAME = 160
 
+CLEARS_READ: list[float] = []
+"""When the gateway read each clear (`Stream.clear` called), in ``time.monotonic()``."""
 
-async def over_grpc(ep: Endpoints, seconds: int, timeout: float) -> tuple[float, float]:
-    """Seconds to send the burst, seconds from the clear to ``cleared``."""
-    queue: asyncio.Queue[pb.StreamMediaRequest | None] = asyncio.Queue()
 
-    async def requests() -> AsyncIterator[pb.StreamMediaRequest]:
-        config = pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
+def record_clears() -> None:
+    """Note when the gateway reads a clear (this process runs the gateway)."""
+    clear = Stream.clear
+
+    def recording(self: Stream) -> None:
+        CLEARS_READ.append(time.monotonic())
+        clear(self)
+
+    Stream.clear = recording  # type: ignore[method-assign]
+
+
+class Result:
+    """One dialect's burst: how long sending took, and when the clear was sent and acked."""
+
+    def __init__(self, start: float, sent: float, acked: float) -> None:
+        self.burst_s = sent - start
+        self.from_client_ms = (acked - sent) * 1000
+        read = CLEARS_READ[-1] if CLEARS_READ else float("nan")
+        self.from_gateway_ms = (acked - read) * 1000
+
+
+def requests_from(
+    queue: asyncio.Queue[pb.StreamMediaRequest | None], config: pb.StreamConfig
+) -> AsyncIterator[pb.StreamMediaRequest]:
+    """A request stream: the config, then whatever is queued until None."""
+
+    async def gen() -> AsyncIterator[pb.StreamMediaRequest]:
         yield pb.StreamMediaRequest(config=config)
         while (item := await queue.get()) is not None:
             yield item
 
+    return gen()
+
+
+async def over_grpc(ep: Endpoints, seconds: int, timeout: float) -> Result:
+    """60 s burst over gRPC, then a mark and a clear."""
+    queue: asyncio.Queue[pb.StreamMediaRequest | None] = asyncio.Queue()
+    config = pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
     async with grpc.aio.insecure_channel(ep.grpc) as channel:
-        call = pb_grpc.MediaStreamServiceStub(channel).StreamMedia(requests())
+        call = pb_grpc.MediaStreamServiceStub(channel).StreamMedia(requests_from(queue, config))
         responses = aiter(call)
         await anext(responses)  # started
         start = time.monotonic()
@@ -50,24 +86,20 @@ async def over_grpc(ep: Endpoints, seconds: int, timeout: float) -> tuple[float,
         for _ in range(seconds * 50):
             queue.put_nowait(pb.StreamMediaRequest(audio=pb.AudioChunk(data=frame)))
         queue.put_nowait(pb.StreamMediaRequest(mark=pb.Mark(name="end")))
-        queue.put_nowait(pb.StreamMediaRequest(clear=pb.Clear()))
         sent = time.monotonic()
+        queue.put_nowait(pb.StreamMediaRequest(clear=pb.Clear()))
         try:
             async with asyncio.timeout(timeout):
                 async for response in responses:
                     if response.WhichOneof("payload") == "cleared":
-                        return sent - start, time.monotonic() - sent
-        except TimeoutError:
-            return sent - start, float("inf")
+                        return Result(start, sent, time.monotonic())
         finally:
             call.cancel()
-    return sent - start, float("nan")
+    raise AssertionError("the stream ended before cleared")
 
 
-async def over_websocket(
-    ep: Endpoints, seconds: int, timeout: float, *, twilio: bool
-) -> tuple[float, float]:
-    """Seconds to send the burst, seconds from the clear to its acknowledgement."""
+async def over_websocket(ep: Endpoints, seconds: int, timeout: float, *, twilio: bool) -> Result:
+    """60 s burst over the VoIPBIN WebSocket (events=json) or the Twilio dialect."""
     base = f"http://{ep.websocket}/v1.0/calls/{ECHO_CALL_ID}"
     url = f"{base}/twilio" if twilio else f"{base}/media_stream?encapsulation=sln&events=json"
     async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
@@ -79,8 +111,7 @@ async def over_websocket(
                 if data.get("event") == "start" or data.get("type") == "started":
                     sid = data.get("streamSid", "")
                     break
-        start = time.monotonic()
-        ack_at: list[float] = []
+        acked: list[float] = []
 
         async def read() -> None:
             async for msg in ws:
@@ -90,62 +121,94 @@ async def over_websocket(
                 if data.get("type") == "cleared" or (
                     data.get("event") == "mark" and data["mark"]["name"] == "end"
                 ):
-                    ack_at.append(time.monotonic())
+                    acked.append(time.monotonic())
                     return
 
         reader = asyncio.create_task(read())
-        sent = float("inf")
+        start = time.monotonic()
+        async with asyncio.timeout(timeout):
+            if twilio:
+                payload = base64.b64encode(b"\x10" * ULAW_FRAME).decode()
+                media = json.dumps(
+                    {"event": "media", "streamSid": sid, "media": {"payload": payload}}
+                )
+                for _ in range(seconds * 50):
+                    await ws.send_str(media)
+                mark = {"event": "mark", "streamSid": sid, "mark": {"name": "end"}}
+                await ws.send_str(json.dumps(mark))
+                sent = time.monotonic()
+                await ws.send_str(json.dumps({"event": "clear", "streamSid": sid}))
+            else:
+                frame = b"\x10\x27" * (SLIN_FRAME // 2)
+                for _ in range(seconds * 50):
+                    await ws.send_bytes(frame)
+                await ws.send_str(json.dumps({"type": "mark", "name": "end"}))
+                sent = time.monotonic()
+                await ws.send_str(json.dumps({"type": "clear"}))
+            await reader
+        return Result(start, sent, acked[0])
+
+
+async def one_second_grpc(ep: Endpoints) -> int:
+    """Position of a mark sent after one 1 s AudioChunk."""
+    queue: asyncio.Queue[pb.StreamMediaRequest | None] = asyncio.Queue()
+    config = pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
+    async with grpc.aio.insecure_channel(ep.grpc) as channel:
+        call = pb_grpc.MediaStreamServiceStub(channel).StreamMedia(requests_from(queue, config))
+        queue.put_nowait(pb.StreamMediaRequest(audio=pb.AudioChunk(data=b"\x10\x27" * 8000)))
+        queue.put_nowait(pb.StreamMediaRequest(mark=pb.Mark(name="one-second")))
         try:
-            async with asyncio.timeout(timeout):
-                if twilio:
-                    payload = base64.b64encode(b"\x10" * ULAW_FRAME).decode()
-                    media = json.dumps(
-                        {"event": "media", "streamSid": sid, "media": {"payload": payload}}
-                    )
-                    for _ in range(seconds * 50):
-                        await ws.send_str(media)
-                    await ws.send_str(
-                        json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": "end"}})
-                    )
-                    sent = time.monotonic()
-                    await ws.send_str(json.dumps({"event": "clear", "streamSid": sid}))
-                else:
-                    frame = b"\x10\x27" * (SLIN_FRAME // 2)
-                    for _ in range(seconds * 50):
-                        await ws.send_bytes(frame)
-                    await ws.send_str(json.dumps({"type": "mark", "name": "end"}))
-                    sent = time.monotonic()
-                    await ws.send_str(json.dumps({"type": "clear"}))
-                await reader
-        except TimeoutError:
-            reader.cancel()
-            return sent - start, float("inf")
-        return sent - start, ack_at[0] - sent
+            async for response in call:
+                if response.WhichOneof("payload") == "mark":
+                    return int(response.mark.position_ms)
+        finally:
+            call.cancel()
+    raise AssertionError("the stream ended before the mark")
+
+
+async def one_second_websocket(ep: Endpoints) -> int:
+    """Position of a mark sent after one WebSocket message of 1 s (events=json)."""
+    url = f"http://{ep.websocket}/v1.0/calls/{ECHO_CALL_ID}/media_stream?encapsulation=sln&events=json"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
+        await ws.send_bytes(b"\x10\x27" * 8000)
+        await ws.send_str(json.dumps({"type": "mark", "name": "one-second"}))
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                if data.get("type") == "mark":
+                    return int(data["position_ms"])
+    raise AssertionError("the stream ended before the mark")
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="audio in the burst")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
     args = parser.parse_args()
     settings = Settings(
         grpc_listen="127.0.0.1:0", ws_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.5
     )
+    record_clears()
     gateway = Gateway(settings)
     ep = await gateway.start()
     try:
-        cases = {
+        for name, case in {
             "grpc": over_grpc(ep, args.seconds, args.timeout),
             "websocket events=json": over_websocket(ep, args.seconds, args.timeout, twilio=False),
             "twilio": over_websocket(ep, args.seconds, args.timeout, twilio=True),
-        }
-        for name, case in cases.items():
-            burst, latency = await case
+        }.items():
+            r = await case
             print(
-                f"{name}: {args.seconds} s of audio sent in {burst:.2f} s; "
-                f"clear acknowledged after {latency * 1000:.1f} ms",
+                f"{name}: {args.seconds} s of audio sent in {r.burst_s:.2f} s; clear acknowledged "
+                f"{r.from_client_ms:.1f} ms after the client sent it, "
+                f"{r.from_gateway_ms:.1f} ms after the gateway read it",
                 flush=True,
             )
+        for name, one in {
+            "grpc": one_second_grpc(ep),
+            "websocket events=json": one_second_websocket(ep),
+        }.items():
+            print(f"{name}: one message of 1 s, then a mark: mark at {await one} ms", flush=True)
     finally:
         await gateway.stop(grace=0.5)
 
