@@ -8,11 +8,18 @@ ERROR traceback. The corrupt messages go through a raw channel (no serializer), 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
+import grpc_tools.protoc  # type: ignore[import-untyped]
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
@@ -166,3 +173,77 @@ async def test_an_unknown_external_media_id_is_a_warning_not_an_error(
         r.levelname == "WARNING" and "EXTERNAL_MEDIA_NOT_FOUND" in r.getMessage()
         for r in caplog.records
     )
+
+
+# --- grpcurl, a generic client through reflection (installed by `make grpcurl`) -------
+
+GRPCURL = Path(__file__).resolve().parents[2] / "sdk" / "go" / ".tools" / "bin" / "grpcurl"
+
+WRONG_PROTO = """
+syntax = "proto3";
+package voipbin.mediastream.v1;
+// The real request has `string id = 1`; as bytes, grpcurl sends what no string holds.
+message GetExternalMediaRequest { bytes id = 1; }
+message GetExternalMediaResponse {}
+service ExternalMediaService {
+  rpc GetExternalMedia(GetExternalMediaRequest) returns (GetExternalMediaResponse);
+}
+"""
+
+
+async def grpcurl(*args: str) -> tuple[int, str]:
+    """Run grpcurl without blocking the gateway's event loop; exit code and output."""
+    if not GRPCURL.exists():
+        pytest.skip("grpcurl is not installed: make grpcurl")
+    proc = await asyncio.create_subprocess_exec(
+        str(GRPCURL),
+        "-plaintext",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_grpcurl_lists_describes_and_checks_health(harness: Harness) -> None:
+    code, out = await grpcurl(harness.grpc, "list")
+    assert code == 0, out
+    assert set(out.split()) >= {SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, *REFLECTION.values()}
+    code, out = await grpcurl(harness.grpc, "describe", REFLECTION["v1"])
+    assert code == 0 and "ServerReflectionInfo" in out, out
+    code, out = await grpcurl(harness.grpc, "grpc.health.v1.Health/List")
+    assert code == 0, out
+    statuses = json.loads(out)["statuses"]
+    assert statuses[SERVICE_NAME] == {"status": "SERVING"}
+
+
+async def test_grpcurl_empty_id_is_invalid_argument_with_details(harness: Harness) -> None:
+    method = f"{EXTERNAL_MEDIA_SERVICE}/GetExternalMedia"
+    code, out = await grpcurl("-d", '{"id": ""}', harness.grpc, method)
+    assert code != 0
+    assert "Code: InvalidArgument" in out and '"reason": "MISSING_ID"' in out, out
+
+
+async def test_grpcurl_message_that_does_not_parse_is_invalid_argument(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "wrong.proto").write_text(WRONG_PROTO)
+    protoset = tmp_path / "wrong.protoset"
+    assert (
+        grpc_tools.protoc.main(
+            ["protoc", f"-I{tmp_path}", f"--descriptor_set_out={protoset}", "wrong.proto"]
+        )
+        == 0
+    )
+    method = f"{EXTERNAL_MEDIA_SERVICE}/GetExternalMedia"
+    code, out = await grpcurl(
+        "-protoset", str(protoset), "-d", '{"id": "/w=="}', harness.grpc, method
+    )
+    assert code != 0
+    assert "Code: InvalidArgument" in out and "does not parse" in out, out
+    # The protoset knows no google.rpc types: grpcurl shows the details as base64.
+    values = re.findall(r'"@value": "([^"]+)"', out)
+    infos = [error_details_pb2.ErrorInfo.FromString(base64.b64decode(v)) for v in values[1:]]
+    assert [i.reason for i in infos] == ["MALFORMED_MESSAGE"], out
+    assert no_error_logged(caplog) == []
