@@ -10,7 +10,11 @@ the two is the reading of the 3000 messages sent before it). Then one message of
 audio and a mark: the mark's position (gRPC, ``events=json``; at least 980 ms means the
 whole second played first).
 
-    uv run --frozen python scripts/bargein.py [--seconds 60] [--timeout 60]
+With ``--process`` the gateway runs in a process of its own (``mediastream.cli serve``),
+as deployed: the client's 3000 messages then do not share the gateway's event loop, and only
+the latency from the client is known.
+
+    uv run --frozen python scripts/bargein.py [--seconds 60] [--timeout 60] [--process]
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import argparse
 import asyncio
 import base64
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -34,6 +41,9 @@ from mediastream.streams import Stream
 
 SLIN_FRAME = 320
 ULAW_FRAME = 160
+
+FRAMES_PER_MESSAGE = 1
+"""20 ms frames in each message of the burst (``--frames-per-message``)."""
 
 CLEARS_READ: list[float] = []
 """When the gateway read each clear (`Stream.clear` called), in ``time.monotonic()``."""
@@ -56,7 +66,7 @@ class Result:
     def __init__(self, start: float, sent: float, acked: float) -> None:
         self.burst_s = sent - start
         self.from_client_ms = (acked - sent) * 1000
-        read = CLEARS_READ[-1] if CLEARS_READ else float("nan")
+        read = CLEARS_READ.pop() if CLEARS_READ else float("nan")
         self.from_gateway_ms = (acked - read) * 1000
 
 
@@ -82,8 +92,8 @@ async def over_grpc(ep: Endpoints, seconds: int, timeout: float) -> Result:
         responses = aiter(call)
         await anext(responses)  # started
         start = time.monotonic()
-        frame = b"\x10\x27" * (SLIN_FRAME // 2)
-        for _ in range(seconds * 50):
+        frame = b"\x10\x27" * (SLIN_FRAME // 2) * FRAMES_PER_MESSAGE
+        for _ in range(seconds * 50 // FRAMES_PER_MESSAGE):
             queue.put_nowait(pb.StreamMediaRequest(audio=pb.AudioChunk(data=frame)))
         queue.put_nowait(pb.StreamMediaRequest(mark=pb.Mark(name="end")))
         sent = time.monotonic()
@@ -128,19 +138,19 @@ async def over_websocket(ep: Endpoints, seconds: int, timeout: float, *, twilio:
         start = time.monotonic()
         async with asyncio.timeout(timeout):
             if twilio:
-                payload = base64.b64encode(b"\x10" * ULAW_FRAME).decode()
+                payload = base64.b64encode(b"\x10" * ULAW_FRAME * FRAMES_PER_MESSAGE).decode()
                 media = json.dumps(
                     {"event": "media", "streamSid": sid, "media": {"payload": payload}}
                 )
-                for _ in range(seconds * 50):
+                for _ in range(seconds * 50 // FRAMES_PER_MESSAGE):
                     await ws.send_str(media)
                 mark = {"event": "mark", "streamSid": sid, "mark": {"name": "end"}}
                 await ws.send_str(json.dumps(mark))
                 sent = time.monotonic()
                 await ws.send_str(json.dumps({"event": "clear", "streamSid": sid}))
             else:
-                frame = b"\x10\x27" * (SLIN_FRAME // 2)
-                for _ in range(seconds * 50):
+                frame = b"\x10\x27" * (SLIN_FRAME // 2) * FRAMES_PER_MESSAGE
+                for _ in range(seconds * 50 // FRAMES_PER_MESSAGE):
                     await ws.send_bytes(frame)
                 await ws.send_str(json.dumps({"type": "mark", "name": "end"}))
                 sent = time.monotonic()
@@ -180,17 +190,47 @@ async def one_second_websocket(ep: Endpoints) -> int:
     raise AssertionError("the stream ended before the mark")
 
 
+async def gateway_process() -> tuple[Endpoints, asyncio.subprocess.Process]:
+    """A gateway in a process of its own, on free ports, and its endpoints once ready."""
+    listen = ["--grpc-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "mediastream.cli", "serve", *listen, "--metrics-listen", ""),
+        *("--log-level", "WARNING"),
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 90))
+    ep = Endpoints(ready["grpc"], ready["ari_url"], True, "", websocket=ready["websocket"])
+    return ep, proc
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="audio in the burst")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
-    args = parser.parse_args()
-    settings = Settings(
-        grpc_listen="127.0.0.1:0", ws_listen="127.0.0.1:0", metrics_listen="", drain_timeout_s=0.5
+    parser.add_argument("--process", action="store_true", help="the gateway in its own process")
+    parser.add_argument(
+        "--frames-per-message", type=int, default=1, help="20 ms frames per burst message"
     )
-    record_clears()
-    gateway = Gateway(settings)
-    ep = await gateway.start()
+    args = parser.parse_args()
+    global FRAMES_PER_MESSAGE
+    FRAMES_PER_MESSAGE = args.frames_per_message
+    gateway: Gateway | None = None
+    proc: asyncio.subprocess.Process | None = None
+    if args.process:
+        ep, proc = await gateway_process()
+    else:
+        settings = Settings(
+            grpc_listen="127.0.0.1:0",
+            ws_listen="127.0.0.1:0",
+            metrics_listen="",
+            drain_timeout_s=0.5,
+        )
+        record_clears()
+        gateway = Gateway(settings)
+        ep = await gateway.start()
     try:
         for name, case in {
             "grpc": over_grpc(ep, args.seconds, args.timeout),
@@ -199,9 +239,14 @@ async def main() -> None:
         }.items():
             r = await case
             print(
-                f"{name}: {args.seconds} s of audio sent in {r.burst_s:.2f} s; clear acknowledged "
-                f"{r.from_client_ms:.1f} ms after the client sent it, "
-                f"{r.from_gateway_ms:.1f} ms after the gateway read it",
+                f"{name}: {args.seconds} s of audio in {FRAMES_PER_MESSAGE * 20} ms messages "
+                f"sent in {r.burst_s:.2f} s; clear acknowledged "
+                f"{r.from_client_ms:.1f} ms after the client sent it"
+                + (
+                    ""
+                    if args.process
+                    else f", {r.from_gateway_ms:.1f} ms after the gateway read it"
+                ),
                 flush=True,
             )
         for name, one in {
@@ -210,7 +255,11 @@ async def main() -> None:
         }.items():
             print(f"{name}: one message of 1 s, then a mark: mark at {await one} ms", flush=True)
     finally:
-        await gateway.stop(grace=0.5)
+        if gateway is not None:
+            await gateway.stop(grace=0.5)
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            await proc.wait()
 
 
 if __name__ == "__main__":
