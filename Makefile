@@ -71,7 +71,7 @@ typecheck: setup
 	$(UV) run --frozen mypy
 	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds proxies deploy-tools
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds proxies deploy-tools grpcurl
 	$(UV) run --frozen pytest
 
 # The suite on a busy machine (docs/testing.md): `make test` RUNS times (default 3) on a
@@ -131,6 +131,16 @@ $(SDK_TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp:
 
 $(SDK_TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp:
 	GOBIN=$(CURDIR)/$(SDK_TOOLS)/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
+# grpcurl, for tests/integration/test_grpc_conventions.py: a generic gRPC client through
+# reflection, as a newcomer would try the gateway.
+GRPCURL_VERSION := v1.9.3
+.PHONY: grpcurl
+grpcurl: $(SDK_TOOLS)/grpcurl-$(GRPCURL_VERSION).stamp
+
+$(SDK_TOOLS)/grpcurl-$(GRPCURL_VERSION).stamp:
+	GOBIN=$(CURDIR)/$(SDK_TOOLS)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	@touch $@
 
 $(SDK_TOOLS)/go-mod.stamp: sdk/go/go.mod sdk/go/go.sum

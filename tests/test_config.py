@@ -104,6 +104,8 @@ BAD = [
     Bad("max_streams", "lots", "max_streams must be a whole number"),
     Bad("max_streams_per_target", "0", "max_streams_per_target must be at least 1"),
     Bad("max_streams_per_client", "-1", "max_streams_per_client must be 0 (no limit) or more"),
+    Bad("play_buffer_s", "0", "play_buffer_s must be between 1 and 600"),
+    Bad("play_buffer_s", "601", "play_buffer_s must be between 1 and 600"),
     Bad("resume_grace_s", "-1", "resume_grace_s must not be negative"),
     Bad("resume_grace_s", "inf", "resume_grace_s must be a number of seconds"),
     Bad("drain_timeout_s", "-0.5", "drain_timeout_s must not be negative"),

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import generate_latest
 
 from mediastream import metrics
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
+from mediastream.api import conventions
 from mediastream.api.grpc_external_media import SERVICE_NAME as EXTERNAL_MEDIA_SERVICE
 from mediastream.api.grpc_external_media import ExternalMediaServicer
 from mediastream.api.grpc_service import SERVICE_NAME, MediaStreamServicer
@@ -39,6 +39,7 @@ from mediastream.asterisk.legs import LegFactory
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.auth import Authenticator
 from mediastream.config import Settings
+from mediastream.core.formats import AudioFormat
 from mediastream.dialout import DialOutSettings
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
@@ -47,6 +48,17 @@ from mediastream.streams import StreamLimits, StreamManager
 from mediastream.target_counts import SharedTargetCounts, TargetCounts
 
 log = logging.getLogger(__name__)
+
+_GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+_MESSAGE_OVERHEAD = 64 * 1024
+"""Room in a gRPC message besides its samples (framing, a mark, a config)."""
+
+
+def _max_receive_bytes(play_buffer_s: int) -> int:
+    """The receive limit for gRPC: its default, or room for the play buffer in one chunk."""
+    audio = AudioFormat.SLIN16.bytes_for(play_buffer_s * 1000)
+    return max(_GRPC_DEFAULT_MAX_RECEIVE, audio + _MESSAGE_OVERHEAD)
+
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -92,7 +104,7 @@ class Gateway:
         self._aris: list[AriClient] = []
         self._pool: AsteriskPool | None = None
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = conventions.HealthServicer()
         self._streams: StreamManager | None = None
         self._audiosocket: AudioSocketServer | None = None
         self._external: ExternalMediaManager | None = None
@@ -136,6 +148,7 @@ class Gateway:
             max_streams_per_target=s.max_streams_per_target,
             max_streams_per_client=s.max_streams_per_client,
             resume_grace_s=s.resume_grace_s,
+            play_buffer_ms=s.play_buffer_s * 1000,
         )
         counts: TargetCounts | None = None
         if self.worker is not None:
@@ -165,6 +178,8 @@ class Gateway:
             log.warning("authentication is off: set api_keys or jwt_key before exposing this")
 
         server = grpc.aio.server(
+            # A request that does not parse: INVALID_ARGUMENT, not UNKNOWN and a traceback.
+            interceptors=[conventions.ClientMistakes()],
             options=[
                 # Workers share the port; a lone gateway must fail on a port in use.
                 ("grpc.so_reuseport", 1 if self.worker is not None else 0),
@@ -177,7 +192,9 @@ class Gateway:
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-            ]
+                # One AudioChunk may carry the whole play buffer (of slin16, the widest).
+                ("grpc.max_receive_message_length", _max_receive_bytes(s.play_buffer_s)),
+            ],
         )
         pb_grpc.add_MediaStreamServiceServicer_to_server(
             MediaStreamServicer(self._streams, s.transport, auth), server
@@ -186,9 +203,8 @@ class Gateway:
             ExternalMediaServicer(self._external, auth), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
+        conventions.enable_reflection(
+            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME), server
         )
         port = self._bind(server, s.grpc_listen)
         if self.worker is not None:

@@ -102,6 +102,20 @@ MALFORMED_INPUT = Counter(
     registry=REGISTRY,
 )
 
+CLIENT_MESSAGES_IGNORED = Counter(
+    "mediastream_client_messages_ignored_total",
+    "Client messages ignored because the dialect ignores them (e.g. a Twilio client's stop).",
+    ["dialect", "event"],
+    registry=REGISTRY,
+)
+"""event: a name the dialect defines, or ``other``."""
+CLIENT_MESSAGES_TOLERATED = Counter(
+    "mediastream_client_messages_tolerated_total",
+    "Client messages carried out although they break a rule of their dialect, by rule.",
+    ["dialect", "rule"],
+    registry=REGISTRY,
+)
+
 
 Readiness = Callable[[], Awaitable[str]]
 """Why the gateway should get no new streams now ("" : it should): see `add_probes`."""

@@ -338,7 +338,10 @@ class ShimServer:
             target = self._target(request)
             parsed = parse_media_stream(target, request.query, self._transport)
             principal.check(target)
-            ws = self._websocket(request, voipbin.MAX_MESSAGE_BYTES)
+            ws = self._websocket(
+                request,
+                voipbin.max_message_bytes(parsed.spec, self._streams.limits.play_buffer_ms),
+            )
             stream = await self._streams.open(
                 parsed.spec, client_id(principal, request.remote or "")
             )
@@ -352,7 +355,9 @@ class ShimServer:
             principal = self._principal(request)
             target = self._target(request)
             principal.check(target)
-            ws = self._websocket(request, twilio.MAX_MESSAGE_BYTES)
+            ws = self._websocket(
+                request, twilio.max_message_bytes(self._streams.limits.play_buffer_ms)
+            )
             stream = await self._streams.open(
                 twilio.twilio_spec(target, self._transport),
                 client_id(principal, request.remote or ""),
