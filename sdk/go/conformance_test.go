@@ -230,6 +230,8 @@ func (r *runner) run(kind string, args json.RawMessage) error {
 		return r.expectStarted(args)
 	case "expect_error":
 		return r.expectError(args)
+	case "expect_config_error":
+		return r.expectConfigError(args)
 	case "send_tone", "send_silence":
 		return r.sendTone(kind, args)
 	case "send_dtmf", "send_mark", "send_clear", "send_hangup", "close_send":
@@ -516,6 +518,29 @@ func (r *runner) expectError(args json.RawMessage) error {
 		return err
 	}
 	return checkError(a, s.err)
+}
+
+func (r *runner) expectConfigError(args json.RawMessage) error {
+	var a struct {
+		Stream string `json:"stream"`
+		Reason string `json:"reason"`
+		Field  string `json:"field"`
+	}
+	if err := decode(args, &a); err != nil {
+		return err
+	}
+	s, err := r.stream(a.Stream)
+	if err != nil {
+		return err
+	}
+	var cfgErr *mediastream.ConfigError
+	if !errors.As(s.err, &cfgErr) {
+		return fmt.Errorf("error %v is not a *ConfigError", s.err)
+	}
+	if cfgErr.Reason != a.Reason || cfgErr.Field != a.Field {
+		return fmt.Errorf("config error %s on %s, want %s on %s", cfgErr.Reason, cfgErr.Field, a.Reason, a.Field)
+	}
+	return nil
 }
 
 func checkError(a errorArgs, err error) error {

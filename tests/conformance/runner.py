@@ -19,6 +19,7 @@ from mediastream_client import (
     AudioChunk,
     AudioFormat,
     Cleared,
+    ConfigError,
     Direction,
     DtmfReceived,
     DuplexStream,
@@ -230,15 +231,16 @@ class Runner:
                 kwargs[key] = value
         s = _Stream()
         self.streams[args.get("stream", "main")] = s
-        if args["rpc"] == "listen":
-            opening: ListenStream | DuplexStream = self.client.listen(**kwargs)
-        elif args["rpc"] == "stream":
-            opening = self.client.stream(**kwargs)
-        else:
+        if args["rpc"] not in ("listen", "stream"):
             raise StepError(f"rpc must be listen or stream, not {args['rpc']!r}")
         try:
+            opening: ListenStream | DuplexStream = (
+                self.client.listen(**kwargs)
+                if args["rpc"] == "listen"
+                else self.client.stream(**kwargs)
+            )
             s.stream = await opening.__aenter__()
-        except RPCError as exc:
+        except (RPCError, ConfigError) as exc:
             s.error, s.done = exc, True
             return  # expect_error checks it; any other step fails on it
         s.info = s.stream.info
@@ -268,6 +270,15 @@ class Runner:
         s = self._stream(args)
         await self._wait_for("the stream to fail", lambda: s.done)
         check_error(args, s.error)
+
+    async def step_expect_config_error(self, args: dict[str, Any]) -> None:
+        s = self._stream(args)
+        if not isinstance(s.error, ConfigError):
+            raise StepError(f"error {s.error!r} is not the SDK's ConfigError")
+        got = {"reason": s.error.reason, "field": s.error.field}
+        want = {"reason": args["reason"], "field": args["field"]}
+        if got != want:
+            raise StepError(f"config error {got}, want {want}")
 
     async def step_send_tone(self, args: dict[str, Any]) -> None:
         await self._send_tone(args, args["hz"], args.get("amplitude", 8000))

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
 
 from mediastream.core.g711 import ulaw_decode
 from mediastream.emulator import TONE_CALL_ID
-from mediastream_client import AudioFormat, MediaStreamClient, SyncClient, from_numpy, to_numpy
+from mediastream_client import (
+    AudioFormat,
+    ConfigError,
+    MediaStreamClient,
+    SyncClient,
+    from_numpy,
+    to_numpy,
+)
 from tests.audio_checks import dominant_hz
 from tests.harness import Harness
 
@@ -256,3 +264,18 @@ async def test_wait_stopped_reads_the_events_itself(harness: Harness) -> None:
             with pytest.raises(TimeoutError):
                 await endless.wait_stopped(0.05)  # input not ended: the stream goes on
             assert await endless.wait_stopped(1) is None  # the timeout cancelled it
+
+
+@pytest.mark.parametrize(
+    ("targets", "reason"),
+    [({}, "MISSING_TARGET"), ({"call_id": "a", "conference_id": "b"}, "BOTH_TARGETS")],
+)
+async def test_invalid_config_is_a_config_error_with_the_servers_reason(
+    targets: dict[str, Any], reason: str
+) -> None:
+    # Refused before anything is sent: the address is never dialled.
+    async with MediaStreamClient("127.0.0.1:9") as client:
+        with pytest.raises(ConfigError) as caught:
+            client.stream(**targets)
+    assert (caught.value.reason, caught.value.field) == (reason, "config.target")
+    assert isinstance(caught.value, ValueError)  # what it was before it had its own type

@@ -4,8 +4,8 @@
  */
 export { MediaStreamClient, ListenStream, DuplexStream } from "./client.js";
 export type { ClientOptions, StreamOptions } from "./client.js";
-export { RPCError, Code, codeName } from "./errors.js";
-export type { FieldViolation } from "./errors.js";
+export { RPCError, ConfigError, Code, codeName } from "./errors.js";
+export type { ConfigErrorReason, FieldViolation } from "./errors.js";
 export { ExternalMediaClient, ExternalMediaEncapsulation, ExternalMediaStatus } from "./external.js";
 export type { ExternalMedia, ExternalMediaConfig, StopSelector } from "./external.js";
 export {

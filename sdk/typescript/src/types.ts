@@ -1,17 +1,30 @@
 /**
- * Plain types of the client API. Enums are the generated protobuf enums
- * (for example `AudioFormat.SLIN`, `StopReason.CLIENT_DONE`).
+ * Plain types of the client API. Enums are string enums whose values are their
+ * names (for example `AudioFormat.SLIN === "SLIN"`, `StopReason.CLIENT_DONE`),
+ * with the members of the protobuf enums of the same name: events and infos
+ * print with names, as the Go and Python SDKs' enums do.
  */
-import {
-  AudioFormat,
-  Direction,
-  Encapsulation,
-  FlowState,
-  MediaTransport,
-  StopReason,
-} from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import * as wire from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import { names } from "./enums.js";
 
-export { AudioFormat, Direction, Encapsulation, FlowState, MediaTransport, StopReason };
+/** Sample format, the same both ways: `ULAW` (8 kHz), `SLIN` (16-bit 8 kHz), `SLIN16` (16-bit 16 kHz). */
+export const AudioFormat = names(wire.AudioFormat);
+export type AudioFormat = keyof typeof wire.AudioFormat;
+/** Whose audio a call stream hears: `BOTH`, `IN` (the caller's voice) or `OUT` (what the caller hears). */
+export const Direction = names(wire.Direction);
+export type Direction = keyof typeof wire.Direction;
+/** Wire form of each chunk: `SLN` (bare samples), `RTP` or `AUDIOSOCKET`. */
+export const Encapsulation = names(wire.Encapsulation);
+export type Encapsulation = keyof typeof wire.Encapsulation;
+/** How the gateway takes the audio from Asterisk: `RTP`, `AUDIOSOCKET` or `WEBSOCKET`. */
+export const MediaTransport = names(wire.MediaTransport);
+export type MediaTransport = keyof typeof wire.MediaTransport;
+/** Why a stream stopped. */
+export const StopReason = names(wire.StopReason);
+export type StopReason = keyof typeof wire.StopReason;
+/** Flow control: `PAUSE` (hold off sending audio) or `RESUME`. */
+export const FlowState = names(wire.FlowState);
+export type FlowState = keyof typeof wire.FlowState;
 
 /** What to stream and how. Set exactly one of `callId` and `conferenceId`. */
 export interface StreamConfig {

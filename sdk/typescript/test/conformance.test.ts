@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   AudioFormat,
+  ConfigError,
   Direction,
   DuplexStream,
   Encapsulation,
@@ -81,13 +82,13 @@ const EXTERNAL_STATUSES: Record<string, ExternalMediaStatus> = {
 };
 const FLOW_STATES: Record<string, FlowState> = { pause: FlowState.PAUSE, resume: FlowState.RESUME };
 
-/** An enum given by name (a key of table) or by number. */
-function enumValue<T extends number>(value: unknown, table: Record<string, T>): T | undefined {
+/** An enum given by name (a key of table); the SDK's enums are names, so a number cannot be sent. */
+function enumValue<T extends string>(value: unknown, table: Record<string, T>): T | undefined {
   if (value === undefined) {
     return undefined;
   }
   if (typeof value === "number") {
-    return value as T;
+    throw new Error(`the TypeScript SDK cannot send enum number ${value}`);
   }
   const v = table[value as string];
   if (v === undefined) {
@@ -210,6 +211,8 @@ class Runner {
         return this.expectStarted(a);
       case "expect_error":
         return this.expectError(a);
+      case "expect_config_error":
+        return this.expectConfigError(a);
       case "send_tone":
       case "send_silence":
         return this.sendTone(kind, a);
@@ -289,12 +292,12 @@ class Runner {
         throw new Error(`rpc must be listen or stream, not ${a.rpc}`);
       }
     } catch (err) {
-      if (!(err instanceof RPCError)) {
+      if (!(err instanceof RPCError) && !(err instanceof ConfigError)) {
         throw err;
       }
       s.error = err;
       s.done = true;
-      return; // expect_error checks it; any other step fails on it
+      return; // expect_error (or expect_config_error) checks it; any other step fails on it
     }
     s.info = s.listen.info;
     void s.receive(s.listen);
@@ -324,6 +327,12 @@ class Runner {
     const s = this.stream(a.stream);
     await this.waitFor("the stream to fail", () => s.done);
     checkError(a, s.error);
+  }
+
+  private expectConfigError(a: Args): void {
+    const s = this.stream(a.stream);
+    assert.ok(s.error instanceof ConfigError, `error ${String(s.error)} is not the SDK's ConfigError`);
+    assert.deepEqual({ reason: s.error.reason, field: s.error.field }, { reason: a.reason, field: a.field });
   }
 
   private async sendTone(kind: string, a: Args): Promise<void> {
@@ -396,7 +405,7 @@ class Runner {
     const s = this.stream(a.stream);
     const info = s.info!;
     const rate = info.sampleRateHz;
-    const header = { [Encapsulation.RTP]: 12, [Encapsulation.AUDIOSOCKET]: 3 }[info.encapsulation as number] ?? 0;
+    const header = { [Encapsulation.RTP]: 12, [Encapsulation.AUDIOSOCKET]: 3 }[info.encapsulation as string] ?? 0;
     const parts = s.capture.map((c) => {
       const data = c.data.subarray(header);
       return info.format === AudioFormat.ULAW ? fromUlaw(data) : fromPcm16(data);
