@@ -109,6 +109,8 @@ class _Stream:
     mark: int = 0
     capture: list[AudioChunk] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    sends: int = 0
+    sent_while_paused: int = 0
 
     async def receive(self) -> None:
         assert self.stream is not None
@@ -206,6 +208,7 @@ class Runner:
     async def step_open(self, args: dict[str, Any]) -> None:
         c: dict[str, Any] = args.get("config", {})
         kwargs: dict[str, Any] = {
+            "timeout": args["deadline_ms"] / 1000 if "deadline_ms" in args else None,
             "call_id": self._subst(c.get("call_id")),
             "conference_id": self._subst(c.get("conference_id")),
             "chunk_ms": c.get("chunk_ms", 20),
@@ -298,8 +301,30 @@ class Runner:
         else:
             data = np.clip(np.round(tone), -32768, 32767).astype("<i2").tobytes()
         size = info.frame_bytes * info.chunk_ms // 20
+        s = self._stream(args)
         for at in range(0, len(data), size):
             await stream.send(data[at : at + size])
+            s.sends += 1
+            s.sent_while_paused += stream.paused
+
+    async def step_expect_sends_not_paused(self, args: dict[str, Any]) -> None:
+        s = self._stream(args)
+        assert s.sends > 0, "nothing was sent"
+        assert s.sent_while_paused <= 1, (
+            f"{s.sent_while_paused} of {s.sends} sends returned while the stream was paused"
+        )
+
+    async def step_expect_send_fails(self, args: dict[str, Any]) -> None:
+        stream = self._stream(args).stream
+        if not isinstance(stream, DuplexStream) or stream.info is None:
+            raise StepError("expect_send_fails needs a stream opened with rpc stream")
+        try:
+            await stream.send(bytes(stream.info.frame_bytes))
+        except RPCError as exc:
+            if exc.code.name != "FAILED_PRECONDITION":
+                raise StepError(f"the send failed with {exc}, want FAILED_PRECONDITION") from exc
+            return
+        raise StepError("a send after the stream ended succeeded")
 
     async def step_send_dtmf(self, args: dict[str, Any]) -> None:
         await self._duplex(args).send_dtmf(args["digits"], args.get("duration_ms", 0))

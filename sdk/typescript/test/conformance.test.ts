@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   AudioFormat,
+  Code,
   ConfigError,
   Direction,
   DuplexStream,
@@ -109,6 +110,8 @@ class ConfStream {
   error?: unknown;
   mark = 0;
   capture: AudioEvent[] = [];
+  sends = 0;
+  sentWhilePaused = 0;
 
   async receive(stream: ListenStream): Promise<void> {
     try {
@@ -213,6 +216,10 @@ class Runner {
         return this.expectError(a);
       case "expect_config_error":
         return this.expectConfigError(a);
+      case "expect_sends_not_paused":
+        return this.expectSendsNotPaused(a);
+      case "expect_send_fails":
+        return this.expectSendFails(a);
       case "send_tone":
       case "send_silence":
         return this.sendTone(kind, a);
@@ -282,11 +289,12 @@ class Runner {
     const s = new ConfStream();
     this.streams.set(a.stream ?? "main", s);
     const cfg = this.config(a.config ?? {});
+    const options = a.deadline_ms === undefined ? {} : { timeoutMs: a.deadline_ms as number };
     try {
       if (a.rpc === "listen") {
-        s.listen = await this.client.listen(cfg);
+        s.listen = await this.client.listen(cfg, options);
       } else if (a.rpc === "stream") {
-        s.duplex = await this.client.stream(cfg);
+        s.duplex = await this.client.stream(cfg, options);
         s.listen = s.duplex;
       } else {
         throw new Error(`rpc must be listen or stream, not ${a.rpc}`);
@@ -348,7 +356,24 @@ class Runner {
     const size = chunkBytes(info);
     for (let at = 0; at < data.length; at += size) {
       await d.send(data.subarray(at, at + size));
+      s.sends++;
+      s.sentWhilePaused += d.paused ? 1 : 0;
     }
+  }
+
+  private expectSendsNotPaused(a: Args): void {
+    const s = this.stream(a.stream);
+    assert.ok(s.sends > 0, "nothing was sent");
+    assert.ok(s.sentWhilePaused <= 1, `${s.sentWhilePaused} of ${s.sends} sends returned while the stream was paused`);
+  }
+
+  private async expectSendFails(a: Args): Promise<void> {
+    const s = this.stream(a.stream);
+    assert.ok(s.duplex, "expect_send_fails needs a stream opened with rpc stream");
+    await assert.rejects(
+      s.duplex.send(new Uint8Array(s.info!.frameBytes)),
+      (err: unknown) => err instanceof RPCError && err.code === Code.FailedPrecondition,
+    );
   }
 
   private async receiveAudio(a: Args): Promise<void> {

@@ -409,6 +409,12 @@ class DuplexStream(_Stream):
                 await self._call.write(request)
         except grpc.aio.AioRpcError as exc:
             raise RPCError.from_aio(exc) from None
+        except (asyncio.InvalidStateError, grpc.aio.UsageError):
+            # The RPC is over (or its input ended): say so as the other SDKs do,
+            # an RPCError, rather than grpc's state error.
+            raise RPCError(
+                grpc.StatusCode.FAILED_PRECONDITION, "the stream has ended", None
+            ) from None
 
     async def send(self, data: bytes) -> None:
         """Send one chunk (in the stream's format and encapsulation) to be played.
