@@ -10,7 +10,7 @@
 type WireEnum = Record<string, string | number>;
 
 /** The client-side enum of a wire enum: each member's value is its own name. */
-export type Names<E> = { readonly [K in keyof E]: K };
+type Names<E> = { readonly [K in keyof E]: K };
 
 /** The client-side enum of `wire`: its names, each mapped to itself. */
 export function names<E extends WireEnum>(wire: E): Names<E> {

@@ -12,11 +12,15 @@ import { RPCError } from "./errors.js";
 import type { AudioFormat, Direction } from "./types.js";
 
 /** Wire form of external media: `RTP` (the default), `AUDIOSOCKET` or `SLN`. */
-export const ExternalMediaEncapsulation = names(wireExternal.ExternalMediaEncapsulation);
-export type ExternalMediaEncapsulation = keyof typeof wireExternal.ExternalMediaEncapsulation;
+export type ExternalMediaEncapsulation = "UNSPECIFIED" | "RTP" | "AUDIOSOCKET" | "SLN";
+/** The {@link ExternalMediaEncapsulation} names, each its own value. */
+export const ExternalMediaEncapsulation: { readonly [K in ExternalMediaEncapsulation]: K } = names(
+  wireExternal.ExternalMediaEncapsulation,
+);
 /** State of external media: `RUNNING`, `TERMINATING` or `TERMINATED`. */
-export const ExternalMediaStatus = names(wireExternal.ExternalMediaStatus);
-export type ExternalMediaStatus = keyof typeof wireExternal.ExternalMediaStatus;
+export type ExternalMediaStatus = "UNSPECIFIED" | "RUNNING" | "TERMINATING" | "TERMINATED";
+/** The {@link ExternalMediaStatus} names, each its own value. */
+export const ExternalMediaStatus: { readonly [K in ExternalMediaStatus]: K } = names(wireExternal.ExternalMediaStatus);
 
 /** Whose audio to send where. Set exactly one of `callId` and `conferenceId`. */
 export interface ExternalMediaConfig {

@@ -11,13 +11,20 @@ import {
   AudioFormat,
   Code,
   ConfigError,
+  Direction,
   DuplexStream,
+  Encapsulation,
+  ExternalMediaEncapsulation,
+  ExternalMediaStatus,
   FlowState,
   MediaStreamClient,
+  MediaTransport,
   RPCError,
   StopReason,
   type StreamEvent,
 } from "../src/index.js";
+import * as wireExternal from "../src/gen/voipbin/mediastream/v1/external_media_pb.js";
+import * as wire from "../src/gen/voipbin/mediastream/v1/mediastream_pb.js";
 import {
   AudioFormat as WireAudioFormat,
   FlowState as WireFlowState,
@@ -93,6 +100,25 @@ describe("enums print as names", () => {
     const stop = await nextEvent(events);
     assert.equal(stop.kind === "stopped" && stop.reason, StopReason.CLIENT_DONE);
     assert.match(inspect(stop), /reason: 'CLIENT_DONE'/);
+  });
+});
+
+describe("the name enums", () => {
+  it("have exactly the members of the generated protobuf enums", () => {
+    const pairs: [object, object][] = [
+      [AudioFormat, wire.AudioFormat],
+      [Direction, wire.Direction],
+      [Encapsulation, wire.Encapsulation],
+      [MediaTransport, wire.MediaTransport],
+      [StopReason, wire.StopReason],
+      [FlowState, wire.FlowState],
+      [ExternalMediaEncapsulation, wireExternal.ExternalMediaEncapsulation],
+      [ExternalMediaStatus, wireExternal.ExternalMediaStatus],
+    ];
+    for (const [names, generated] of pairs) {
+      const wanted = Object.entries(generated).filter(([, v]) => typeof v === "number").map(([k]) => [k, k]);
+      assert.deepEqual(Object.entries(names).sort(), wanted.sort());
+    }
   });
 });
 
