@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
@@ -14,11 +15,13 @@ from mediastream_client import (
     AudioFormat,
     ConfigError,
     MediaStreamClient,
+    RPCError,
     SyncClient,
     from_numpy,
     to_numpy,
 )
 from tests.audio_checks import dominant_hz
+from tests.conftest import start_gateway, stop_gateway
 from tests.harness import Harness
 
 
@@ -279,3 +282,20 @@ async def test_invalid_config_is_a_config_error_with_the_servers_reason(
             client.stream(**targets)
     assert (caught.value.reason, caught.value.field) == (reason, "config.target")
     assert isinstance(caught.value, ValueError)  # what it was before it had its own type
+
+
+async def test_a_gateway_that_vanishes_fails_the_stream_with_unavailable() -> None:
+    # The same code as the Go and TypeScript SDKs give (issue 21): SIGKILL, no goodbye.
+    gw = start_gateway()
+    try:
+        async with (
+            MediaStreamClient(gw.grpc) as client,
+            client.listen(call_id=gw.demo["tone_call"]) as stream,
+        ):
+            with pytest.raises(RPCError) as caught:
+                async for _ in stream.audio():
+                    if gw.process.poll() is None:
+                        gw.process.kill()
+        assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop_gateway(gw)
