@@ -11,8 +11,8 @@ import { fromWire, names, toWire } from "./enums.js";
 import { RPCError } from "./errors.js";
 import type { AudioFormat, Direction } from "./types.js";
 
-/** Wire form of external media: `RTP` (the default), `AUDIOSOCKET` or `SLN`. */
-export type ExternalMediaEncapsulation = "UNSPECIFIED" | "RTP" | "AUDIOSOCKET" | "SLN";
+/** Wire form of external media: `RTP` (the default), `AUDIOSOCKET`, `SLN`, or a bot WebSocket (`TWILIO_WEBSOCKET`, `VOIPBIN_WEBSOCKET`). */
+export type ExternalMediaEncapsulation = "UNSPECIFIED" | "RTP" | "AUDIOSOCKET" | "SLN" | "TWILIO_WEBSOCKET" | "VOIPBIN_WEBSOCKET";
 /** The {@link ExternalMediaEncapsulation} names, each its own value. */
 export const ExternalMediaEncapsulation: { readonly [K in ExternalMediaEncapsulation]: K } = names(
   wireExternal.ExternalMediaEncapsulation,

@@ -240,8 +240,7 @@ describe("browser MediaStreamSocket against the real shim", () => {
       return true;
     });
     await assert.rejects(collect(socket), MediaStreamSocketError);
-    // IDs start with a letter or digit (docs/troubleshooting.md, INVALID_ID).
-    const invalid = open({ callId: "-not-an-id" });
+    const invalid = open({ callId: "not*an*id" });
     await assert.rejects(invalid.opened, (err: unknown) => err instanceof MediaStreamSocketError && err.httpStatus === 400 && err.errorReason === "INVALID_ID");
   });
 

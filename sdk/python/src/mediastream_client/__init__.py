@@ -13,6 +13,7 @@ from mediastream_client.external_media import (
     ExternalMedia,
     ExternalMediaClient,
     ExternalStatus,
+    OnBotClose,
 )
 from mediastream_client.sync import SyncClient
 from mediastream_client.types import (
@@ -50,6 +51,7 @@ __all__ = [
     "MarkPlayed",
     "MediaStreamClient",
     "MediaStreamClientError",
+    "OnBotClose",
     "RPCError",
     "StopReason",
     "Stopped",
