@@ -428,13 +428,15 @@ func (cfg Config) proto() (*pb.StreamConfig, error) {
 	}
 	switch {
 	case cfg.CallID != "" && cfg.ConferenceID != "":
-		return nil, ErrBothTargets
+		return nil, &ConfigError{Reason: ReasonBothTargets, Field: "config.target", Message: "set only one of CallID and ConferenceID"}
 	case cfg.CallID != "":
 		out.Target = &pb.StreamConfig_CallId{CallId: cfg.CallID}
 	case cfg.ConferenceID != "":
 		out.Target = &pb.StreamConfig_ConferenceId{ConferenceId: cfg.ConferenceID}
+	default:
+		// The server would refuse it with the same reason; no round trip.
+		return nil, &ConfigError{Reason: ReasonMissingTarget, Field: "config.target", Message: "set CallID or ConferenceID"}
 	}
-	// Neither set: sent as is, and the server names the missing field.
 	if cfg.Resume != nil {
 		out.Resume = &pb.ResumeRequest{Token: cfg.Resume.Token, LastSequenceNumber: cfg.Resume.LastSequenceNumber}
 	}

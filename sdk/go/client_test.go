@@ -81,6 +81,9 @@ func (f *fakeServer) StreamMedia(srv grpc.BidiStreamingServer[pb.StreamMediaRequ
 			resp.Payload = &pb.StreamMediaResponse_Dtmf{Dtmf: &pb.DtmfReceived{Digit: p.Dtmf.GetDigits(), DurationMs: p.Dtmf.GetDurationMs()}}
 		case *pb.StreamMediaRequest_Mark:
 			resp.Payload = &pb.StreamMediaResponse_Mark{Mark: &pb.MarkPlayed{Name: p.Mark.GetName(), PositionMs: 40}}
+			if p.Mark.GetName() == "resume" { // the tests' way to make the server send RESUME
+				resp.Payload = &pb.StreamMediaResponse_Flow{Flow: &pb.FlowControl{State: pb.FlowState_FLOW_STATE_RESUME, BufferedMs: 3980}}
+			}
 		case *pb.StreamMediaRequest_Clear:
 			resp.Payload = &pb.StreamMediaResponse_Cleared{Cleared: &pb.Cleared{PositionMs: 60, DroppedMarks: []string{"a", "b"}}}
 		case *pb.StreamMediaRequest_Hangup:
@@ -269,5 +272,131 @@ func TestAudioWriterCutsChunksAndCloseEndsInput(t *testing.T) {
 	}
 	if s, ok := last.(mediastream.Stopped); !ok || s.Reason != mediastream.StopReasonClientDone {
 		t.Errorf("last event = %#v", last)
+	}
+}
+
+func TestConfigErrorsCarryTheServersReasons(t *testing.T) {
+	client, _ := fakeClient(t)
+	for _, tc := range []struct {
+		cfg    mediastream.Config
+		reason string
+	}{
+		{mediastream.Config{Format: mediastream.FormatSLIN}, "MISSING_TARGET"},
+		{mediastream.Config{CallID: "c", ConferenceID: "d"}, "BOTH_TARGETS"},
+	} {
+		_, err := client.Stream(testContext(t), tc.cfg)
+		var cfgErr *mediastream.ConfigError
+		if !errors.As(err, &cfgErr) || cfgErr.Reason != tc.reason || cfgErr.Field != "config.target" {
+			t.Errorf("%+v: err = %v, want a *ConfigError %s on config.target", tc.cfg, err, tc.reason)
+		}
+	}
+}
+
+func TestRPCErrorUnwrapsToContextErrors(t *testing.T) {
+	client, _ := fakeClient(t)
+	ctx, cancel := context.WithCancel(testContext(t))
+	stream, err := client.Stream(ctx, mediastream.Config{CallID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for err == nil {
+		_, err = stream.Recv()
+	}
+	var rpcErr *mediastream.RPCError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &rpcErr) || rpcErr.Code != codes.Canceled {
+		t.Errorf("after cancel: err = %v (%T), want an *RPCError that is context.Canceled", err, err)
+	}
+	ctx, cancel = context.WithTimeout(testContext(t), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	_, err = client.Listen(ctx, mediastream.Config{CallID: "c"})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("after the deadline: err = %v, want one that is context.DeadlineExceeded", err)
+	}
+	_, err = client.Listen(testContext(t), mediastream.Config{CallID: "missing"})
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("NOT_FOUND unwraps to a context error: %v", err)
+	}
+}
+
+func TestSendWaitsWhilePaused(t *testing.T) {
+	client, fake := fakeClient(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: "c", Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+	recv := func() mediastream.Event {
+		t.Helper()
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	if err := stream.Hangup(); err != nil { // the fake answers with PAUSE
+		t.Fatal(err)
+	}
+	if ev := recv(); ev != (mediastream.FlowControl{State: mediastream.FlowPause, Buffered: 80 * time.Millisecond}) || !stream.Paused() {
+		t.Fatalf("got %#v, paused %v", ev, stream.Paused())
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- stream.Send(make([]byte, 320)) }()
+	// Control never waits for a pause: this mark goes out while the audio waits,
+	// and comes back before any audio reached the server.
+	if err := stream.Mark("m"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(); ev != (mediastream.MarkPlayed{Name: "m", Position: 40 * time.Millisecond}) {
+		t.Fatalf("got %#v", ev)
+	}
+	select {
+	case chunk := <-fake.received:
+		t.Fatalf("audio (%d bytes) was sent while the stream was paused", len(chunk.GetData()))
+	case err := <-sent:
+		t.Fatalf("Send returned (%v) while the stream was paused", err)
+	default:
+	}
+	if err := stream.Mark("resume"); err != nil { // the fake answers with RESUME
+		t.Fatal(err)
+	}
+	if ev := recv(); ev != (mediastream.FlowControl{State: mediastream.FlowResume, Buffered: 3980 * time.Millisecond}) || stream.Paused() {
+		t.Fatalf("got %#v, paused %v", ev, stream.Paused())
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	<-fake.received
+	recv() // the fake's echo of the audio
+	// With the wait off, Send goes out at once while paused.
+	stream.SetWaitWhilePaused(false)
+	if err := stream.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	recv()
+	if err := stream.Send(make([]byte, 320)); err != nil {
+		t.Fatal(err)
+	}
+	<-fake.received
+}
+
+func TestSendWaitingForResumeReturnsWhenTheStreamEnds(t *testing.T) {
+	client, _ := fakeClient(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil || !stream.Paused() {
+		t.Fatalf("recv: %v, paused %v", err, stream.Paused())
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- stream.Send(make([]byte, 160)) }()
+	stream.Cancel()
+	if err := <-sent; err == nil {
+		t.Error("Send on a cancelled stream returned no error")
 	}
 }

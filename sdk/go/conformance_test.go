@@ -120,6 +120,9 @@ type confStream struct {
 
 	mark    int // audio[mark:] is what the next receive_audio captures
 	capture []mediastream.AudioChunk
+
+	sends, sentWhilePaused int // audio sends, and those that returned while paused
+	cancelDeadline         context.CancelFunc
 }
 
 func (s *confStream) receive() {
@@ -160,6 +163,9 @@ func (r *runner) closeAll() {
 	for _, s := range r.streams {
 		if s.listen != nil {
 			s.listen.Close()
+		}
+		if s.cancelDeadline != nil {
+			s.cancelDeadline()
 		}
 	}
 }
@@ -230,6 +236,12 @@ func (r *runner) run(kind string, args json.RawMessage) error {
 		return r.expectStarted(args)
 	case "expect_error":
 		return r.expectError(args)
+	case "expect_config_error":
+		return r.expectConfigError(args)
+	case "expect_sends_not_paused":
+		return r.expectSendsNotPaused(args)
+	case "expect_send_fails":
+		return r.expectSendFails(args)
 	case "send_tone", "send_silence":
 		return r.sendTone(kind, args)
 	case "send_dtmf", "send_mark", "send_clear", "send_hangup", "close_send":
@@ -395,9 +407,10 @@ func (r *runner) config(a configArgs) (mediastream.Config, error) {
 
 func (r *runner) open(args json.RawMessage) error {
 	var a struct {
-		RPC    string     `json:"rpc"`
-		Stream string     `json:"stream"`
-		Config configArgs `json:"config"`
+		RPC        string     `json:"rpc"`
+		Stream     string     `json:"stream"`
+		Config     configArgs `json:"config"`
+		DeadlineMS int        `json:"deadline_ms"`
 	}
 	if err := decode(args, &a); err != nil {
 		return err
@@ -411,11 +424,15 @@ func (r *runner) open(args json.RawMessage) error {
 	}
 	s := &confStream{}
 	r.streams[a.Stream] = s
+	ctx := r.ctx
+	if a.DeadlineMS > 0 {
+		ctx, s.cancelDeadline = context.WithTimeout(ctx, time.Duration(a.DeadlineMS)*time.Millisecond)
+	}
 	switch a.RPC {
 	case "listen":
-		s.listen, s.err = r.client.Listen(r.ctx, cfg)
+		s.listen, s.err = r.client.Listen(ctx, cfg)
 	case "stream":
-		s.duplex, s.err = r.client.Stream(r.ctx, cfg)
+		s.duplex, s.err = r.client.Stream(ctx, cfg)
 		if s.duplex != nil {
 			s.listen = &s.duplex.Stream
 		}
@@ -518,6 +535,71 @@ func (r *runner) expectError(args json.RawMessage) error {
 	return checkError(a, s.err)
 }
 
+func (r *runner) expectSendsNotPaused(args json.RawMessage) error {
+	var a struct {
+		Stream string `json:"stream"`
+	}
+	if err := decode(args, &a); err != nil {
+		return err
+	}
+	s, err := r.stream(a.Stream)
+	if err != nil {
+		return err
+	}
+	if s.sends == 0 {
+		return errors.New("nothing was sent")
+	}
+	if s.sentWhilePaused > 1 {
+		return fmt.Errorf("%d of %d sends returned while the stream was paused", s.sentWhilePaused, s.sends)
+	}
+	return nil
+}
+
+func (r *runner) expectSendFails(args json.RawMessage) error {
+	var a struct {
+		Stream string `json:"stream"`
+	}
+	if err := decode(args, &a); err != nil {
+		return err
+	}
+	s, err := r.stream(a.Stream)
+	if err != nil {
+		return err
+	}
+	if s.duplex == nil {
+		return errors.New("expect_send_fails needs a stream opened with rpc stream")
+	}
+	// gRPC's SendMsg after the stream ended: io.EOF (Recv says why), or an
+	// *RPCError after CloseSend. Never nil.
+	if err := s.duplex.Send(make([]byte, s.info.FrameBytes)); err == nil {
+		return errors.New("a send after the stream ended succeeded")
+	}
+	return nil
+}
+
+func (r *runner) expectConfigError(args json.RawMessage) error {
+	var a struct {
+		Stream string `json:"stream"`
+		Reason string `json:"reason"`
+		Field  string `json:"field"`
+	}
+	if err := decode(args, &a); err != nil {
+		return err
+	}
+	s, err := r.stream(a.Stream)
+	if err != nil {
+		return err
+	}
+	var cfgErr *mediastream.ConfigError
+	if !errors.As(s.err, &cfgErr) {
+		return fmt.Errorf("error %v is not a *ConfigError", s.err)
+	}
+	if cfgErr.Reason != a.Reason || cfgErr.Field != a.Field {
+		return fmt.Errorf("config error %s on %s, want %s on %s", cfgErr.Reason, cfgErr.Field, a.Reason, a.Field)
+	}
+	return nil
+}
+
 func checkError(a errorArgs, err error) error {
 	if err == nil {
 		return fmt.Errorf("the call succeeded, want %s", a.Code)
@@ -533,6 +615,13 @@ func checkError(a errorArgs, err error) error {
 	var problems []string
 	if rpcErr.Code != want {
 		problems = append(problems, fmt.Sprintf("code %v, want %s", rpcErr.Code, a.Code))
+	}
+	// A cancelled or timed-out stream's error is the context's error too.
+	if want == codes.Canceled && !errors.Is(err, context.Canceled) {
+		problems = append(problems, "not errors.Is(err, context.Canceled)")
+	}
+	if want == codes.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
+		problems = append(problems, "not errors.Is(err, context.DeadlineExceeded)")
 	}
 	if a.Reason != nil && rpcErr.Reason != *a.Reason {
 		problems = append(problems, fmt.Sprintf("reason %q, want %q", rpcErr.Reason, *a.Reason))
@@ -620,6 +709,10 @@ func (r *runner) sendTone(kind string, args json.RawMessage) error {
 		n := min(size, len(data))
 		if err := s.duplex.Send(data[:n]); err != nil {
 			return err
+		}
+		s.sends++
+		if s.duplex.Paused() {
+			s.sentWhilePaused++
 		}
 		data = data[n:]
 	}

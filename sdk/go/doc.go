@@ -44,12 +44,24 @@
 // the stream at once, as [Stream.Cancel] always does. [Stream.Wait] waits for
 // the end with a context of your own.
 //
+// Send waits while the gateway has asked the client to pause (a
+// [FlowControl] FlowPause, at 8 s of audio waiting to be played, until
+// FlowResume under 4 s), provided a goroutine receives the events, where the
+// pause is seen; [DuplexStream.SetWaitWhilePaused] turns the wait off. Control
+// (Mark, Clear, SendDTMF, Hangup, CloseSend) never waits.
+//
 // Every error the server returns is an [*RPCError] carrying the gRPC code and
 // the google.rpc.Status details (ErrorInfo reason, domain and metadata;
-// BadRequest field violations):
+// BadRequest field violations). A stream ended by its context is also that
+// context's error (errors.Is(err, context.Canceled) or
+// context.DeadlineExceeded). A Config the client can tell is wrong is a
+// [*ConfigError] with the server's reason name, before anything is sent:
 //
 //	var rpcErr *mediastream.RPCError
 //	if errors.As(err, &rpcErr) && rpcErr.Reason == "CALL_NOT_FOUND" { ... }
+//
+// The Example functions of this package run in its tests against a real
+// gateway, so their output is checked.
 //
 // # Behind a load balancer
 //

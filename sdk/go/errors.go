@@ -11,8 +11,43 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// ErrBothTargets is returned when a Config names both a call and a conference.
+// ErrBothTargets is what errors.Is finds in the *ConfigError of a Config that
+// names both a call and a conference (reason BOTH_TARGETS).
 var ErrBothTargets = errors.New("mediastream: set only one of CallID and ConferenceID")
+
+// ConfigError is a Config refused by the client before anything is sent. Its
+// Reason and Field are the names the server uses for the same mistake
+// (MISSING_TARGET on config.target); BOTH_TARGETS (a call and a conference)
+// cannot reach the server at all, the target being a oneof on the wire.
+// The Python SDK raises ConfigError and the TypeScript SDK throws ConfigError
+// for the same configs, with the same reasons.
+type ConfigError struct {
+	// Reason is a stable identifier: MISSING_TARGET or BOTH_TARGETS.
+	Reason string
+	// Field is the path of the wrong field, such as "config.target".
+	Field string
+	// Message says what is wrong.
+	Message string
+}
+
+// Error implements error.
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("mediastream: invalid config: %s (%s)", e.Message, e.Reason)
+}
+
+// Unwrap returns ErrBothTargets for BOTH_TARGETS, so errors.Is(err, ErrBothTargets) holds.
+func (e *ConfigError) Unwrap() error {
+	if e.Reason == ReasonBothTargets {
+		return ErrBothTargets
+	}
+	return nil
+}
+
+// Reasons of a ConfigError.
+const (
+	ReasonMissingTarget = "MISSING_TARGET"
+	ReasonBothTargets   = "BOTH_TARGETS"
+)
 
 // ErrEncapsulation is returned by the audio adapters of a stream whose chunks
 // are not bare samples.
@@ -56,6 +91,21 @@ func (e *RPCError) Error() string {
 // and status.Code work on it.
 func (e *RPCError) GRPCStatus() *status.Status {
 	return e.status
+}
+
+// Unwrap returns context.Canceled for codes.Canceled and
+// context.DeadlineExceeded for codes.DeadlineExceeded, so that
+// errors.Is(err, context.Canceled) and errors.Is(err, context.DeadlineExceeded)
+// hold for a stream ended by its context (or cancelled by the server), as they
+// do for the rest of Go; otherwise nil.
+func (e *RPCError) Unwrap() error {
+	switch e.Code {
+	case codes.Canceled:
+		return context.Canceled
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // Field returns the first field violation's field path, or "" if there is none.

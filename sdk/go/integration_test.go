@@ -12,6 +12,7 @@ import (
 
 	mediastream "github.com/voipbin/mediastream/sdk/go"
 	"github.com/voipbin/mediastream/sdk/go/internal/audiotest"
+	"github.com/voipbin/mediastream/sdk/go/internal/gatewaytest"
 )
 
 // These tests run against the real gateway and its Asterisk emulator.
@@ -189,4 +190,38 @@ func TestGatewayWaitTimesOutAndCancels(t *testing.T) {
 	if s := stream.Stopped(); s != nil {
 		t.Errorf("Stopped() = %+v after a cancel", s)
 	}
+}
+
+// A gateway that vanishes (SIGKILL, no goodbye) fails the stream with
+// Unavailable, the code the Python and TypeScript SDKs give too (issue 21).
+func TestGatewayThatVanishesIsUnavailable(t *testing.T) {
+	gw, err := gatewaytest.StartOwn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := mediastream.Dial(ctx, gw.GRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	stream, err := client.Listen(ctx, mediastream.Config{CallID: gw.Demo["tone_call"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	gw.Kill()
+	killed := time.Now()
+	for err == nil {
+		_, err = stream.Recv()
+	}
+	var rpcErr *mediastream.RPCError
+	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.Unavailable {
+		t.Errorf("after the gateway vanished: %v, want an *RPCError Unavailable", err)
+	}
+	t.Logf("the stream failed %v after the kill", time.Since(killed))
 }

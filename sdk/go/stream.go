@@ -27,6 +27,37 @@ type Stream struct {
 	endOnce  sync.Once
 	endedCh  chan struct{}
 	initOnce sync.Once
+
+	// flowMu guards resumed: non-nil while the server has asked the client to
+	// pause (a FlowControl FlowPause seen by a receive), closed and cleared by
+	// FlowResume or the end of the stream.
+	flowMu  sync.Mutex
+	resumed chan struct{}
+}
+
+func (s *Stream) setPaused(paused bool) {
+	s.flowMu.Lock()
+	defer s.flowMu.Unlock()
+	switch {
+	case paused && s.resumed == nil:
+		s.resumed = make(chan struct{})
+	case !paused && s.resumed != nil:
+		close(s.resumed)
+		s.resumed = nil
+	}
+}
+
+// pausedChan is nil when the client may send, else closed once it may again.
+func (s *Stream) pausedChan() chan struct{} {
+	s.flowMu.Lock()
+	defer s.flowMu.Unlock()
+	return s.resumed
+}
+
+// Paused reports whether the server has asked the client to pause sending
+// audio (a FlowControl FlowPause received and no FlowResume since).
+func (s *Stream) Paused() bool {
+	return s.pausedChan() != nil
 }
 
 func (s *Stream) endedChan() chan struct{} {
@@ -37,6 +68,8 @@ func (s *Stream) endedChan() chan struct{} {
 func (s *Stream) markEnded() {
 	ch := s.endedChan()
 	s.endOnce.Do(func() { close(ch) })
+	// A sender waiting for FlowResume must not wait for a stream that is over.
+	s.setPaused(false)
 }
 
 // start reads the server's confirmation.
@@ -103,6 +136,9 @@ func (s *Stream) recv() (Event, error) {
 			s.stopped = &e
 		}
 		s.mu.Unlock()
+		if f, ok := ev.(FlowControl); ok {
+			s.setPaused(f.State == FlowPause)
+		}
 		return ev, nil
 	}
 }
@@ -224,6 +260,37 @@ type DuplexStream struct {
 	closedSend bool
 	playEnd    time.Time // by when the audio sent so far has played, at most
 	closeGrace time.Duration
+	noFlow     bool // Send does not wait while paused (SetWaitWhilePaused(false))
+}
+
+// SetWaitWhilePaused sets whether Send waits while the server has asked the
+// client to pause (default true). With false, Send sends at once and the
+// server buffers up to its limit (10 s of audio by default; past it the
+// stream fails with RESOURCE_EXHAUSTED, reason BUFFER_FULL).
+func (d *DuplexStream) SetWaitWhilePaused(wait bool) {
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	d.noFlow = !wait
+}
+
+// waitWhilePaused returns when the client may send audio: at once unless the
+// server has asked it to pause, then on FlowResume, at the end of the stream,
+// or when its context ends. The pause is seen by receives (Recv, Wait, Close):
+// a sender that nothing receives for never waits.
+func (d *DuplexStream) waitWhilePaused() {
+	d.sendMu.Lock()
+	noFlow := d.noFlow
+	d.sendMu.Unlock()
+	if noFlow {
+		return
+	}
+	if ch := d.pausedChan(); ch != nil {
+		select {
+		case <-ch:
+		case <-d.endedChan():
+		case <-d.rpc.Context().Done():
+		}
+	}
 }
 
 // DefaultCloseGrace is how long Close, after CloseSend, waits for Stopped
@@ -291,9 +358,15 @@ func (d *DuplexStream) send(req *pb.StreamMediaRequest) error {
 }
 
 // Send sends one chunk of audio to be played, in the stream's format and
-// encapsulation (normally Info().ChunkBytes() bytes). The server paces it;
-// honour FlowControl events to bound what it buffers.
+// encapsulation (normally Info().ChunkBytes() bytes). It first waits while
+// the server has asked the client to pause (FlowControl FlowPause, until
+// FlowResume), as the Python and TypeScript SDKs do: a sender may go as fast
+// as it likes provided another goroutine is receiving the events, where the
+// pause is seen. SetWaitWhilePaused(false) turns the wait off. Send returns
+// once gRPC has taken the message, not when it has played (Mark reports that).
+// Control (Clear, Mark, SendDTMF, Hangup, CloseSend) never waits for a pause.
 func (d *DuplexStream) Send(audio []byte) error {
+	d.waitWhilePaused()
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
 	chunk := &pb.AudioChunk{Data: audio, SequenceNumber: d.seq, Timestamp: d.timestamp}

@@ -19,6 +19,7 @@ from mediastream_client import (
     AudioChunk,
     AudioFormat,
     Cleared,
+    ConfigError,
     Direction,
     DtmfReceived,
     DuplexStream,
@@ -108,6 +109,8 @@ class _Stream:
     mark: int = 0
     capture: list[AudioChunk] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    sends: int = 0
+    sent_while_paused: int = 0
 
     async def receive(self) -> None:
         assert self.stream is not None
@@ -205,6 +208,7 @@ class Runner:
     async def step_open(self, args: dict[str, Any]) -> None:
         c: dict[str, Any] = args.get("config", {})
         kwargs: dict[str, Any] = {
+            "timeout": args["deadline_ms"] / 1000 if "deadline_ms" in args else None,
             "call_id": self._subst(c.get("call_id")),
             "conference_id": self._subst(c.get("conference_id")),
             "chunk_ms": c.get("chunk_ms", 20),
@@ -230,15 +234,16 @@ class Runner:
                 kwargs[key] = value
         s = _Stream()
         self.streams[args.get("stream", "main")] = s
-        if args["rpc"] == "listen":
-            opening: ListenStream | DuplexStream = self.client.listen(**kwargs)
-        elif args["rpc"] == "stream":
-            opening = self.client.stream(**kwargs)
-        else:
+        if args["rpc"] not in ("listen", "stream"):
             raise StepError(f"rpc must be listen or stream, not {args['rpc']!r}")
         try:
+            opening: ListenStream | DuplexStream = (
+                self.client.listen(**kwargs)
+                if args["rpc"] == "listen"
+                else self.client.stream(**kwargs)
+            )
             s.stream = await opening.__aenter__()
-        except RPCError as exc:
+        except (RPCError, ConfigError) as exc:
             s.error, s.done = exc, True
             return  # expect_error checks it; any other step fails on it
         s.info = s.stream.info
@@ -269,6 +274,15 @@ class Runner:
         await self._wait_for("the stream to fail", lambda: s.done)
         check_error(args, s.error)
 
+    async def step_expect_config_error(self, args: dict[str, Any]) -> None:
+        s = self._stream(args)
+        if not isinstance(s.error, ConfigError):
+            raise StepError(f"error {s.error!r} is not the SDK's ConfigError")
+        got = {"reason": s.error.reason, "field": s.error.field}
+        want = {"reason": args["reason"], "field": args["field"]}
+        if got != want:
+            raise StepError(f"config error {got}, want {want}")
+
     async def step_send_tone(self, args: dict[str, Any]) -> None:
         await self._send_tone(args, args["hz"], args.get("amplitude", 8000))
 
@@ -287,8 +301,30 @@ class Runner:
         else:
             data = np.clip(np.round(tone), -32768, 32767).astype("<i2").tobytes()
         size = info.frame_bytes * info.chunk_ms // 20
+        s = self._stream(args)
         for at in range(0, len(data), size):
             await stream.send(data[at : at + size])
+            s.sends += 1
+            s.sent_while_paused += stream.paused
+
+    async def step_expect_sends_not_paused(self, args: dict[str, Any]) -> None:
+        s = self._stream(args)
+        assert s.sends > 0, "nothing was sent"
+        assert s.sent_while_paused <= 1, (
+            f"{s.sent_while_paused} of {s.sends} sends returned while the stream was paused"
+        )
+
+    async def step_expect_send_fails(self, args: dict[str, Any]) -> None:
+        stream = self._stream(args).stream
+        if not isinstance(stream, DuplexStream) or stream.info is None:
+            raise StepError("expect_send_fails needs a stream opened with rpc stream")
+        try:
+            await stream.send(bytes(stream.info.frame_bytes))
+        except RPCError as exc:
+            if exc.code.name != "FAILED_PRECONDITION":
+                raise StepError(f"the send failed with {exc}, want FAILED_PRECONDITION") from exc
+            return
+        raise StepError("a send after the stream ended succeeded")
 
     async def step_send_dtmf(self, args: dict[str, Any]) -> None:
         await self._duplex(args).send_dtmf(args["digits"], args.get("duration_ms", 0))

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
@@ -14,6 +15,7 @@ from mediastream.emulator import TONE_CALL_ID
 from mediastream.errors import Unavailable
 from mediastream_client import (
     AudioFormat,
+    ConfigError,
     MediaStreamClient,
     RPCError,
     SyncClient,
@@ -21,6 +23,7 @@ from mediastream_client import (
     to_numpy,
 )
 from tests.audio_checks import dominant_hz
+from tests.conftest import start_gateway, stop_gateway
 from tests.harness import Harness
 
 
@@ -377,3 +380,35 @@ async def test_a_resume_goes_through_the_balancer_when_the_instance_cannot_be_re
     finally:
         await relay.close()
     assert seqs == list(range(80))
+
+
+@pytest.mark.parametrize(
+    ("targets", "reason"),
+    [({}, "MISSING_TARGET"), ({"call_id": "a", "conference_id": "b"}, "BOTH_TARGETS")],
+)
+async def test_invalid_config_is_a_config_error_with_the_servers_reason(
+    targets: dict[str, Any], reason: str
+) -> None:
+    # Refused before anything is sent: the address is never dialled.
+    async with MediaStreamClient("127.0.0.1:9") as client:
+        with pytest.raises(ConfigError) as caught:
+            client.stream(**targets)
+    assert (caught.value.reason, caught.value.field) == (reason, "config.target")
+    assert isinstance(caught.value, ValueError)  # what it was before it had its own type
+
+
+async def test_a_gateway_that_vanishes_fails_the_stream_with_unavailable() -> None:
+    # The same code as the Go and TypeScript SDKs give (issue 21): SIGKILL, no goodbye.
+    gw = start_gateway()
+    try:
+        async with (
+            MediaStreamClient(gw.grpc) as client,
+            client.listen(call_id=gw.demo["tone_call"]) as stream,
+        ):
+            with pytest.raises(RPCError) as caught:
+                async for _ in stream.audio():
+                    if gw.process.poll() is None:
+                        gw.process.kill()
+        assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop_gateway(gw)

@@ -40,12 +40,15 @@ import {
   type StreamMediaResponse,
   type StreamStarted,
 } from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
-import { Code, RPCError } from "./errors.js";
+import * as wire from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import { fromWire, toWire } from "./enums.js";
+import { Code, ConfigError, RPCError } from "./errors.js";
 import { ExternalMediaClient } from "./external.js";
 import { RequestQueue } from "./queue.js";
 import {
   AudioFormat,
   Encapsulation,
+  FlowState,
   type Resume,
   type StoppedEvent,
   type StreamConfig,
@@ -364,7 +367,11 @@ function request(payload: RequestInit): StreamMediaRequest {
 
 function toProto(config: StreamConfig): PbStreamConfig {
   if (config.callId && config.conferenceId) {
-    throw new Error("mediastream: set only one of callId and conferenceId");
+    throw new ConfigError("BOTH_TARGETS", "config.target", "set only one of callId and conferenceId");
+  }
+  if (!config.callId && !config.conferenceId) {
+    // The server would refuse it with the same reason; no round trip.
+    throw new ConfigError("MISSING_TARGET", "config.target", "set callId or conferenceId");
   }
   const target: PbStreamConfig["target"] = config.callId
     ? { case: "callId", value: config.callId }
@@ -373,11 +380,11 @@ function toProto(config: StreamConfig): PbStreamConfig {
       : { case: undefined };
   return create(StreamConfigSchema, {
     target,
-    format: config.format,
-    direction: config.direction,
+    format: toWire(wire.AudioFormat, config.format),
+    direction: toWire(wire.Direction, config.direction),
     chunkMs: config.chunkMs,
-    encapsulation: config.encapsulation,
-    transport: config.transport,
+    encapsulation: toWire(wire.Encapsulation, config.encapsulation),
+    transport: toWire(wire.MediaTransport, config.transport),
     resumable: config.resumable,
     resume: config.resume
       ? {
@@ -392,12 +399,12 @@ function toProto(config: StreamConfig): PbStreamConfig {
 function info(s: StreamStarted): StreamInfo {
   return {
     streamId: s.streamId,
-    format: s.format,
+    format: fromWire(wire.AudioFormat, s.format),
     sampleRateHz: s.sampleRateHz,
     frameBytes: s.frameBytes,
     chunkMs: s.chunkMs,
-    encapsulation: s.encapsulation,
-    transport: s.transport,
+    encapsulation: fromWire(wire.Encapsulation, s.encapsulation),
+    transport: fromWire(wire.MediaTransport, s.transport),
     resumeToken: s.resumeToken,
     resumed: s.resumed,
     bufferHighChunks: s.bufferHighChunks,
@@ -424,9 +431,9 @@ function streamEvent(p: Payload): StreamEvent | undefined {
     case "cleared":
       return { kind: "cleared", positionMs: Number(p.value.positionMs), droppedMarks: [...p.value.droppedMarks] };
     case "flow":
-      return { kind: "flow", state: p.value.state, bufferedMs: Number(p.value.bufferedMs) };
+      return { kind: "flow", state: fromWire(wire.FlowState, p.value.state), bufferedMs: Number(p.value.bufferedMs) };
     case "stopped":
-      return { kind: "stopped", reason: p.value.reason, detail: p.value.detail };
+      return { kind: "stopped", reason: fromWire(wire.StopReason, p.value.reason), detail: p.value.detail };
   }
   return undefined;
 }
@@ -445,12 +452,60 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
   private ended = false;
   /** Woken when an iteration starts or ends. */
   private changed: (() => void)[] = [];
+  /** Set while the server has asked to pause sending (FlowControl PAUSE, no RESUME since). */
+  private pausedFlag = false;
+  /** Woken by RESUME, the end of the stream, or its cancellation. */
+  private resumeWaiters: (() => void)[] = [];
+  /** Why the stream failed, once an iteration saw it. */
+  protected failure: RPCError | undefined;
 
   /** @internal */
   constructor(
     private readonly responses: AsyncIterator<{ payload: Payload }>,
     private readonly abort: AbortController,
-  ) {}
+  ) {
+    abort.signal.addEventListener("abort", () => this.setPaused(false), { once: true });
+  }
+
+  /** Whether the server has asked to pause sending audio (two-way streams). */
+  get paused(): boolean {
+    return this.pausedFlag;
+  }
+
+  private setPaused(paused: boolean): void {
+    this.pausedFlag = paused;
+    if (!paused) {
+      for (const wake of this.resumeWaiters.splice(0)) {
+        wake();
+      }
+    }
+  }
+
+  /** Resolves when the stream is not paused (at once if it is not). */
+  protected whilePaused(): Promise<void> {
+    if (!this.pausedFlag) {
+      return Promise.resolve();
+    }
+    return new Promise((wake) => this.resumeWaiters.push(wake));
+  }
+
+  /** Whether the stream has ended (seen by an iteration) or was cancelled. */
+  protected get over(): boolean {
+    return this.ended || this.abort.signal.aborted;
+  }
+
+  /**
+   * The RPCError for an error of the call. The transport reports a connection
+   * that dropped (the gateway vanished) as CANCELLED; when the client did not
+   * cancel, it is UNAVAILABLE, as gRPC's Go and Python clients report it.
+   */
+  private rpcError(err: unknown): RPCError {
+    const e = RPCError.from(err);
+    if (e.code === Code.Canceled && !this.abort.signal.aborted) {
+      return new RPCError(Code.Unavailable, `the connection to the gateway was lost: ${e.rawMessage}`, {}, { cause: err });
+    }
+    return e;
+  }
 
   /** @internal Reads the server's confirmation. */
   async start(): Promise<void> {
@@ -458,8 +513,9 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     try {
       first = await this.responses.next();
     } catch (err) {
+      const e = this.rpcError(err);
       this.abort.abort();
-      throw RPCError.from(err);
+      throw e;
     }
     const p = first.done ? undefined : first.value.payload;
     if (!p || p.case !== "started") {
@@ -496,14 +552,33 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     return out;
   }
 
+  /**
+   * The stream's events, in order, until `stopped`. Leaving the loop early
+   * (`break`, `return`, an exception in its body) closes the stream, as
+   * {@link close} does: a listen-only stream, or a two-way one whose input was
+   * not ended, is cancelled at once; after `closeSend()` it waits (bounded)
+   * until what was sent has played.
+   */
   async *[Symbol.asyncIterator](): AsyncIterator<StreamEvent> {
+    yield* this.iterate(true);
+  }
+
+  private async *iterate(closeIfLeft: boolean): AsyncGenerator<StreamEvent> {
     this.readers++;
     this.notify();
+    let left = true;
     try {
       yield* this.read();
+      left = false;
+    } catch (err) {
+      left = false;
+      throw err;
     } finally {
       this.readers--;
       this.notify();
+      if (left && closeIfLeft) {
+        await this.close();
+      }
     }
   }
 
@@ -519,11 +594,14 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
       try {
         next = await this.responses.next();
       } catch (err) {
+        this.failure = this.rpcError(err);
         this.ended = true;
-        throw RPCError.from(err);
+        this.setPaused(false);
+        throw this.failure;
       }
       if (next.done) {
         this.ended = true;
+        this.setPaused(false);
         return;
       }
       const ev = streamEvent(next.value.payload);
@@ -532,6 +610,8 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
       }
       if (ev.kind === "audio") {
         this.lastSequenceNumber = ev.sequenceNumber;
+      } else if (ev.kind === "flow") {
+        this.setPaused(ev.state === FlowState.PAUSE);
       } else if (ev.kind === "stopped") {
         this.stoppedValue = ev;
       }
@@ -569,7 +649,7 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
       while (!this.ended && !timedOut && !this.abort.signal.aborted) {
         if (this.readers === 0) {
           try {
-            for await (const _ of this) {
+            for await (const _ of this.iterate(false)) {
               if (this.readers > 1) {
                 break; // someone else iterates now: leave the events to them
               }
@@ -619,6 +699,14 @@ export class DuplexStream extends ListenStream {
   private inputClosed = false;
   /** When the audio sent so far has played, at most (Date.now() milliseconds). */
   private playEnd = 0;
+  /**
+   * Whether `send` (and `write`) wait while the server has asked to pause
+   * (default true; the Go SDK's `SetWaitWhilePaused`, the Python SDK's
+   * `wait_while_paused`). With false they send at once and the server buffers
+   * up to its limit (10 s of audio by default; past it the stream fails with
+   * RESOURCE_EXHAUSTED, reason BUFFER_FULL).
+   */
+  waitWhilePaused = true;
 
   /** @internal */
   constructor(
@@ -658,8 +746,50 @@ export class DuplexStream extends ListenStream {
     this.cancel();
   }
 
-  /** Sends one chunk of audio (normally `chunkBytes(info)` bytes) to be played. */
+  /**
+   * Throws when the stream is over: a request sent then would be dropped
+   * silently. The stream's failure if it failed; CANCELLED if it was
+   * cancelled; else FAILED_PRECONDITION (it stopped).
+   */
+  private checkOpen(): void {
+    if (!this.over) {
+      return;
+    }
+    if (this.failure) {
+      throw this.failure;
+    }
+    if (!this.stopped) {
+      throw new RPCError(Code.Canceled, "the stream was cancelled");
+    }
+    throw new RPCError(Code.FailedPrecondition, `the stream has ended (stopped: ${this.stopped.reason})`);
+  }
+
+  /** Queues a request for the call, unless the stream is over (then it rejects). */
+  private async put(req: StreamMediaRequest): Promise<void> {
+    this.checkOpen();
+    try {
+      await this.requests.push(req);
+    } catch (err) {
+      this.checkOpen();
+      throw err;
+    }
+  }
+
+  /**
+   * Sends one chunk of audio (normally `chunkBytes(info)` bytes) to be played.
+   * First waits while the server has asked to pause (FlowControl PAUSE, until
+   * RESUME), as the Go and Python SDKs do, unless {@link waitWhilePaused} is
+   * false; the pause is seen by iterating the stream, so a fast sender needs
+   * something iterating it. Resolves when the transport has taken the chunk,
+   * not when it has played (a `mark` reports that). Rejects with an
+   * {@link RPCError} once the stream has ended (the stream's failure, or
+   * FAILED_PRECONDITION after `stopped`).
+   */
   async send(data: Uint8Array): Promise<void> {
+    if (this.waitWhilePaused) {
+      await this.whilePaused();
+    }
+    this.checkOpen();
     const i = this.info;
     const chunk = {
       data,
@@ -672,34 +802,32 @@ export class DuplexStream extends ListenStream {
         ? data.length
         : data.length / 2
       : (i.sampleRateHz * i.chunkMs) / 1000;
-    await this.requests.push(request({ case: "audio", value: chunk }));
+    await this.put(request({ case: "audio", value: chunk }));
     const bytesPerMs = i.format === AudioFormat.SLIN16 ? 32 : i.format === AudioFormat.SLIN ? 16 : 8;
     this.countPlayed(data.length / bytesPerMs);
   }
 
   /** Sends DTMF digits (0-9, *, #, A-D); a duration of 0 means 100 ms each. */
   async sendDtmf(digits: string, durationMs = 0): Promise<void> {
-    await this.requests.push(
-      request({ case: "dtmf", value: { digits, durationMs } }),
-    );
+    await this.put(request({ case: "dtmf", value: { digits, durationMs } }));
     // Each digit plays for its duration and a gap.
     this.countPlayed(digits.length * ((durationMs || 100) + 100));
   }
 
   /** Asks for a `mark` event once everything sent before it was played. */
   async mark(name: string): Promise<void> {
-    await this.requests.push(request({ case: "mark", value: { name } }));
+    await this.put(request({ case: "mark", value: { name } }));
   }
 
   /** Drops the audio queued for playing (barge-in); the server answers with `cleared`. */
   async clear(): Promise<void> {
-    await this.requests.push(request({ case: "clear", value: {} }));
+    await this.put(request({ case: "clear", value: {} }));
     this.playEnd = 0;
   }
 
   /** Hangs up the call the stream is attached to. */
   async hangup(): Promise<void> {
-    await this.requests.push(request({ case: "hangup", value: {} }));
+    await this.put(request({ case: "hangup", value: {} }));
   }
 
   /**

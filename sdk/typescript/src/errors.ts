@@ -98,3 +98,28 @@ export class RPCError extends Error {
     );
   }
 }
+
+/** Reasons of a {@link ConfigError}. */
+export type ConfigErrorReason = "MISSING_TARGET" | "BOTH_TARGETS";
+
+/**
+ * A stream config the client refuses before sending anything (`listen` and
+ * `stream` reject with it). The reasons are the server's names for the same
+ * mistake, and the Go and Python SDKs refuse the same configs with the same
+ * reasons (their `ConfigError`): `MISSING_TARGET` (neither `callId` nor
+ * `conferenceId`) and `BOTH_TARGETS` (both; the wire cannot carry it, the
+ * target being a oneof).
+ */
+export class ConfigError extends Error {
+  /** A stable identifier: `MISSING_TARGET` or `BOTH_TARGETS`. */
+  readonly reason: ConfigErrorReason;
+  /** The path of the wrong field, such as `config.target`. */
+  readonly field: string;
+
+  constructor(reason: ConfigErrorReason, field: string, message: string) {
+    super(`mediastream: invalid config: ${message} (${reason})`);
+    this.name = "ConfigError";
+    this.reason = reason;
+    this.field = field;
+  }
+}

@@ -4,13 +4,23 @@ import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import {
   ExternalMediaService,
   type ExternalMedia as PbExternalMedia,
-  ExternalMediaEncapsulation,
-  ExternalMediaStatus,
 } from "./gen/voipbin/mediastream/v1/external_media_pb.js";
-import type { AudioFormat, Direction } from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import * as wireExternal from "./gen/voipbin/mediastream/v1/external_media_pb.js";
+import * as wire from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import { fromWire, names, toWire } from "./enums.js";
 import { RPCError } from "./errors.js";
+import type { AudioFormat, Direction } from "./types.js";
 
-export { ExternalMediaEncapsulation, ExternalMediaStatus };
+/** Wire form of external media: `RTP` (the default), `AUDIOSOCKET`, `SLN`, or a bot WebSocket (`TWILIO_WEBSOCKET`, `VOIPBIN_WEBSOCKET`). */
+export type ExternalMediaEncapsulation = "UNSPECIFIED" | "RTP" | "AUDIOSOCKET" | "SLN" | "TWILIO_WEBSOCKET" | "VOIPBIN_WEBSOCKET";
+/** The {@link ExternalMediaEncapsulation} names, each its own value. */
+export const ExternalMediaEncapsulation: { readonly [K in ExternalMediaEncapsulation]: K } = names(
+  wireExternal.ExternalMediaEncapsulation,
+);
+/** State of external media: `RUNNING`, `TERMINATING` or `TERMINATED`. */
+export type ExternalMediaStatus = "UNSPECIFIED" | "RUNNING" | "TERMINATING" | "TERMINATED";
+/** The {@link ExternalMediaStatus} names, each its own value. */
+export const ExternalMediaStatus: { readonly [K in ExternalMediaStatus]: K } = names(wireExternal.ExternalMediaStatus);
 
 /** Whose audio to send where. Set exactly one of `callId` and `conferenceId`. */
 export interface ExternalMediaConfig {
@@ -64,9 +74,9 @@ export class ExternalMediaClient {
       this.rpc.startExternalMedia({
         target,
         externalHost: config.externalHost,
-        encapsulation: config.encapsulation,
-        format: config.format,
-        direction: config.direction,
+        encapsulation: toWire(wireExternal.ExternalMediaEncapsulation, config.encapsulation),
+        format: toWire(wire.AudioFormat, config.format),
+        direction: toWire(wire.Direction, config.direction),
       }),
     );
     return fromProto(res.externalMedia);
@@ -119,10 +129,10 @@ function fromProto(m: PbExternalMedia | undefined): ExternalMedia {
     callId: m.target.case === "callId" ? m.target.value : undefined,
     conferenceId: m.target.case === "conferenceId" ? m.target.value : undefined,
     externalHost: m.externalHost,
-    encapsulation: m.encapsulation,
-    format: m.format,
-    direction: m.direction,
-    status: m.status,
+    encapsulation: fromWire(wireExternal.ExternalMediaEncapsulation, m.encapsulation),
+    format: fromWire(wire.AudioFormat, m.format),
+    direction: fromWire(wire.Direction, m.direction),
+    status: fromWire(wireExternal.ExternalMediaStatus, m.status),
     createTime: m.createTime ? timestampDate(m.createTime) : undefined,
     endReason: m.endReason,
   };

@@ -1,17 +1,43 @@
 /**
- * Plain types of the client API. Enums are the generated protobuf enums
- * (for example `AudioFormat.SLIN`, `StopReason.CLIENT_DONE`).
+ * Plain types of the client API. Enums are string enums whose values are their
+ * names (for example `AudioFormat.SLIN === "SLIN"`, `StopReason.CLIENT_DONE`),
+ * with the members of the protobuf enums of the same name: events and infos
+ * print with names, as the Go and Python SDKs' enums do.
  */
-import {
-  AudioFormat,
-  Direction,
-  Encapsulation,
-  FlowState,
-  MediaTransport,
-  StopReason,
-} from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import * as wire from "./gen/voipbin/mediastream/v1/mediastream_pb.js";
+import { names } from "./enums.js";
 
-export { AudioFormat, Direction, Encapsulation, FlowState, MediaTransport, StopReason };
+/** Sample format, the same both ways: `ULAW` (8 kHz), `SLIN` (16-bit 8 kHz), `SLIN16` (16-bit 16 kHz). */
+export type AudioFormat = "UNSPECIFIED" | "ULAW" | "SLIN" | "SLIN16";
+/** The {@link AudioFormat} names, each its own value. */
+export const AudioFormat: { readonly [K in AudioFormat]: K } = names(wire.AudioFormat);
+/** Whose audio a call stream hears: `BOTH`, `IN` (the caller's voice) or `OUT` (what the caller hears). */
+export type Direction = "UNSPECIFIED" | "BOTH" | "IN" | "OUT";
+/** The {@link Direction} names, each its own value. */
+export const Direction: { readonly [K in Direction]: K } = names(wire.Direction);
+/** Wire form of each chunk: `SLN` (bare samples), `RTP` or `AUDIOSOCKET`. */
+export type Encapsulation = "UNSPECIFIED" | "RTP" | "SLN" | "AUDIOSOCKET";
+/** The {@link Encapsulation} names, each its own value. */
+export const Encapsulation: { readonly [K in Encapsulation]: K } = names(wire.Encapsulation);
+/** How the gateway takes the audio from Asterisk: `RTP`, `AUDIOSOCKET` or `WEBSOCKET`. */
+export type MediaTransport = "UNSPECIFIED" | "RTP" | "AUDIOSOCKET" | "WEBSOCKET";
+/** The {@link MediaTransport} names, each its own value. */
+export const MediaTransport: { readonly [K in MediaTransport]: K } = names(wire.MediaTransport);
+/** Why a stream stopped. */
+export type StopReason =
+  | "UNSPECIFIED"
+  | "CLIENT_DONE"
+  | "CALL_HANGUP"
+  | "CONFERENCE_ENDED"
+  | "SERVER_SHUTDOWN"
+  | "ASTERISK_FAILURE"
+  | "CLIENT_HANGUP";
+/** The {@link StopReason} names, each its own value. */
+export const StopReason: { readonly [K in StopReason]: K } = names(wire.StopReason);
+/** Flow control: `PAUSE` (hold off sending audio) or `RESUME`. */
+export type FlowState = "UNSPECIFIED" | "PAUSE" | "RESUME";
+/** The {@link FlowState} names, each its own value. */
+export const FlowState: { readonly [K in FlowState]: K } = names(wire.FlowState);
 
 /** What to stream and how. Set exactly one of `callId` and `conferenceId`. */
 export interface StreamConfig {

@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   AudioFormat,
+  Code,
+  ConfigError,
   Direction,
   DuplexStream,
   Encapsulation,
@@ -81,13 +83,13 @@ const EXTERNAL_STATUSES: Record<string, ExternalMediaStatus> = {
 };
 const FLOW_STATES: Record<string, FlowState> = { pause: FlowState.PAUSE, resume: FlowState.RESUME };
 
-/** An enum given by name (a key of table) or by number. */
-function enumValue<T extends number>(value: unknown, table: Record<string, T>): T | undefined {
+/** An enum given by name (a key of table); the SDK's enums are names, so a number cannot be sent. */
+function enumValue<T extends string>(value: unknown, table: Record<string, T>): T | undefined {
   if (value === undefined) {
     return undefined;
   }
   if (typeof value === "number") {
-    return value as T;
+    throw new Error(`the TypeScript SDK cannot send enum number ${value}`);
   }
   const v = table[value as string];
   if (v === undefined) {
@@ -108,6 +110,8 @@ class ConfStream {
   error?: unknown;
   mark = 0;
   capture: AudioEvent[] = [];
+  sends = 0;
+  sentWhilePaused = 0;
 
   async receive(stream: ListenStream): Promise<void> {
     try {
@@ -210,6 +214,12 @@ class Runner {
         return this.expectStarted(a);
       case "expect_error":
         return this.expectError(a);
+      case "expect_config_error":
+        return this.expectConfigError(a);
+      case "expect_sends_not_paused":
+        return this.expectSendsNotPaused(a);
+      case "expect_send_fails":
+        return this.expectSendFails(a);
       case "send_tone":
       case "send_silence":
         return this.sendTone(kind, a);
@@ -279,22 +289,23 @@ class Runner {
     const s = new ConfStream();
     this.streams.set(a.stream ?? "main", s);
     const cfg = this.config(a.config ?? {});
+    const options = a.deadline_ms === undefined ? {} : { timeoutMs: a.deadline_ms as number };
     try {
       if (a.rpc === "listen") {
-        s.listen = await this.client.listen(cfg);
+        s.listen = await this.client.listen(cfg, options);
       } else if (a.rpc === "stream") {
-        s.duplex = await this.client.stream(cfg);
+        s.duplex = await this.client.stream(cfg, options);
         s.listen = s.duplex;
       } else {
         throw new Error(`rpc must be listen or stream, not ${a.rpc}`);
       }
     } catch (err) {
-      if (!(err instanceof RPCError)) {
+      if (!(err instanceof RPCError) && !(err instanceof ConfigError)) {
         throw err;
       }
       s.error = err;
       s.done = true;
-      return; // expect_error checks it; any other step fails on it
+      return; // expect_error (or expect_config_error) checks it; any other step fails on it
     }
     s.info = s.listen.info;
     void s.receive(s.listen);
@@ -326,6 +337,12 @@ class Runner {
     checkError(a, s.error);
   }
 
+  private expectConfigError(a: Args): void {
+    const s = this.stream(a.stream);
+    assert.ok(s.error instanceof ConfigError, `error ${String(s.error)} is not the SDK's ConfigError`);
+    assert.deepEqual({ reason: s.error.reason, field: s.error.field }, { reason: a.reason, field: a.field });
+  }
+
   private async sendTone(kind: string, a: Args): Promise<void> {
     const s = this.streamOK(a.stream);
     const d = this.duplex(a.stream);
@@ -339,7 +356,24 @@ class Runner {
     const size = chunkBytes(info);
     for (let at = 0; at < data.length; at += size) {
       await d.send(data.subarray(at, at + size));
+      s.sends++;
+      s.sentWhilePaused += d.paused ? 1 : 0;
     }
+  }
+
+  private expectSendsNotPaused(a: Args): void {
+    const s = this.stream(a.stream);
+    assert.ok(s.sends > 0, "nothing was sent");
+    assert.ok(s.sentWhilePaused <= 1, `${s.sentWhilePaused} of ${s.sends} sends returned while the stream was paused`);
+  }
+
+  private async expectSendFails(a: Args): Promise<void> {
+    const s = this.stream(a.stream);
+    assert.ok(s.duplex, "expect_send_fails needs a stream opened with rpc stream");
+    await assert.rejects(
+      s.duplex.send(new Uint8Array(s.info!.frameBytes)),
+      (err: unknown) => err instanceof RPCError && err.code === Code.FailedPrecondition,
+    );
   }
 
   private async receiveAudio(a: Args): Promise<void> {
@@ -396,7 +430,7 @@ class Runner {
     const s = this.stream(a.stream);
     const info = s.info!;
     const rate = info.sampleRateHz;
-    const header = { [Encapsulation.RTP]: 12, [Encapsulation.AUDIOSOCKET]: 3 }[info.encapsulation as number] ?? 0;
+    const header = { [Encapsulation.RTP]: 12, [Encapsulation.AUDIOSOCKET]: 3 }[info.encapsulation as string] ?? 0;
     const parts = s.capture.map((c) => {
       const data = c.data.subarray(header);
       return info.format === AudioFormat.ULAW ? fromUlaw(data) : fromPcm16(data);

@@ -14,6 +14,8 @@ export interface Gateway {
   demo: Record<string, string>;
   /** Stops it, if this process started it. */
   stop(): Promise<void>;
+  /** SIGKILLs it (a gateway that vanishes), if this process started it. */
+  kill(): Promise<void>;
 }
 
 /** The repository root: the first directory upwards holding pyproject.toml and proto/. */
@@ -36,7 +38,7 @@ export async function startGateway(): Promise<Gateway> {
   const env = process.env.MEDIASTREAM_READY;
   if (env) {
     const ready = JSON.parse(env) as { grpc: string; demo: Record<string, string> };
-    return { grpc: ready.grpc, demo: ready.demo, stop: async () => {} };
+    return { grpc: ready.grpc, demo: ready.demo, stop: async () => {}, kill: async () => {} };
   }
   return spawnGateway([]);
 }
@@ -75,6 +77,12 @@ async function spawnGateway(extra: string[]): Promise<Gateway> {
       clearTimeout(timer);
     }
   };
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      process.kill(-child.pid, "SIGKILL");
+      await exited;
+    }
+  };
   const line = await new Promise<string>((res, rej) => {
     const lines = createInterface({ input: child.stdout! });
     const timer = setTimeout(() => rej(new Error(`no ready line after 90 s:\n${stderr}`)), 90000);
@@ -92,5 +100,5 @@ async function spawnGateway(extra: string[]): Promise<Gateway> {
   });
   child.stdout?.resume(); // keep draining
   const ready = JSON.parse(line) as { grpc: string; demo: Record<string, string> };
-  return { grpc: ready.grpc, demo: ready.demo, stop };
+  return { grpc: ready.grpc, demo: ready.demo, stop, kill };
 }

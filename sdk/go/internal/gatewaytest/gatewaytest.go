@@ -140,6 +140,14 @@ func (g *Gateway) Stop() error {
 	}
 }
 
+// Kill SIGKILLs the gateway's process group (a gateway that vanishes) if
+// Start started it; Stop afterwards reaps it.
+func (g *Gateway) Kill() {
+	if g != nil && g.cmd != nil && g.cmd.Process != nil {
+		_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
 // Stderr returns what the gateway wrote to its standard error so far.
 func (g *Gateway) Stderr() string {
 	if g.stderr == nil {

@@ -2,7 +2,12 @@
 
 from mediastream_client.audio import from_numpy, to_numpy
 from mediastream_client.client import DuplexStream, ListenStream, MediaStreamClient
-from mediastream_client.errors import FieldViolation, MediaStreamClientError, RPCError
+from mediastream_client.errors import (
+    ConfigError,
+    FieldViolation,
+    MediaStreamClientError,
+    RPCError,
+)
 from mediastream_client.external_media import (
     ExternalEncapsulation,
     ExternalMedia,
@@ -31,6 +36,7 @@ __all__ = [
     "AudioChunk",
     "AudioFormat",
     "Cleared",
+    "ConfigError",
     "Direction",
     "DtmfReceived",
     "DuplexStream",

@@ -46,7 +46,7 @@ from mediastream_client._convert import (
 )
 from mediastream_client._proto import mediastream_pb2 as pb
 from mediastream_client._proto import mediastream_pb2_grpc as pb_grpc
-from mediastream_client.errors import RPCError
+from mediastream_client.errors import ConfigError, RPCError
 from mediastream_client.external_media import ExternalMediaClient
 from mediastream_client.types import (
     AudioChunk,
@@ -132,8 +132,14 @@ def _config(
     transport: Transport | None,
     resumable: bool,
 ) -> pb.StreamConfig:
-    if (call_id is None) == (conference_id is None):
-        raise ValueError("give exactly one of call_id and conference_id")
+    if call_id is not None and conference_id is not None:
+        raise ConfigError(
+            ConfigError.BOTH_TARGETS, "config.target", "give only one of call_id and conference_id"
+        )
+    if call_id is None and conference_id is None:
+        raise ConfigError(
+            ConfigError.MISSING_TARGET, "config.target", "give call_id or conference_id"
+        )
     config = pb.StreamConfig(
         resumable=resumable,
         format=FORMATS[fmt],
@@ -461,6 +467,9 @@ class DuplexStream(_Stream):
         self._play_end = 0.0  # loop time by which the audio sent so far has played, at most
         self._may_send = asyncio.Event()
         self._may_send.set()
+        self.wait_while_paused = True
+        """Whether `send` waits while the server has asked to pause (the Go SDK's
+        ``SetWaitWhilePaused``, the TypeScript SDK's ``waitWhilePaused``)."""
         # gRPC allows one write in flight per call; barge-in writes from two tasks.
         self._writing = asyncio.Lock()
 
@@ -480,6 +489,11 @@ class DuplexStream(_Stream):
         else:
             self._may_send.set()
 
+    @property
+    def paused(self) -> bool:
+        """Whether the server has asked to pause sending (a FlowControl pause, no resume since)."""
+        return not self._may_send.is_set()
+
     def _on_end(self) -> None:
         # A sender waiting for RESUME must not wait for a stream that is over.
         self._may_send.set()
@@ -490,14 +504,22 @@ class DuplexStream(_Stream):
                 await self._call.write(request)
         except grpc.aio.AioRpcError as exc:
             raise RPCError.from_aio(exc) from None
+        except (asyncio.InvalidStateError, grpc.aio.UsageError):
+            # The RPC is over (or its input ended): say so as the other SDKs do,
+            # an RPCError, rather than grpc's state error.
+            raise RPCError(
+                grpc.StatusCode.FAILED_PRECONDITION, "the stream has ended", None
+            ) from None
 
     async def send(self, data: bytes) -> None:
         """Send one chunk (in the stream's format and encapsulation) to be played.
 
-        Waits while the server has asked to pause, then until gRPC has taken the
-        message; not until it has been played (a mark reports that).
+        Waits while the server has asked to pause (unless `wait_while_paused` is
+        False), then until gRPC has taken the message; not until it has been
+        played (a mark reports that).
         """
-        await self._may_send.wait()
+        if self.wait_while_paused:
+            await self._may_send.wait()
         await self._write(pb.StreamMediaRequest(audio=pb.AudioChunk(data=data)))
         self._count_played(len(data) / self._bytes_per_ms())
 

@@ -1,7 +1,8 @@
 """Errors raised by the client, with the server's `google.rpc.Status` details.
 
 MediaStreamClientError
-└── RPCError            the server ended the call with a non-OK status
+├── RPCError            the server ended the call with a non-OK status
+└── ConfigError         a stream config refused before anything was sent (also a ValueError)
 """
 
 from __future__ import annotations
@@ -14,6 +15,28 @@ from google.rpc import error_details_pb2, status_pb2
 
 class MediaStreamClientError(Exception):
     """Base of the client's errors."""
+
+
+class ConfigError(MediaStreamClientError, ValueError):
+    """A stream config the client refuses before sending anything.
+
+    The reasons are the server's names for the same mistake, and the Go and
+    TypeScript SDKs report the same configs with the same reasons (their
+    ``ConfigError``): ``MISSING_TARGET`` (neither a call nor a conference) and
+    ``BOTH_TARGETS`` (both; the wire cannot carry it, the target being a oneof).
+
+    Attributes:
+        reason: A stable identifier: ``MISSING_TARGET`` or ``BOTH_TARGETS``.
+        field: The path of the wrong field, such as ``config.target``.
+    """
+
+    MISSING_TARGET = "MISSING_TARGET"
+    BOTH_TARGETS = "BOTH_TARGETS"
+
+    def __init__(self, reason: str, field: str, message: str) -> None:
+        super().__init__(f"invalid config: {message} ({reason})")
+        self.reason = reason
+        self.field = field
 
 
 @dataclass(frozen=True)
