@@ -6,8 +6,10 @@ So a client hearing its own 1 kHz tone proves the call heard it.
 
 Real Asterisk mixes a snoop's whisper only into frames written to the call anyway
 (``main/audiohook.c``): a call nothing else writes to (dialplan ``Wait()``, alone in Stasis,
-alone in a bridge, bridged to a silent leg) hears the client only if the gateway keeps
-frames flowing to it.
+alone in a bridge, bridged to a silent leg) hears the client only if frames are kept flowing
+to it: ARI's silence generator for a call in Stasis and in no bridge, the gateway's bridge
+keeper for a bridged one (server/mediastream/asterisk/legs.py), and Asterisk's own
+``transmit_silence = yes`` for a call in a dialplan ``Wait()``, which ARI cannot reach.
 """
 
 from __future__ import annotations

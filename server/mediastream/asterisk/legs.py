@@ -459,7 +459,11 @@ class LegFactory:
         whenever something else is written to the call.
         """
         channel_id = str(uuid.uuid4())
-        transport = await RtpTransport.bind(self.media_host, KEEPER_FORMAT, _DiscardSink())
+        try:
+            transport = await RtpTransport.bind(self.media_host, KEEPER_FORMAT, _DiscardSink())
+        except OSError as exc:
+            log.warning("could not keep frames flowing in bridge %s: %s", bridge_id, exc)
+            return
         keeper.channel_id, keeper.transport = channel_id, transport
         params = {
             "app": self.ari.config.app,
