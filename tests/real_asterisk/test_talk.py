@@ -22,7 +22,13 @@ import pytest
 
 from mediastream_client import AudioFormat, Direction, Transport
 from tests.audio_checks import tone_level
-from tests.real_asterisk.conftest import TRANSPORTS, Backend, RunningGateway, running_gateway
+from tests.real_asterisk.conftest import (
+    TRANSPORTS,
+    Backend,
+    RunningGateway,
+    gateway_objects,
+    running_gateway,
+)
 from tests.real_asterisk.media import HEARD, NOT_HEARD, TALK_HZ, TONE_LEVEL, record, talk
 from tests.real_asterisk.platform import Platform
 
@@ -223,3 +229,33 @@ async def test_dialplan_wait_with_transmit_silence(
                 level,
             )
             assert level > HEARD, (transport, level)
+
+
+async def test_the_bridge_keeper_comes_and_goes_with_the_two_way_streams(
+    backend: Backend, gw: RunningGateway, platform: Platform
+) -> None:
+    # One member of the gateway's joins the call's bridge while a two-way stream is open (none
+    # for a listen-only one), shared by two streams, and nothing of it is left afterwards.
+    call = await platform.stasis_call("echo")
+    bridge = await platform.bridge(call)
+
+    async def members() -> list[str]:
+        channels: list[str] = (await platform.request("GET", f"/bridges/{bridge}"))["channels"]
+        return channels
+
+    async with gw.client() as client:
+        async with client.listen(call_id=call, format=AudioFormat.SLIN) as listening:
+            assert listening.info is not None
+            assert await members() == [call]
+        async with (
+            client.stream(call_id=call, format=AudioFormat.SLIN) as first,
+            client.stream(call_id=call, format=AudioFormat.SLIN) as second,
+        ):
+            assert first.info is not None and second.info is not None
+            # The keeper is in the bridge by the time the stream is open.
+            assert len(await members()) == 2
+    # The gateway cleans up after the client has left: bounded by ARI round trips and the
+    # snoop's detach (a frame on the call, kept flowing meanwhile), on a loaded machine.
+    async with asyncio.timeout(5):
+        while await members() != [call] or await gateway_objects(platform):
+            await asyncio.sleep(0.05)

@@ -41,6 +41,19 @@ RECONNECT_GRACE = 5.0
 STASIS_TIMEOUT = 5.0
 """Seconds to wait for a created channel's StasisStart."""
 
+SNOOP_GONE_TIMEOUT = 1.0
+"""Seconds a closing two-way leg keeps frames flowing to the call for its snoop to go.
+
+A snoop channel's hangup waits until its audiohooks are detached, which happens only
+when a frame is read or written on the snooped call (main/audiohook.c,
+``ast_audiohook_detach``): on a call nothing else is written to, the snoop would linger
+until the call hangs up. While the generator or the keeper still runs, a frame comes
+within 20 ms; the bound only matters on a call that reads and is written nothing.
+"""
+
+SNOOP_POLL_S = 0.02
+"""How often a closing leg looks whether its snoop is gone (one frame's time)."""
+
 SHUTDOWN_SOFTHANGUP = 4
 """``cause`` of the soft ``ChannelHangupRequest`` Asterisk's shutdown sends every channel.
 
@@ -91,6 +104,7 @@ class Leg:
     factory: LegFactory | None = None
     holds_silence: bool = False
     kept_bridge: str | None = None
+    snoop_id: str | None = None
     shutdown: bool = False
 
     def send_frame(self, frame: bytes) -> None:
@@ -322,6 +336,7 @@ class LegFactory:
                 "snoopId": snoop_id,
             }
             leg.channel_ids.append(snoop_id)
+            leg.snoop_id = snoop_id
             try:
                 await self.ari.request("POST", f"/channels/{target.id}/snoop", params)
             except AriError as exc:
@@ -889,11 +904,17 @@ class LegFactory:
         if leg.transport is not None:
             leg.transport.close()
             leg.transport = None
+        snoop_deleted = False
+        for channel_id in reversed(leg.channel_ids):
+            deleted = await self._quietly("DELETE", f"/channels/{channel_id}")
+            snoop_deleted |= deleted and channel_id == leg.snoop_id
+        leg.channel_ids.clear()
+        if snoop_deleted and (leg.holds_silence or leg.kept_bridge is not None):
+            # Frames still flow to the call (generator or keeper): let the snoop go first,
+            # or it lingers until something else is written to the call.
+            await self._snoop_gone(leg)
         await self._release_silence(leg)
         await self._unkeep(leg)
-        for channel_id in reversed(leg.channel_ids):
-            await self._quietly("DELETE", f"/channels/{channel_id}")
-        leg.channel_ids.clear()
         for bridge_id in leg.bridge_ids:
             await self._quietly("DELETE", f"/bridges/{bridge_id}")
         leg.bridge_ids.clear()
@@ -913,13 +934,32 @@ class LegFactory:
         if not leg.ended.done():
             leg.ended.cancel()
 
+    async def _snoop_gone(self, leg: Leg) -> None:
+        """Wait (bounded) until the leg's snoop channel is gone.
+
+        Polled: Asterisk sends no ``ChannelDestroyed`` for a snoop channel to the app
+        that deleted it (recorded on 23.4.1, see emulator/pbx.py).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SNOOP_GONE_TIMEOUT
+        while True:
+            try:
+                await self.ari.request("GET", f"/channels/{leg.snoop_id}")
+            except (AriError, Unavailable):
+                return  # 404: gone (anything else: nothing to wait for)
+            if loop.time() >= deadline:
+                log.info("snoop %s not gone within %.1f s", leg.snoop_id, SNOOP_GONE_TIMEOUT)
+                return
+            await asyncio.sleep(SNOOP_POLL_S)
+
     async def _quietly(
         self,
         method: str,
         path: str,
         params: dict[str, str] | None = None,
         expected: tuple[int, ...] = (404,),
-    ) -> None:
+    ) -> bool:
+        """Ask, tolerating that the object is gone; whether Asterisk did it (2xx)."""
         # Gone already (404, or `expected`) is the outcome we want; anything else
         # is logged and left for the start-up orphan sweep.
         try:
@@ -929,6 +969,9 @@ class LegFactory:
                 log.warning("clean-up %s %s failed: %s", method, path, exc)
         except Unavailable as exc:
             log.warning("clean-up %s %s failed: %s", method, path, exc)
+        else:
+            return True
+        return False
 
 
 def _objects(answer: Any) -> list[dict[str, Any]]:
