@@ -3,8 +3,11 @@
 A call is reached through a snoop channel (spy/whisper from the stream's
 direction) in a mixing bridge of the gateway's own with the externalMedia
 channel; a conference by adding the externalMedia channel to the conference's
-bridge. Every object the gateway creates is named with the gateway's prefix so
-that an orphan left by a killed gateway can be recognised and removed.
+bridge. While a two-way stream is open on a call, the gateway keeps frames
+flowing to the call (ARI's silence generator, or a silent member of its own in
+the call's bridge): Asterisk mixes the client's audio only into frames that flow.
+Every object the gateway creates is named with the gateway's prefix so that an
+orphan left by a killed gateway can be recognised and removed.
 """
 
 from __future__ import annotations
@@ -187,6 +190,7 @@ KEEPER_FRAME = bytes([0xFF]) * KEEPER_FORMAT.frame_bytes
 """20 ms of mu-law silence."""
 
 KEEPER_FRAME_S = 0.02
+"""Seconds between two frames of a keeper (Asterisk's 20 ms framing)."""
 
 
 class _DiscardSink:
