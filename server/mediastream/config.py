@@ -37,6 +37,9 @@ _MAX_GRPC_MS = 2**31 - 1
 
 _MAX_WORKERS = 64
 
+_MAX_PLAY_BUFFER_S = 600
+"""Ten minutes: 19 MB of slin16 per stream, and a message size gRPC's int limit holds."""
+
 
 class ConfigError(ValueError):
     """A setting has a value the gateway cannot run with.
@@ -81,8 +84,23 @@ class Settings:
             a client is a JWT subject, an API key, or (with authentication off) a
             peer address.
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
+        play_buffer_s: Seconds of a client's audio not yet played that a stream holds,
+            and the most one message may carry; a message past it fails the stream
+            with BUFFER_FULL. Memory per stream is bounded by this much audio in the
+            format sent to Asterisk (8 kB/s mu-law, 16 kB/s slin, 32 kB/s slin16)
+            plus one message being read.
         drain_timeout_s: Seconds streams get to finish on SIGTERM.
-        external_media_allow: Comma-separated networks external media may be sent to.
+        external_media_allow: Comma-separated networks external media may be sent to
+            (dial-out bots and their status callbacks too).
+        dial_out_connect_timeout_s: Seconds a dial-out gets for its name lookup, TCP,
+            TLS and WebSocket upgrade together.
+        dial_out_ca_file: PEM CA bundle trusted for ``wss://`` bots besides the
+            system's (a private CA); empty: the system's only.
+        dial_out_callback_timeout_s: Seconds one status callback POST may take.
+        dial_out_callback_retries: POSTs after a status callback's failed first one.
+        dial_out_redials: New connections a dial-out makes after its bot's connection
+            is lost without a close frame, each with a fresh ``start`` carrying the
+            same ``streamSid``; 0: none (the default).
         keepalive_time_s: Seconds between HTTP/2 pings to each gRPC client.
         keepalive_timeout_s: Seconds without a ping answer before a client counts as
             gone; a vanished client is detected within keepalive_time_s plus this.
@@ -120,8 +138,14 @@ class Settings:
     max_streams_per_target: int = 5
     max_streams_per_client: int = 0
     resume_grace_s: float = 10.0
+    play_buffer_s: int = 120
     drain_timeout_s: float = 30.0
     external_media_allow: str = "127.0.0.0/8,::1/128"
+    dial_out_connect_timeout_s: float = 10.0
+    dial_out_ca_file: str = ""
+    dial_out_callback_timeout_s: float = 5.0
+    dial_out_callback_retries: int = 2
+    dial_out_redials: int = 0
     keepalive_time_s: float = 20.0
     keepalive_timeout_s: float = 10.0
     advertise_address: str = ""
@@ -207,6 +231,12 @@ class Settings:
                 f"got {self.max_streams_per_client}",
                 "max_streams_per_client",
             )
+        if not 1 <= self.play_buffer_s <= _MAX_PLAY_BUFFER_S:
+            raise ConfigError(
+                f"play_buffer_s must be between 1 and {_MAX_PLAY_BUFFER_S}, "
+                f"got {self.play_buffer_s}",
+                "play_buffer_s",
+            )
         for name in ("resume_grace_s", "drain_timeout_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}", name)
@@ -214,6 +244,17 @@ class Settings:
             parse_allow_list(self.external_media_allow)
         except ValueError as exc:
             raise ConfigError(f"external_media_allow: {exc}", "external_media_allow") from None
+        for name in ("dial_out_connect_timeout_s", "dial_out_callback_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(
+                    f"{name} must be more than 0 and at most 3600 s, got {getattr(self, name)}",
+                    name,
+                )
+        for name in ("dial_out_callback_retries", "dial_out_redials"):
+            if not 0 <= getattr(self, name) <= 10:
+                raise ConfigError(
+                    f"{name} must be between 0 and 10, got {getattr(self, name)}", name
+                )
         for name in ("keepalive_time_s", "keepalive_timeout_s"):
             value = getattr(self, name)
             # gRPC takes them in whole milliseconds as a 32-bit int: 0 or more fails.
@@ -319,6 +360,7 @@ class Settings:
             ("tls_cert", "certificate"),
             ("tls_key", "private key"),
             ("tls_client_ca", "certificate"),
+            ("dial_out_ca_file", "certificate"),
         ):
             path = getattr(self, name)
             if not path:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mediastream import errors
+from mediastream import errors, metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ def unary_errors(handler: _Handler) -> _Handler:
         try:
             return await handler(self, request, context)
         except errors.MediaStreamError as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("abort_with_status returned") from exc
+            await abort(context, handler.__name__, exc)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
@@ -69,6 +68,20 @@ def unary_errors(handler: _Handler) -> _Handler:
             raise AssertionError("abort_with_status returned") from exc
 
     return cast(_Handler, wrapper)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: errors.MediaStreamError
+) -> NoReturn:
+    """End the call with `error`'s status: what the client did wrong, never a traceback.
+
+    Logged at WARNING with the peer and the reason, and counted in
+    ``mediastream_stream_errors_total`` by reason.
+    """
+    metrics.STREAM_ERRORS.labels(error.reason).inc()
+    log.warning("%s refused for %s: %s (%s)", method, context.peer(), error.message, error.reason)
+    await context.abort_with_status(to_status(error))
+    raise AssertionError("abort_with_status returned") from error
 
 
 def to_status(error: errors.MediaStreamError) -> grpc.Status:

@@ -7,6 +7,8 @@ Routes:
 * ``GET /v1.0/streams``: the gateway's active streams (any adapter), as JSON.
 * ``GET /v1.0/demo``: the embedded emulator's demo calls, as JSON.
 * ``GET /ui/`` (and ``/``): a page to listen to and talk into any call.
+* ``GET /readyz``, ``GET /livez``: the gateway's readiness and liveness over plain HTTP
+  (`mediastream.metrics.add_probes`), for proxies that check the port they send to.
 
 Every refusal before the upgrade goes through `mediastream.shim.errors`.
 """
@@ -82,7 +84,8 @@ def page_csp(html: str, host: str) -> str:
     """The page's Content-Security-Policy: its own inline code only, its own server only."""
     return (
         "default-src 'none'; "
-        f"script-src {_inline_hashes(html, 'script')}; "
+        # 'self' for the AudioWorklet module (/ui/mic-worklet.js): a worklet is a script.
+        f"script-src 'self' {_inline_hashes(html, 'script')}; "
         f"style-src {_inline_hashes(html, 'style')}; "
         f"connect-src 'self' ws://{host} wss://{host}; "
         "img-src 'self' data:; media-src 'self' blob:; "
@@ -167,6 +170,8 @@ class ShimServer:
         embedded: Whether the gateway runs the emulator (the page lists its demo calls).
         heartbeat_s: Ping a client after this long without a message from it; drop it
             when no pong comes within half of it.
+        readiness: The gateway's readiness (`mediastream.metrics.Readiness`): serves
+            ``/readyz`` and ``/livez`` when given.
     """
 
     def __init__(
@@ -177,6 +182,7 @@ class ShimServer:
         *,
         embedded: bool = False,
         heartbeat_s: float = HEARTBEAT_S,
+        readiness: metrics.Readiness | None = None,
     ) -> None:
         self._streams = streams
         self._auth = auth
@@ -187,6 +193,8 @@ class ShimServer:
         # (peer, path) -> (when, error) of refused upgrades, oldest first, bounded.
         self._refusals: OrderedDict[tuple[str, str], tuple[float, MediaStreamError]] = OrderedDict()
         self.heartbeat_s = heartbeat_s
+        self._readiness = readiness
+        self._site: web.TCPSite | None = None
         self.address = ""
 
     def _app(self) -> web.Application:
@@ -201,6 +209,8 @@ class ShimServer:
         app.router.add_get("/ui/mic-worklet.js", self._worklet)
         app.router.add_get("/ui", self._root)
         app.router.add_get("/", self._root)
+        if self._readiness is not None:
+            metrics.add_probes(app, self._readiness)
         return app
 
     async def start(
@@ -226,10 +236,21 @@ class ShimServer:
             ssl_context=ssl_context,
         )
         await site.start()
+        self._site = site
         bound = self._runner.addresses[0]
         self.address = f"{host}:{bound[1]}"
         log.info("WebSocket endpoints on %s://%s", "https" if ssl_context else "http", self.address)
         return self.address
+
+    def stop_accepting(self) -> None:
+        """Close the listener (a drain); open WebSockets and their streams go on.
+
+        New connections are refused, so that a proxy tries its next server.
+        """
+        if self._site is not None and self._site._server is not None:
+            # The site's own stop() also unregisters it, which cleanup() then skips;
+            # closing the asyncio server alone keeps the open connections.
+            self._site._server.close()
 
     async def stop(self) -> None:
         """Close every open WebSocket (1001) and stop listening."""
@@ -304,7 +325,11 @@ class ShimServer:
         self._refusals[key] = (time.monotonic(), error)
         while len(self._refusals) > REFUSALS_KEPT:
             self._refusals.popitem(last=False)
-        return error_response(error)
+        response = error_response(error)
+        if error.reason == "DRAINING":
+            # A kept-alive connection (a proxy's) must not bring its next upgrade here.
+            response.force_close()
+        return response
 
     async def _media_stream(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -313,7 +338,10 @@ class ShimServer:
             target = self._target(request)
             parsed = parse_media_stream(target, request.query, self._transport)
             principal.check(target)
-            ws = self._websocket(request, voipbin.MAX_MESSAGE_BYTES)
+            ws = self._websocket(
+                request,
+                voipbin.max_message_bytes(parsed.spec, self._streams.limits.play_buffer_ms),
+            )
             stream = await self._streams.open(
                 parsed.spec, client_id(principal, request.remote or "")
             )
@@ -327,7 +355,9 @@ class ShimServer:
             principal = self._principal(request)
             target = self._target(request)
             principal.check(target)
-            ws = self._websocket(request, twilio.MAX_MESSAGE_BYTES)
+            ws = self._websocket(
+                request, twilio.max_message_bytes(self._streams.limits.play_buffer_ms)
+            )
             stream = await self._streams.open(
                 twilio.twilio_spec(target, self._transport),
                 client_id(principal, request.remote or ""),
@@ -335,7 +365,11 @@ class ShimServer:
         except MediaStreamError as exc:
             return self._refuse(exc, request)
         dialect = twilio.TwilioDialect(
-            ws, stream, self._streams, account=principal.subject, parameters=request.query
+            ws,
+            stream,
+            self._streams,
+            account=principal.subject,
+            parameters=twilio.custom_parameters(request.query),
         )
         return await self._serve(request, ws, stream, dialect)
 
@@ -424,9 +458,13 @@ class ShimServer:
             },
         )
 
-    @staticmethod
-    async def _worklet(request: web.Request) -> web.StreamResponse:
-        # The page's AudioWorklet module (microphone capture); public, like the page's code.
+    async def _worklet(self, request: web.Request) -> web.StreamResponse:
+        # The page's AudioWorklet module (microphone capture). Behind the same credentials
+        # as the page: the browser's module fetch is same-origin and carries its cookie.
+        try:
+            self._principal(request)
+        except MediaStreamError as exc:
+            return self._refuse(exc, request)
         return web.Response(
             text=_WORKLET.read_text(encoding="utf-8"),
             content_type="text/javascript",

@@ -5,22 +5,26 @@ WebSocket Messages" reference names them. The gateway sends ``connected``,
 ``start``, ``media`` (base64 mu-law 8 kHz, 20 ms each), ``dtmf``, ``mark``
 and ``stop``; it accepts ``media``, ``mark`` and ``clear``, like a
 bidirectional (``<Connect><Stream>``) Twilio stream. As Twilio does, a
-``clear`` sends back the marks whose audio it dropped.
+``clear`` sends back the marks whose audio it dropped, and any other event
+(a client's ``stop``, an unknown one) is ignored: logged once per stream and
+event, and counted in ``mediastream_client_messages_ignored_total``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from mediastream import metrics
-from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, AudioFormat
+from mediastream.core.formats import FRAME_MS, PLAY_BUFFER_MS, AudioFormat
 from mediastream.core.stream import (
     Chunk,
+    Direction,
     Dtmf,
     Encapsulation,
     MarkReached,
@@ -31,20 +35,48 @@ from mediastream.core.stream import (
     Transport,
 )
 from mediastream.errors import InvalidArgument, MediaStreamError
-from mediastream.shim.session import Dialect, ShimWebSocket
+from mediastream.shim.session import Dialect, WebSocketLike
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
-MAX_MESSAGE_BYTES = 256 * 1024
-"""Largest text message accepted: about 24 s of base64 mu-law."""
+log = logging.getLogger(__name__)
+
+ENVELOPE_BYTES = 64 * 1024
+"""Room in a message for the JSON around the base64 payload (and for mark and clear)."""
 
 PROTOCOL_VERSION = "1.0.0"
 """``connected.version``, as Twilio sends it."""
 
-_PIECE_BYTES = AudioFormat.ULAW.bytes_for(MAX_CHUNK_MS)
-"""A media payload is played in pieces of at most this many bytes (the core's chunk cap)."""
+_ACCEPTED = ("media", "mark", "clear")
+_TWILIO_EVENTS = frozenset({"connected", "start", "media", "dtmf", "mark", "clear", "stop"})
+"""Events Twilio defines; any other name is counted as ``other`` (bounded metric labels)."""
 
 _RESERVED_PARAMETERS = frozenset({"token", "accesskey"})
 """Query parameters that are credentials, never echoed as customParameters."""
+
+
+def max_message_bytes(play_buffer_ms: int) -> int:
+    """Largest text message accepted: one ``media`` with the whole play buffer of mu-law."""
+    audio = AudioFormat.ULAW.bytes_for(play_buffer_ms)
+    return 4 * -(-audio // 3) + ENVELOPE_BYTES
+
+
+MAX_MESSAGE_BYTES = max_message_bytes(PLAY_BUFFER_MS)
+"""`max_message_bytes` at the default play buffer (a dial-out's receive limit)."""
+
+
+def custom_parameters(query: Mapping[str, str]) -> dict[str, str]:
+    """A connection's query parameters as ``customParameters``, credentials left out."""
+    return {k: v for k, v in query.items() if k not in _RESERVED_PARAMETERS}
+
+
+TRACKS: Mapping[Direction, str] = {
+    Direction.BOTH: "inbound",
+    Direction.IN: "inbound",
+    Direction.OUT: "outbound",
+}
+"""Twilio's name of the track a stream hears: a two-way stream (``<Connect><Stream>``)
+hears the call as ``inbound``; a listen-only one (``<Start><Stream track=...>``) the
+track it names, ``inbound`` being the caller's side (the snoop's ``in``)."""
 
 
 def twilio_spec(target: Target, transport: Transport) -> StreamSpec:
@@ -74,12 +106,15 @@ class TwilioDialect(Dialect):
         stream: The stream it carries.
         streams: The stream manager.
         account: Who opened the stream (becomes ``accountSid``).
-        parameters: Query parameters, echoed as ``start.customParameters``.
+        parameters: Sent as ``start.customParameters``.
+
+    A listen-only stream (a dial-out's ``<Start><Stream>``) ignores the media,
+    marks and clears its peer sends, as Twilio's unidirectional streams do.
     """
 
     def __init__(
         self,
-        ws: ShimWebSocket,
+        ws: WebSocketLike,
         stream: Stream,
         streams: StreamManager,
         *,
@@ -91,8 +126,10 @@ class TwilioDialect(Dialect):
         self.account_sid = sid("AC", account)
         # Twilio's callSid names the call; here it is the call's (or conference's) ID.
         self.call_sid = stream.spec.target.id
-        self.parameters = {k: v for k, v in parameters.items() if k not in _RESERVED_PARAMETERS}
+        self.parameters = dict(parameters)
+        self.track = TRACKS[stream.spec.direction]
         self._sequence = 0
+        self._noted: set[str] = set()
 
     async def _send(self, event: str, body: dict[str, object]) -> None:
         # Every message after `connected` is numbered from 1, as Twilio numbers them.
@@ -117,7 +154,7 @@ class TwilioDialect(Dialect):
                     "accountSid": self.account_sid,
                     "streamSid": self.stream_sid,
                     "callSid": self.call_sid,
-                    "tracks": ["inbound"],
+                    "tracks": [self.track],
                     "customParameters": self.parameters,
                     "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
                 }
@@ -131,7 +168,7 @@ class TwilioDialect(Dialect):
             media = {
                 # The stream hears the call (both parties, as VoIPBIN's snoop
                 # does); Twilio calls what a stream hears from the call inbound.
-                "track": "inbound",
+                "track": self.track,
                 "chunk": str(item.sequence_number + 1),
                 "timestamp": str(item.sequence_number * FRAME_MS),
                 "payload": base64.b64encode(item.data).decode("ascii"),
@@ -170,24 +207,48 @@ class TwilioDialect(Dialect):
         )
 
     async def on_text(self, text: str) -> None:
-        """Carry out ``media``, ``mark`` or ``clear``.
+        """Carry out ``media``, ``mark`` or ``clear``; ignore any other event, as Twilio does.
 
         Raises:
-            InvalidArgument: not JSON, an unknown event, another stream's SID,
-                or a malformed payload.
+            InvalidArgument: not JSON, another stream's SID, or a malformed
+                ``media`` or ``mark``.
             MediaStreamError: what the stream refuses.
         """
         message = _parse(text)
+        event = message["event"]
+        if event not in _ACCEPTED:
+            # Twilio ignores what it does not expect from the application (its own
+            # `stop` included): the application ends a stream by closing the socket.
+            label = event if event in _TWILIO_EVENTS else "other"
+            metrics.CLIENT_MESSAGES_IGNORED.labels("twilio", label).inc()
+            self._note_once(
+                f"ignored:{label}",
+                "stream %s: ignored a Twilio %r event from the client (only media, mark and "
+                "clear are carried out)",
+                event[:64],
+            )
+            return
         stream_sid = message.get("streamSid")
-        if stream_sid is not None and stream_sid != self.stream_sid:
+        if stream_sid is None:
+            # Twilio requires it on messages to Twilio; being liberal costs nothing here,
+            # since a connection carries one stream.
+            metrics.CLIENT_MESSAGES_TOLERATED.labels("twilio", "missing_stream_sid").inc()
+            self._note_once(
+                "missing_stream_sid",
+                "stream %s: a %r message without streamSid was carried out; Twilio requires it",
+                event,
+            )
+        elif stream_sid != self.stream_sid:
             raise InvalidArgument(
                 "streamSid",
-                f"streamSid {stream_sid!r} is not this stream's ({self.stream_sid})",
+                f"streamSid {stream_sid!r} is not this stream's: send {self.stream_sid}, "
+                "the streamSid of the start message",
                 reason="WRONG_STREAM_SID",
             )
-        event = message["event"]
+        if not self.stream.spec.bidirectional:
+            return  # listen-only: nothing goes into the call
         if event == "media":
-            await self._play(_object(message, "media", "MALFORMED_MEDIA").get("payload"))
+            self._play(_object(message, "media", "MALFORMED_MEDIA").get("payload"))
         elif event == "mark":
             name = _object(message, "mark", "MALFORMED_MARK").get("name")
             if not isinstance(name, str) or not name:
@@ -195,32 +256,33 @@ class TwilioDialect(Dialect):
                     "mark.name", "mark.name must be a non-empty string", reason="INVALID_MARK"
                 )
             self.stream.mark(name)
-        elif event == "clear":
-            self.stream.clear()
         else:
-            raise InvalidArgument(
-                "event",
-                f"unknown event {event!r}: a stream accepts media, mark and clear",
-                reason="UNKNOWN_EVENT",
-            )
+            self.stream.clear()
 
-    async def _play(self, payload: object) -> None:
+    def _note_once(self, key: str, text: str, *args: object) -> None:
+        """Log a WARNING the first time `key` happens on this stream (the metric counts all)."""
+        if key not in self._noted:
+            self._noted.add(key)
+            log.warning(text, self.stream.id, *args)
+
+    def _play(self, payload: object) -> None:
         if not isinstance(payload, str):
             raise InvalidArgument(
-                "media.payload", "media.payload must be a base64 string", reason="MALFORMED_MEDIA"
+                "media.payload",
+                "media.payload must be a string: base64 of mu-law 8 kHz samples",
+                reason="MALFORMED_MEDIA",
             )
         try:
             audio = base64.b64decode(payload, validate=True)
         except ValueError:  # binascii.Error, or a non-ASCII character in the string
             raise InvalidArgument(
-                "media.payload", "media.payload is not valid base64", reason="MALFORMED_MEDIA"
+                "media.payload",
+                "media.payload is not valid base64: encode the mu-law bytes with standard "
+                "base64 (A-Z a-z 0-9 + /, = padding)",
+                reason="MALFORMED_MEDIA",
             ) from None
-        # Twilio takes payloads of any length; the core takes at most 200 ms
-        # at a time, so a long one is played in pieces, each when there is room.
-        for start in range(0, len(audio), _PIECE_BYTES):
-            if start:
-                await self.stream.wait_for_room()
-            self.stream.play(audio[start : start + _PIECE_BYTES])
+        # Twilio takes payloads of any length; so does the stream, up to its play buffer.
+        self.stream.play(audio)
 
 
 def _parse(text: str) -> dict[str, Any]:

@@ -24,11 +24,16 @@ from mediastream.core.stream import (
 )
 from mediastream.errors import InvalidArgument, MediaStreamError
 from mediastream.shim.errors import close_for_error
-from mediastream.shim.session import Dialect, ShimWebSocket
+from mediastream.shim.session import Dialect, WebSocketLike
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
-MAX_MESSAGE_BYTES = 16 * 1024
-"""Largest message accepted; a valid one holds at most 200 ms of audio (6412 bytes)."""
+OVERHEAD_BYTES = 64 * 1024
+"""Room in a message besides its samples: RTP and AudioSocket headers, control messages."""
+
+
+def max_message_bytes(spec: StreamSpec, play_buffer_ms: int) -> int:
+    """Largest message accepted: the play buffer's worth of the client's samples, with headers."""
+    return spec.input_format.bytes_for(play_buffer_ms) + OVERHEAD_BYTES
 
 
 def started_message(stream: Stream) -> dict[str, object]:
@@ -109,13 +114,24 @@ class VoipbinDialect(Dialect):
         stream: The stream it carries.
         streams: The stream manager (for hang-up).
         events: Whether the JSON control channel is on.
+        parameters: A dial-out's custom parameters, sent in ``started.custom_parameters``;
+            None: no such field (an accepted connection has its own query string).
+
+    A listen-only stream (a dial-out's) ignores the audio its peer sends.
     """
 
     def __init__(
-        self, ws: ShimWebSocket, stream: Stream, streams: StreamManager, *, events: bool
+        self,
+        ws: WebSocketLike,
+        stream: Stream,
+        streams: StreamManager,
+        *,
+        events: bool,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         super().__init__(ws, stream, streams)
         self.events = events
+        self.parameters = parameters
 
     async def _send_json(self, message: dict[str, object]) -> None:
         await self.ws.send_str(json.dumps(message, separators=(",", ":")))
@@ -123,7 +139,10 @@ class VoipbinDialect(Dialect):
     async def opened(self) -> None:
         """Send ``started`` when the control channel is on."""
         if self.events:
-            await self._send_json(started_message(self.stream))
+            started = started_message(self.stream)
+            if self.parameters is not None:
+                started["custom_parameters"] = self.parameters
+            await self._send_json(started)
 
     async def send(self, item: Chunk | StreamEvent) -> None:
         """Audio as a binary message; events as text when the control channel is on."""
@@ -155,7 +174,8 @@ class VoipbinDialect(Dialect):
 
     async def on_binary(self, data: bytes) -> None:
         """Play one chunk of audio in the stream's encapsulation."""
-        self.stream.play(data)
+        if self.stream.spec.bidirectional:
+            self.stream.play(data)
 
     async def on_text(self, text: str) -> None:
         """Carry out a control message.
