@@ -1,9 +1,11 @@
-"""Two-way call streams keep frames flowing to the call (ARI's silence generator).
+"""Two-way call streams keep frames flowing to the call.
 
 Real Asterisk mixes a snoop's whisper only into frames written to the call; a
 call in Stasis that nothing writes to gets ARI's silence generator for as long
 as a two-way stream is open, and not while it is in a bridge (a generator makes
-``ast_write`` drop the bridge's frames). Listen-only streams change nothing.
+``ast_write`` drop the bridge's frames): there the gateway keeps a silent member
+of its own in the call's bridge instead (the bridge keeper). Listen-only streams
+change nothing.
 """
 
 from __future__ import annotations
@@ -108,3 +110,65 @@ async def test_asterisk_shutdown_ends_a_two_way_stream_as_asterisk_failure(
             "ASTERISK_FAILURE",
         )
         assert "shutting down" in err.value.message
+
+
+async def members(ari: Ari, bridge_id: str) -> list[str]:
+    bridge = await ari.ok("GET", f"/bridges/{bridge_id}")
+    return list(bridge["channels"])
+
+
+async def until_members(ari: Ari, bridge_id: str, count: int, timeout: float = 3.0) -> list[str]:
+    # Generous: a loaded machine; the keeper is added within a few ARI round trips.
+    async with asyncio.timeout(timeout):
+        while len(got := await members(ari, bridge_id)) != count:
+            await asyncio.sleep(0.02)
+    return got
+
+
+async def test_a_keeper_joins_the_bridge_of_a_call_with_two_way_streams(harness: Harness) -> None:
+    # Asterisk writes nothing to a call alone in a bridge (or bridged to a silent leg), so
+    # the gateway keeps one silent member of its own in that bridge, shared per bridge.
+    async with platform(harness) as ari, harness.client() as client:
+        call = (await ari.originate("echo"))["id"]
+        other = (await ari.originate("echo"))["id"]
+        bridge = (await ari.ok("POST", "/bridges", type="mixing"))["id"]
+        await ari.ok("POST", f"/bridges/{bridge}/addChannel", channel=f"{call},{other}")
+        await until_members(ari, bridge, 2)
+        async with client.listen(call_id=call, format=AudioFormat.SLIN):
+            await asyncio.sleep(0.3)
+            assert len(await members(ari, bridge)) == 2, "a listen-only stream adds nothing"
+        first = client.stream(call_id=call, format=AudioFormat.SLIN)
+        await first.__aenter__()
+        keeper = set(await until_members(ari, bridge, 3)) - {call, other}
+        assert not generating(harness, call), "no generator in a bridge"
+        second = client.stream(call_id=other, format=AudioFormat.SLIN)
+        await second.__aenter__()
+        await asyncio.sleep(0.3)
+        assert set(await members(ari, bridge)) - {call, other} == keeper, "one per bridge"
+        await first.aclose()
+        await asyncio.sleep(0.3)
+        assert len(await members(ari, bridge)) == 3, "the second stream still needs it"
+        await second.aclose()
+        await until_members(ari, bridge, 2)
+        (keeper_id,) = keeper
+        channels = {c["id"] for c in await ari.ok("GET", "/channels")}
+        assert keeper_id not in channels, "the keeper is hung up, not left in Stasis"
+
+
+async def test_the_keeper_follows_the_call_from_bridge_to_bridge(harness: Harness) -> None:
+    async with platform(harness) as ari, harness.client() as client:
+        call = (await ari.originate("echo"))["id"]
+        first = (await ari.ok("POST", "/bridges", type="mixing"))["id"]
+        second = (await ari.ok("POST", "/bridges", type="mixing"))["id"]
+        async with client.stream(call_id=call, format=AudioFormat.SLIN):
+            await until(lambda: generating(harness, call))
+            await ari.ok("POST", f"/bridges/{first}/addChannel", channel=call)
+            await until_members(ari, first, 2)
+            await ari.ok("POST", f"/bridges/{first}/removeChannel", channel=call)
+            await until_members(ari, first, 0)
+            await until(lambda: generating(harness, call))
+            await ari.ok("POST", f"/bridges/{second}/addChannel", channel=call)
+            await until_members(ari, second, 2)
+        await until_members(ari, second, 1)
+        for bridge in (first, second):
+            await ari.ok("DELETE", f"/bridges/{bridge}")

@@ -3,8 +3,11 @@
 A call is reached through a snoop channel (spy/whisper from the stream's
 direction) in a mixing bridge of the gateway's own with the externalMedia
 channel; a conference by adding the externalMedia channel to the conference's
-bridge. Every object the gateway creates is named with the gateway's prefix so
-that an orphan left by a killed gateway can be recognised and removed.
+bridge. While a two-way stream is open on a call, the gateway keeps frames
+flowing to the call (ARI's silence generator, or a silent member of its own in
+the call's bridge): Asterisk mixes the client's audio only into frames that flow.
+Every object the gateway creates is named with the gateway's prefix so that an
+orphan left by a killed gateway can be recognised and removed.
 """
 
 from __future__ import annotations
@@ -40,6 +43,19 @@ RECONNECT_GRACE = 5.0
 
 STASIS_TIMEOUT = 5.0
 """Seconds to wait for a created channel's StasisStart."""
+
+SNOOP_GONE_TIMEOUT = 1.0
+"""Seconds a closing two-way leg keeps frames flowing to the call for its snoop to go.
+
+A snoop channel's hangup waits until its audiohooks are detached, which happens only
+when a frame is read or written on the snooped call (main/audiohook.c,
+``ast_audiohook_detach``): on a call nothing else is written to, the snoop would linger
+until the call hangs up. While the generator or the keeper still runs, a frame comes
+within 20 ms; the bound only matters on a call that reads and is written nothing.
+"""
+
+SNOOP_POLL_S = 0.02
+"""How often a closing leg looks whether its snoop is gone (one frame's time)."""
 
 SHUTDOWN_SOFTHANGUP = 4
 """``cause`` of the soft ``ChannelHangupRequest`` Asterisk's shutdown sends every channel.
@@ -90,6 +106,8 @@ class Leg:
     direct: tuple[str, str] | None = None
     factory: LegFactory | None = None
     holds_silence: bool = False
+    kept_bridge: str | None = None
+    snoop_id: str | None = None
     shutdown: bool = False
 
     def send_frame(self, frame: bytes) -> None:
@@ -151,6 +169,7 @@ class _Silence:
         tried: Asked already (a call outside Stasis answers 409 each time).
         resumed: Playbacks after which the generator was started again.
         in_bridge: The call is in a bridge (the platform's): no generator then.
+        bridge_id: That bridge, when known.
         lock: Orders the POSTs and DELETEs of one call.
     """
 
@@ -158,8 +177,67 @@ class _Silence:
     started: bool = False
     tried: bool = False
     in_bridge: bool = False
+    bridge_id: str | None = None
     resumed: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+KEEPER_FORMAT = AudioFormat.ULAW
+"""What a bridge keeper sends: 8 kHz like ARI's silence generator, and a format every
+release's RTP externalMedia takes in (wideband payload types coming back are dropped)."""
+
+KEEPER_FRAME = bytes([0xFF]) * KEEPER_FORMAT.frame_bytes
+"""20 ms of mu-law silence."""
+
+KEEPER_FRAME_S = 0.02
+"""Seconds between two frames of a keeper (Asterisk's 20 ms framing)."""
+
+
+class _DiscardSink:
+    """What a bridge keeper receives from the bridge (the mix) is not needed."""
+
+    def on_frame(self, frame: bytes) -> None:
+        pass
+
+    def on_dtmf(self, digit: str, duration_ms: int = 0) -> None:
+        pass
+
+    def on_transport_closed(self, reason: str) -> None:
+        pass
+
+
+@dataclass
+class _Keeper:
+    """A silent member the gateway keeps in a bridge holding a call with a two-way stream.
+
+    Attributes:
+        holders: Stream IDs of the two-way streams on calls in that bridge.
+        channel_id: The externalMedia channel in the bridge, once created.
+        transport: Its RTP socket.
+        feeder: Sends it 20 ms of silence every 20 ms.
+        lock: Orders the creation and removal.
+    """
+
+    holders: set[str] = field(default_factory=set)
+    channel_id: str | None = None
+    transport: RtpTransport | None = None
+    feeder: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+async def _feed_silence(transport: RtpTransport) -> None:
+    """Send a keeper's silence on the 20 ms grid (no burst after a stall, no drift)."""
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while True:
+        transport.send_frame(KEEPER_FRAME)
+        due += KEEPER_FRAME_S
+        now = loop.time()
+        if due < now - 10 * KEEPER_FRAME_S:
+            # Stalled (a loaded machine): start a fresh grid rather than send a burst,
+            # which the bridge would only queue up or drop.
+            due = now
+        await asyncio.sleep(max(0.0, due - now))
 
 
 def _needs_silence(spec: StreamSpec) -> bool:
@@ -193,6 +271,7 @@ class LegFactory:
         self.media_host = media_host
         self.audiosocket = audiosocket
         self._silence: dict[str, _Silence] = {}
+        self._keepers: dict[str, _Keeper] = {}
 
     async def open(
         self, stream_id: str, spec: StreamSpec, sink: LegSink, direct: tuple[str, str] | None = None
@@ -261,6 +340,7 @@ class LegFactory:
                 "snoopId": snoop_id,
             }
             leg.channel_ids.append(snoop_id)
+            leg.snoop_id = snoop_id
             try:
                 await self.ari.request("POST", f"/channels/{target.id}/snoop", params)
             except AriError as exc:
@@ -285,16 +365,19 @@ class LegFactory:
     async def _hold_silence(self, leg: Leg) -> None:
         """Keep frames flowing to the call while this two-way stream is open.
 
-        ARI's silence generator (``POST /channels/{id}/silence``) writes 20 ms of
-        silence to the channel whenever nothing else is written, so the whisper
-        has frames to be mixed into: a call alone in Stasis, alone in a bridge or
-        exists only for a channel in a Stasis application (409 otherwise: a call
-        running dialplan needs ``transmit_silence = yes`` in asterisk.conf).
+        Asterisk mixes the whisper only into frames written to the call anyway
+        (main/audiohook.c), so the gateway makes sure some are:
 
-        While a generator runs, ``ast_write`` drops every other frame written to
-        the channel (main/channel.c): in a bridge the call would stop hearing its
-        peers. So it runs only while the call is in no bridge, and stops when the
-        call enters one (``ChannelEnteredBridge``).
+        - a call in no bridge gets ARI's silence generator (``POST
+          /channels/{id}/silence``), which writes 20 ms of silence whenever nothing
+          else is written. It exists only for a channel in a Stasis application (409
+          otherwise: a call running dialplan needs ``transmit_silence = yes`` in
+          asterisk.conf, which makes ``Wait()`` and the like run the same generator);
+        - a call in a bridge gets a keeper in that bridge (:meth:`_keep`): a generator
+          there would make ``ast_write`` drop every other frame written to the call
+          (main/channel.c), so the call would stop hearing its peers. The generator
+          stops when the call enters a bridge (``ChannelEnteredBridge``) and starts
+          again when it leaves one.
         """
         call_id = leg.spec.target.id
         state = self._silence.setdefault(call_id, _Silence())
@@ -303,28 +386,42 @@ class LegFactory:
         async with state.lock:
             if state.holders > 0 and not state.tried:
                 state.tried = True
-                state.in_bridge = await self._in_a_bridge(call_id)
+                known, state.bridge_id = await self._bridge_of(call_id)
+                # Unknown: do not risk muting the call's peers with a generator.
+                state.in_bridge = not known or state.bridge_id is not None
                 if not state.in_bridge:
                     state.started = await self._start_silence(call_id)
+            bridge_id = state.bridge_id
+        if bridge_id is not None:
+            await self._keep(leg, bridge_id)
 
-    async def _in_a_bridge(self, call_id: str) -> bool:
-        """Whether a bridge holds the call (a channel snapshot does not say)."""
+    async def _bridge_of(self, call_id: str) -> tuple[bool, str | None]:
+        """Which bridge holds the call (a channel snapshot does not say).
+
+        Returns:
+            Whether that is known (listing the bridges worked), and the bridge's ID
+            or None.
+        """
         try:
             bridges = _objects(await self.ari.request("GET", "/bridges"))
         except (AriError, Unavailable) as exc:
             log.warning("listing bridges failed: %s", exc)
-            return True  # unknown: do not risk muting the call's peers
-        return any(
-            isinstance(b.get("channels"), list) and call_id in b["channels"] for b in bridges
-        )
+            return False, None
+        for bridge in bridges:
+            if isinstance(bridge.get("channels"), list) and call_id in bridge["channels"]:
+                return True, str(bridge["id"])
+        return True, None
 
-    async def _bridge_changed(self, call_id: str, in_bridge: bool) -> None:
+    async def _bridge_changed(self, call_id: str, in_bridge: bool, bridge_id: str | None) -> None:
         """The call entered or left a bridge: stop or restart the generator."""
         state = self._silence.get(call_id)
         if state is None:
             return
         async with state.lock:
-            if state.holders <= 0 or not state.tried or state.in_bridge == in_bridge:
+            if state.holders <= 0 or not state.tried:
+                return
+            state.bridge_id = bridge_id if in_bridge else None
+            if state.in_bridge == in_bridge:
                 return
             state.in_bridge = in_bridge
             if in_bridge and state.started:
@@ -332,6 +429,109 @@ class LegFactory:
                 await self._quietly("DELETE", f"/channels/{call_id}/silence", expected=(404, 409))
             elif not in_bridge and not state.started:
                 state.started = await self._start_silence(call_id)
+
+    # --- the bridge keeper ---------------------------------------------------------------
+
+    async def _keep(self, leg: Leg, bridge_id: str) -> None:
+        """Keep frames flowing in the bridge the call is in, while this stream is open.
+
+        A bridge writes to a member only what the others send it: a call alone in
+        a bridge, or bridged to a silent leg, gets no frames, so the whisper is not
+        heard. The gateway adds one externalMedia channel of its own to that bridge
+        (one per bridge, shared by every two-way stream on calls in it) and sends it
+        20 ms of silence every 20 ms: a two-party bridge passes it to the call
+        (bridge_simple), a bigger one mixes it (bridge_softmix writes every member a
+        frame each interval). Silence adds nothing to what anyone in the bridge hears;
+        what the keeper receives (the mix) is discarded.
+        """
+        if leg.kept_bridge == bridge_id:
+            return
+        if leg.kept_bridge is not None:
+            await self._unkeep(leg)
+        leg.kept_bridge = bridge_id
+        keeper = self._keepers.setdefault(bridge_id, _Keeper())
+        keeper.holders.add(leg.stream_id)
+        async with keeper.lock:
+            if keeper.holders and keeper.channel_id is None:
+                await self._start_keeper(bridge_id, keeper)
+
+    async def _unkeep(self, leg: Leg) -> None:
+        """The stream no longer needs its call's bridge kept; the last one removes the keeper."""
+        bridge_id, leg.kept_bridge = leg.kept_bridge, None
+        if bridge_id is None:
+            return
+        keeper = self._keepers.get(bridge_id)
+        if keeper is None:
+            return
+        keeper.holders.discard(leg.stream_id)
+        async with keeper.lock:
+            if keeper.holders:
+                return
+            await self._stop_keeper(keeper)
+            if not keeper.holders and self._keepers.get(bridge_id) is keeper:
+                del self._keepers[bridge_id]
+
+    async def _start_keeper(self, bridge_id: str, keeper: _Keeper) -> None:
+        """Create the keeper's channel, start feeding it and add it to the bridge.
+
+        A failure is logged, not raised: the stream goes on, and the client is heard
+        whenever something else is written to the call.
+        """
+        channel_id = str(uuid.uuid4())
+        try:
+            transport = await RtpTransport.bind(self.media_host, KEEPER_FORMAT, _DiscardSink())
+        except OSError as exc:
+            log.warning("could not keep frames flowing in bridge %s: %s", bridge_id, exc)
+            return
+        keeper.channel_id, keeper.transport = channel_id, transport
+        params = {
+            "app": self.ari.config.app,
+            "format": KEEPER_FORMAT.value,
+            "channelId": channel_id,
+            "encapsulation": "rtp",
+            "transport": "udp",
+            "external_host": transport.external_host,
+            "data": f"{NAME_PREFIX}keeper,{bridge_id}",
+        }
+        try:
+            async with self.ari.watching(channel_id) as watch:
+                channel = await self.ari.request("POST", "/channels/externalMedia", params)
+                variables = channel.get("channelvars") if isinstance(channel, dict) else None
+                if not isinstance(variables, dict):
+                    raise InternalError("Asterisk did not say where to send RTP")
+                transport.set_remote(
+                    str(variables["UNICASTRTP_LOCAL_ADDRESS"]),
+                    int(variables["UNICASTRTP_LOCAL_PORT"]),
+                )
+                await self._wait_stasis(watch, channel_id)
+            keeper.feeder = asyncio.create_task(
+                _feed_silence(transport), name=f"bridge-keeper-{bridge_id}"
+            )
+            await self.ari.request(
+                "POST", f"/bridges/{bridge_id}/addChannel", {"channel": channel_id}
+            )
+        except (AriError, Unavailable, InternalError, KeyError, ValueError) as exc:
+            log.warning(
+                "could not keep frames flowing in bridge %s (the client is heard there only"
+                " while something else is written to the call): %s",
+                bridge_id,
+                exc,
+            )
+            await self._stop_keeper(keeper)
+
+    async def _stop_keeper(self, keeper: _Keeper) -> None:
+        """Stop feeding the keeper and hang its channel up (it leaves the bridge)."""
+        feeder, keeper.feeder = keeper.feeder, None
+        if feeder is not None:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+        channel_id, keeper.channel_id = keeper.channel_id, None
+        if channel_id is not None:
+            await self._quietly("DELETE", f"/channels/{channel_id}")
+        transport, keeper.transport = keeper.transport, None
+        if transport is not None:
+            transport.close()
 
     async def _start_silence(self, call_id: str) -> bool:
         """Ask for the silence generator on a call; whether Asterisk started it."""
@@ -582,7 +782,13 @@ class LegFactory:
                 and leg.holds_silence
                 and subject == target.id
             ):
-                await self._bridge_changed(target.id, kind == "ChannelEnteredBridge")
+                entered = kind == "ChannelEnteredBridge"
+                bridge_id = _object_id(event, "bridge")
+                await self._bridge_changed(target.id, entered, bridge_id)
+                if entered and bridge_id is not None:
+                    await self._keep(leg, bridge_id)
+                elif not entered and bridge_id == leg.kept_bridge:
+                    await self._unkeep(leg)
             elif kind == "PlaybackFinished" and leg.holds_silence:
                 playback = event.get("playback")
                 if (
@@ -702,10 +908,17 @@ class LegFactory:
         if leg.transport is not None:
             leg.transport.close()
             leg.transport = None
-        await self._release_silence(leg)
+        snoop_deleted = False
         for channel_id in reversed(leg.channel_ids):
-            await self._quietly("DELETE", f"/channels/{channel_id}")
+            deleted = await self._quietly("DELETE", f"/channels/{channel_id}")
+            snoop_deleted |= deleted and channel_id == leg.snoop_id
         leg.channel_ids.clear()
+        if snoop_deleted and (leg.holds_silence or leg.kept_bridge is not None):
+            # Frames still flow to the call (generator or keeper): let the snoop go first,
+            # or it lingers until something else is written to the call.
+            await self._snoop_gone(leg)
+        await self._release_silence(leg)
+        await self._unkeep(leg)
         for bridge_id in leg.bridge_ids:
             await self._quietly("DELETE", f"/bridges/{bridge_id}")
         leg.bridge_ids.clear()
@@ -725,13 +938,32 @@ class LegFactory:
         if not leg.ended.done():
             leg.ended.cancel()
 
+    async def _snoop_gone(self, leg: Leg) -> None:
+        """Wait (bounded) until the leg's snoop channel is gone.
+
+        Polled: Asterisk sends no ``ChannelDestroyed`` for a snoop channel to the app
+        that deleted it (recorded on 23.4.1, see emulator/pbx.py).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SNOOP_GONE_TIMEOUT
+        while True:
+            try:
+                await self.ari.request("GET", f"/channels/{leg.snoop_id}")
+            except (AriError, Unavailable):
+                return  # 404: gone (anything else: nothing to wait for)
+            if loop.time() >= deadline:
+                log.info("snoop %s not gone within %.1f s", leg.snoop_id, SNOOP_GONE_TIMEOUT)
+                return
+            await asyncio.sleep(SNOOP_POLL_S)
+
     async def _quietly(
         self,
         method: str,
         path: str,
         params: dict[str, str] | None = None,
         expected: tuple[int, ...] = (404,),
-    ) -> None:
+    ) -> bool:
+        """Ask, tolerating that the object is gone; whether Asterisk did it (2xx)."""
         # Gone already (404, or `expected`) is the outcome we want; anything else
         # is logged and left for the start-up orphan sweep.
         try:
@@ -741,6 +973,9 @@ class LegFactory:
                 log.warning("clean-up %s %s failed: %s", method, path, exc)
         except Unavailable as exc:
             log.warning("clean-up %s %s failed: %s", method, path, exc)
+        else:
+            return True
+        return False
 
 
 def _objects(answer: Any) -> list[dict[str, Any]]:
