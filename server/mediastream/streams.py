@@ -158,6 +158,8 @@ class Stream:
         self._frames_out = 0
         self._stopped: asyncio.Future[StreamStopped] = asyncio.get_running_loop().create_future()
         self._input_done = False
+        self._marks_due: list[MarkReached] = []
+        """Marks whose frame was sent, reported once its 20 ms have played."""
         self._marks_pending = 0
         self._hangup_requested = False
         self.attached = True
@@ -472,17 +474,32 @@ class Stream:
                 self._marks_pending = max(0, self._marks_pending - 1)
                 # The pacer reports a mark when the frame before it is sent;
                 # it has been played once that frame's 20 ms are over.
-                asyncio.get_running_loop().call_later(
-                    FRAME_MS / 1000, self._emit, MarkReached(event.name, event.position_ms)
-                )
+                reached = MarkReached(event.name, event.position_ms)
+                self._marks_due.append(reached)
+                asyncio.get_running_loop().call_later(FRAME_MS / 1000, self._reach_mark, reached)
             elif isinstance(event, Xoff):
                 self._emit(Flow(True, event.depth * FRAME_MS))
             elif isinstance(event, Xon):
                 self._emit(Flow(False, event.depth * FRAME_MS))
             elif isinstance(event, InputFinished):
-                self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
+                # The last frame was sent in this tick: it has played 20 ms from now,
+                # and the marks waiting out that frame are reported first (a mark just
+                # before the end of input was lost when the stream stopped here).
+                asyncio.get_running_loop().call_later(FRAME_MS / 1000, self._input_played)
                 return None
         return self._pacer.next_deadline()
+
+    def _reach_mark(self, reached: MarkReached) -> None:
+        # Reported here unless the end of input reported it already.
+        if any(m is reached for m in self._marks_due):
+            self._marks_due = [m for m in self._marks_due if m is not reached]
+            self._emit(reached)
+
+    def _input_played(self) -> None:
+        due, self._marks_due = self._marks_due, []
+        for reached in due:
+            self._emit(reached)
+        self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
 
     @property
     def _playing(self) -> bool:
