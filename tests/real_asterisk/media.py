@@ -27,7 +27,7 @@ TALK_HZ = 1000.0
 # at 3574 on real Asterisk (the emulator plays it at 7200); a client speaks at 8000.
 # "Heard" is well under either, well above "not heard" (silence, or a tone at another
 # frequency leaking through the Goertzel window: measured under 50).
-TONE_LEVEL = 2000.0
+TONE_LEVEL = 1500.0
 HEARD = 1500.0
 NOT_HEARD = 300.0
 
