@@ -265,7 +265,7 @@ class Channel:
         self.deliver_to_bridge(frame)
 
     def deliver_to_bridge(self, frame: Frame) -> None:
-        """Hand a frame to the bridge without passing the hooks (whisper injection)."""
+        """Hand a frame to the bridge without passing the hooks."""
         if self.bridge is not None and not self.hung_up:
             self.bridge.on_frame(self, frame)
 
@@ -284,7 +284,7 @@ class Channel:
         self.deliver_to_endpoint(frame)
 
     def deliver_to_endpoint(self, frame: Frame) -> None:
-        """Give a frame to the endpoint without passing the hooks (whisper injection)."""
+        """Give a frame to the endpoint without passing the hooks."""
         if not self.hung_up:
             self.tech.write_frame(self._to_native.convert(frame))
 

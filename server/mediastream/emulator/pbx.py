@@ -32,7 +32,13 @@ from mediastream.core.formats import AudioFormat
 from mediastream.emulator import events as ev
 from mediastream.emulator.audiosocket import AudioSocketTech
 from mediastream.emulator.bridge import BRIDGE_TYPES, Bridge
-from mediastream.emulator.dialplan import EXTENSIONS, DialplanRunner, Program
+from mediastream.emulator.dialplan import (
+    EXTENSIONS,
+    OWN_EXTENSIONS,
+    DialplanRunner,
+    Playback,
+    Program,
+)
 from mediastream.emulator.errors import AriError, internal_error
 from mediastream.emulator.events import EventBus
 from mediastream.emulator.media import MediaClock
@@ -236,13 +242,31 @@ class Pbx:
             one.apps.add(app)
             two.apps.add(app)
         program = EXTENSIONS.get(exten) if context == "default" else None
+        own = None
+        if not app:
+            # Originated into the dialplan: the ;1 half runs `extension` itself.
+            own_exten = params.get("extension", "")
+            own = (
+                OWN_EXTENSIONS.get(own_exten)
+                if params.get("context", "default") == ("default")
+                else None
+            )
+            one.dialplan = Dialplan(params.get("context") or "default", own_exten, 1, "", "")
         self._later(
-            lambda: self._start_local(one, two, program, app, _split_args(params.get("appArgs")))
+            lambda: self._start_local(
+                one, two, program, app, _split_args(params.get("appArgs")), own
+            )
         )
         return one
 
     def _start_local(
-        self, one: Channel, two: Channel, program: Program | None, app: str, args: list[str]
+        self,
+        one: Channel,
+        two: Channel,
+        program: Program | None,
+        app: str,
+        args: list[str],
+        own: tuple[str, str, float | None] | None = None,
     ) -> None:
         if one.hung_up:
             return
@@ -269,9 +293,17 @@ class Pbx:
         runner.start(program)
         if app:
             self._answer_outgoing(one, dialstring, app, args)
-        else:
-            self.set_state(one, "Up")
-            self._publish(ev.dial(one, dialstring, "ANSWER"), one)
+            return
+        self.set_state(one, "Up")
+        self._publish(ev.dial(one, dialstring, "ANSWER"), one)
+        if own is None:
+            # No such extension: Asterisk hangs the answered call up.
+            self.hangup(one, cause=1)
+            return
+        one.dialplan.app_name, one.dialplan.app_data, frequency = own
+        self._publish(ev.channel_dialplan(one), one)
+        if one.dialplan.app_name == "Playback":
+            Playback(one, self.clock, frequency)
 
     # --- hangup -------------------------------------------------------------------
 
