@@ -50,6 +50,21 @@ main/channel.c): ``AST_SOFTHANGUP_SHUTDOWN`` (4) comes only from
 is ``AST_SOFTHANGUP_EXPLICIT`` (32).
 """
 
+SNOOP_GONE_S = 1.0
+"""Seconds a deleted snoop channel gets to go before the gateway helps it.
+
+Asterisk finishes hanging up a snoop only when its audiohook has been detached from
+the snooped call, and that happens when the next frame passes the call
+(``ast_audiohook_detach`` in ``main/audiohook.c``): with frames flowing, within one
+frame (20 ms). A call that nothing is written to and that sends nothing (an echo
+alone in Stasis once the silence generator stopped) would keep the snoop for ever."""
+
+SNOOP_NUDGE_S = 3.0
+"""Seconds the silence generator runs, at most, to let a stuck snoop go."""
+
+SNOOP_POLL_S = 0.02
+"""How often the gateway looks whether the snoop is gone (one frame)."""
+
 
 @dataclass(frozen=True)
 class LegEnd:
@@ -91,6 +106,7 @@ class Leg:
     factory: LegFactory | None = None
     holds_silence: bool = False
     shutdown: bool = False
+    snoop_id: str | None = None
 
     def send_frame(self, frame: bytes) -> None:
         """Play one 20 ms frame (in `fmt`) into the call or conference."""
@@ -261,6 +277,7 @@ class LegFactory:
                 "snoopId": snoop_id,
             }
             leg.channel_ids.append(snoop_id)
+            leg.snoop_id = snoop_id
             try:
                 await self.ari.request("POST", f"/channels/{target.id}/snoop", params)
             except AriError as exc:
@@ -702,10 +719,14 @@ class LegFactory:
         if leg.transport is not None:
             leg.transport.close()
             leg.transport = None
-        await self._release_silence(leg)
         for channel_id in reversed(leg.channel_ids):
             await self._quietly("DELETE", f"/channels/{channel_id}")
         leg.channel_ids.clear()
+        if leg.snoop_id is not None:
+            # Before the silence generator stops: its frames are what lets the snoop go.
+            await self._until_snoop_gone(leg.spec.target.id, leg.snoop_id)
+            leg.snoop_id = None
+        await self._release_silence(leg)
         for bridge_id in leg.bridge_ids:
             await self._quietly("DELETE", f"/bridges/{bridge_id}")
         leg.bridge_ids.clear()
@@ -724,6 +745,68 @@ class LegFactory:
             leg.watch.close()
         if not leg.ended.done():
             leg.ended.cancel()
+
+    async def _gone(self, channel_id: str, timeout: float) -> bool:
+        """Whether ``channel_id`` is gone from Asterisk within ``timeout`` s (polled)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self.ari.request("GET", f"/channels/{channel_id}")
+            except AriError as exc:
+                if exc.status == 404:
+                    return True
+            except Unavailable:
+                return True  # Asterisk is gone: so is the snoop
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(SNOOP_POLL_S)
+
+    async def _until_snoop_gone(self, call_id: str, snoop_id: str) -> None:
+        """Wait until a deleted snoop is gone; make frames flow to the call if need be.
+
+        A snoop whose call passes no frame cannot finish its hangup (``SNOOP_GONE_S``):
+        it would stay in Asterisk, out of Stasis, until the call hangs up. ARI's silence
+        generator on the call writes the frame it waits for; it runs only until the
+        snoop is gone (a frame or two), and only on a call that nothing flowed through,
+        so what the call hears does not change.
+        """
+        if await self._gone(snoop_id, SNOOP_GONE_S):
+            return
+        state = self._silence.setdefault(call_id, _Silence())
+        state.holders += 1  # keeps the entry while it is used here
+        try:
+            async with state.lock:
+                started_here = False
+                if not state.started:
+                    try:
+                        await self.ari.request("POST", f"/channels/{call_id}/silence")
+                        started_here = True
+                    except (AriError, Unavailable) as exc:
+                        # 409: a call running dialplan; ARI cannot write to it.
+                        log.info(
+                            "call %s: no silence generator to let a snoop go: %s", call_id, exc
+                        )
+                gone = await self._gone(snoop_id, SNOOP_NUDGE_S)
+                if started_here:
+                    await self._quietly(
+                        "DELETE", f"/channels/{call_id}/silence", expected=(404, 409)
+                    )
+            metrics.SNOOPS_NUDGED.labels("gone" if gone else "stuck").inc()
+            if gone:
+                log.info("snoop %s went once frames flowed to call %s", snoop_id, call_id)
+            else:
+                log.warning(
+                    "snoop channel %s is still in Asterisk: nothing passes call %s, so"
+                    " Asterisk cannot detach it; it goes when the call hangs up or a frame"
+                    " passes it",
+                    snoop_id,
+                    call_id,
+                )
+        finally:
+            state.holders -= 1
+            if state.holders <= 0 and not state.started and self._silence.get(call_id) is state:
+                del self._silence[call_id]
 
     async def _quietly(
         self,
