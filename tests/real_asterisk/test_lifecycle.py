@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 
@@ -246,9 +247,33 @@ async def test_churn_of_100_streams_with_abrupt_exits_leaves_nothing(
     for start in range(0, 100, 20):
         await asyncio.gather(*(one(i) for i in range(start, start + 20)))
     left = await no_leftovers(platform, wait=15)
-    assert left == [], f"{len(gw.gateway.streams.streams)} open; calls {calls}; left {left[:3]}"
+    kinds = collections.Counter(name.split("/")[0] if "/" in name else "bridge" for name in left)
+    assert left == [], (
+        f"{len(left)} left ({dict(kinds)}), {len(gw.gateway.streams.streams)} streams open;"
+        f" calls {calls}; first {left[:3]}"
+    )
     mine = {b["id"] for b in await platform.bridges()}
     assert mine <= set(platform.made_bridges)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t.value)
+async def test_stream_on_a_call_nothing_passes_leaves_no_snoop(
+    backend: Backend, gw: RunningGateway, platform: Platform, transport: Transport
+) -> None:
+    # An echo call alone in Stasis with a listen-only stream: nothing is written to it, so
+    # nothing comes back from it either, and Asterisk can finish hanging the snoop up only
+    # once a frame passes the call (main/audiohook.c, ast_audiohook_detach): the gateway
+    # has to make one pass. The emulator keeps such a snoop the same way.
+    call = await platform.stasis_call("echo")
+    async with gw.client() as client, client.listen(call_id=call, transport=transport) as s:
+        got = 0
+        async with asyncio.timeout(10):
+            async for _chunk in s.audio():
+                got += 1
+                if got == 10:
+                    break
+    assert await no_leftovers(platform, wait=10) == []
+    assert (await platform.request("GET", f"/channels/{call}"))["state"] == "Up"
 
 
 # --- Asterisk going away: each on a private Asterisk ---------------------------------------

@@ -211,6 +211,8 @@ class Channel:
         on_hangup: Callbacks run while the channel is torn down.
         generating: A generator (ARI's silence generator) writes to the channel:
             as in ``ast_write``, every other frame written meanwhile is dropped.
+        lingering: Hung up but not yet destroyed, and still listed by ARI (a snoop
+            whose audiohook waits for a frame to pass the snooped channel).
     """
 
     id: str
@@ -235,6 +237,7 @@ class Channel:
     snoops: list[Channel] = field(default_factory=list)
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
     generating: bool = False
+    lingering: bool = False
 
     def __post_init__(self) -> None:
         self._to_native = FormatConverter(self.native_format)
@@ -260,7 +263,7 @@ class Channel:
         """The endpoint produced ``frame`` (what the party sends): pass it to the bridge."""
         if self.hung_up:
             return
-        for hook in self.hooks:
+        for hook in list(self.hooks):
             frame = hook.on_read(frame)
         self.deliver_to_bridge(frame)
 
@@ -279,7 +282,7 @@ class Channel:
         """
         if self.hung_up or (self.generating and not generated):
             return
-        for hook in self.hooks:
+        for hook in list(self.hooks):
             frame = hook.on_write(frame)
         self.deliver_to_endpoint(frame)
 

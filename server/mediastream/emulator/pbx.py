@@ -335,7 +335,20 @@ class Pbx:
         peer = None if quiet_peer else channel.local_peer
         if peer is not None and not peer.hung_up:
             self._publish(ev.channel_hangup_request(peer, 16), peer)
-        self._destroy(channel, tech_cause)
+        snoop = channel.tech if channel.is_snoop else None
+        if isinstance(snoop, Snoop) and snoop.detaching:
+            # Its audiohook waits for a frame to pass the snooped call (main/audiohook.c):
+            # the channel stays, out of Stasis, until then.
+            channel.lingering = True
+            channel.dialplan.app_name = channel.dialplan.app_data = ""
+
+            def destroyed() -> None:
+                channel.lingering = False
+                self._destroy(channel, tech_cause)
+
+            snoop.on_detached = destroyed
+        else:
+            self._destroy(channel, tech_cause)
         if peer is not None and not peer.hung_up:
             peer.hung_up = True
             self._publish(ev.channel_hangup_request(peer, 16, soft=True), peer)
@@ -370,6 +383,9 @@ class Pbx:
         self.runners.pop(channel.id, None)
         for snoop_channel in list(channel.snoops):
             self.hangup(snoop_channel, cause=16)
+        for hook in list(channel.hooks):
+            if isinstance(hook, Snoop):
+                hook.target_gone()
         for callback in channel.on_hangup:
             callback()
 
