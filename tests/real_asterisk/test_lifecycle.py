@@ -277,6 +277,30 @@ async def test_stream_on_a_call_nothing_passes_leaves_no_snoop(
     assert (await platform.request("GET", f"/channels/{call}"))["state"] == "Up"
 
 
+async def test_a_tone_call_alone_is_not_heard_two_way(
+    backend: Backend, gw: RunningGateway, platform: Platform
+) -> None:
+    # A limit of Local channels, not of the gateway: a two-way stream starts ARI's silence
+    # generator on a call alone in Stasis (so that the client is heard), and Asterisk passes
+    # no voice frame between the halves of a Local pair while both have a generator
+    # (main/core_unreal.c, unreal_queue_frame) - here the ;2 half's Playtones. A listen-only
+    # stream of the same call hears the tone. The emulator does the same.
+    call = await platform.stasis_call("tone")
+    await asyncio.sleep(1.0)
+    async with gw.client() as client:
+        listened = await record(client, 0.6, call_id=call)
+        two_way = bytearray()
+        async with client.stream(call_id=call, format=AudioFormat.SLIN) as stream:
+            async with asyncio.timeout(10):
+                async for chunk in stream.audio():
+                    two_way += chunk.data
+                    if len(two_way) >= 2 * 8000 * 1.2:
+                        break
+    assert tone_level(listened, 8000, 440) > TONE_LEVEL
+    heard = samples_of(bytes(two_way), AudioFormat.SLIN)[int(0.6 * 8000) :]
+    assert tone_level(heard, 8000, 440) < NOT_HEARD
+
+
 # --- Asterisk going away: each on a private Asterisk ---------------------------------------
 
 
@@ -327,6 +351,7 @@ async def test_kill_9_then_restart_health_and_new_streams(
         await wait_health(gw, True, 20)
         async with backend.platform() as platform:
             call = await platform.stasis_call("tone")
+            await asyncio.sleep(1.0)  # the ;2 half's Playtones starts ~0.5 s after Answer()
             async with gw.client() as client:
                 samples = await record(client, 0.5, call_id=call)
             assert tone_level(samples, 8000, 440) > TONE_LEVEL
@@ -347,6 +372,7 @@ async def test_health_and_new_streams_across_a_restart(
         async with backend.platform() as platform:
             for transport in TRANSPORTS:
                 call = await platform.stasis_call("tone")
+                await asyncio.sleep(1.0)  # the ;2 half's Playtones starts ~0.5 s after Answer()
                 async with gw.client() as client:
                     samples = await record(client, 0.5, call_id=call, transport=transport)
                 assert tone_level(samples, 8000, 440) > TONE_LEVEL
@@ -360,11 +386,18 @@ async def test_websocket_endpoint_reaches_asterisk_style_ids(
     backend: Backend, gw: RunningGateway, platform: Platform, kind: str
 ) -> None:
     # A platform that keeps Asterisk's own uniqueids (`1795515126.1745`) and bridge ids.
+    # In a bridge of the platform's (with a silent peer for a call): the endpoint's stream is
+    # two-way, and ARI's silence generator on a Local call alone in Stasis would stop its
+    # far end's Playtones reaching it (test_a_tone_call_alone_is_not_heard_two_way).
     call = await platform.stasis_call("tone", channel_id=None)
     target = call
+    bridge_id = f"{time.time():.0f}.{id(call) % 9999}"
     if kind == "conferences":
-        target = await platform.bridge(call, bridge_id=f"{time.time():.0f}.{id(call) % 9999}")
-    url = f"http://{gw.ws_url}/v1.0/{kind}/{target}/media_stream?format=slin"
+        target = await platform.bridge(call, bridge_id=bridge_id)
+    else:
+        await platform.bridge(call, await platform.stasis_call("silent"), bridge_id=bridge_id)
+    await asyncio.sleep(1.0)  # the ;2 half's Playtones starts ~0.5 s after Answer()
+    url = f"http://{gw.ws_url}/v1.0/{kind}/{target}/media_stream?encapsulation=sln&format=slin"
     payload = bytearray()
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
         while len(payload) < 8000 * 2 * 1.2:

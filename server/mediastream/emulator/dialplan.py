@@ -111,6 +111,7 @@ class DialplanRunner:
         self.echo = False
         self.in_digit = False
         self._tone: ToneGenerator | None = None
+        self._tone_is_generator = True
         self._to_native = FormatConverter(channel.native_format)
         self._heard = asyncio.Event()
         self._deferring = False
@@ -123,6 +124,8 @@ class DialplanRunner:
 
     def write_frame(self, frame: Frame) -> None:
         """The dialplan hears ``frame``; Echo() sends it straight back."""
+        if self._generators_on_both_halves:
+            return
         if self._deferring:
             # Answer() puts the frame that ended its wait back on the channel, and
             # later frames queue behind it, so the next application (Echo) gets them.
@@ -161,9 +164,27 @@ class DialplanRunner:
         if not self._closed and self.on_finished is not None:
             self.on_finished()
 
+    @property
+    def _generators_on_both_halves(self) -> bool:
+        """Playtones here (a generator on ``;2``) while a generator writes to ``;1``.
+
+        ``main/core_unreal.c`` (``unreal_queue_frame``) passes no voice frame between
+        the halves of a Local pair while both have a generator: with ARI's silence
+        generator on the call, its far end's Playtones is not heard, nor is the
+        call heard by it.
+        """
+        return (
+            self._tone is not None
+            and self._tone_is_generator
+            and self.dialplan_channel is not self.channel
+            and self.channel.generating
+        )
+
     def _tick(self) -> None:
         if self._tone is not None and not self.in_digit and not self._closed:
             pcm = self._tone.next_frame()
+            if self._generators_on_both_halves:
+                return
             self.channel.read(self._to_native.convert(Frame(AudioFormat.SLIN, pcm)))
 
     # --- dialplan applications ----------------------------------------------
@@ -202,11 +223,24 @@ class DialplanRunner:
         self._deferring = False
         self._deferred.clear()
 
-    def play_tones(self, *frequencies: float, amplitude: int = PLAYTONES_AMPLITUDE) -> None:
-        """``Playtones(f1+f2...)``: start a steady tone (runs until stopped)."""
+    def play_tones(
+        self,
+        *frequencies: float,
+        amplitude: int = PLAYTONES_AMPLITUDE,
+        generator: bool = True,
+    ) -> None:
+        """``Playtones(f1+f2...)``: start a steady tone (runs until stopped).
+
+        Args:
+            frequencies: The tone's components.
+            amplitude: Peak amplitude of each.
+            generator: Whether Asterisk plays it with a channel generator (Playtones
+                does; ``Playback`` of a file does not).
+        """
         self._tone = ToneGenerator(
             frequencies, self.channel.native_format.sample_rate, amplitude=amplitude
         )
+        self._tone_is_generator = generator
 
     def stop_tones(self) -> None:
         """``StopPlaytones()``."""
@@ -336,7 +370,7 @@ async def ext_playback(r: DialplanRunner) -> None:
     await r.answer()
     r.discard_deferred()
     await r.app("Playback", "mediastream-prompt")
-    r.play_tones(PROMPT_HZ, amplitude=PROMPT_AMPLITUDE)
+    r.play_tones(PROMPT_HZ, amplitude=PROMPT_AMPLITUDE, generator=False)
     await asyncio.Event().wait()
 
 

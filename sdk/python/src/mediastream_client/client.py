@@ -75,6 +75,12 @@ RESUMABLE = frozenset(
 FINAL_REASONS = frozenset({"ASTERISK_FAILURE", "DRAINING"})
 """Reasons of an UNAVAILABLE that a resume cannot mend: the stream is gone."""
 
+RESUME_ATTEMPTS = 5
+"""Tries of one resume whose RPC failed before reaching a server (no reason given)."""
+
+RESUME_BACKOFF_S = 0.05
+"""Wait before the second try; doubled before each next one (0.75 s in all)."""
+
 WRONG_INSTANCE = "RESUME_WRONG_INSTANCE"
 """A resume reached a gateway instance other than the one holding the stream."""
 
@@ -256,9 +262,22 @@ class _Stream:
         config.resume.token = self.info.resume_token
         if self._last_sequence is not None:
             config.resume.last_sequence_number = self._last_sequence
-        # The stream lives on one instance; the load balancer may pick another.
-        self._stub = self._stub_for(self.info.instance_address)
-        await self._start(config)
+        delay = RESUME_BACKOFF_S
+        for attempt in range(1, RESUME_ATTEMPTS + 1):
+            # The stream lives on one instance; the load balancer may pick another.
+            self._stub = self._stub_for(self.info.instance_address)
+            try:
+                await self._start(config)
+                break
+            except RPCError as error:
+                # The first try often goes out on the connection that just broke
+                # ("Stream removed", broken pipe) before gRPC has noticed; a refusal
+                # by the server carries a reason and is final.
+                if attempt == RESUME_ATTEMPTS or error.reason or error.code not in RESUMABLE:
+                    raise
+                log.info("resume of stream %s failed (%s); retrying", self.info.stream_id, error)
+                await asyncio.sleep(delay)
+                delay *= 2
         self.resumes += 1
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
