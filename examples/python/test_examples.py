@@ -88,6 +88,12 @@ def test_barge_in_clears_when_the_caller_presses_a_key() -> None:
     match = re.search(r"cleared at (\d+) ms; dropped marks: (.*)", out)
     assert match, out
     assert 0 <= int(match[1]) < 6000
-    # The prompt runs 3 s ahead of playback: at least the sentence being played is dropped.
-    assert match[2].startswith("sentence-"), out
+    # The prompt runs 3 s ahead of playback: at least the sentence being played is
+    # dropped. The demo caller presses its keys every 2 s from a phase of its own, so it
+    # may barge in during the first sentence, before that sentence's mark was sent (its
+    # frames go first); only then may no mark be dropped.
+    if match[2] == "none":
+        assert int(match[1]) < 1000, out
+    else:
+        assert match[2].startswith("sentence-"), out
     assert out.rstrip().endswith("stopped: client_done"), out
