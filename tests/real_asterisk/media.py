@@ -28,7 +28,10 @@ TALK_HZ = 1000.0
 # "Heard" is well under either, well above "not heard" (silence, or a tone at another
 # frequency leaking through the Goertzel window: measured under 50).
 TONE_LEVEL = 1500.0
-HEARD = 1500.0
+HEARD = 1000.0
+"""The client's 1 kHz tone (amplitude 8000) came back from an echo at 1999 per frame on every
+release (23.4.1, 20.20.1; rtp, audiosocket, websocket); a loaded machine slips frames (a 20 ms
+window at 500 or 1499), which took a 2 s window down to 1428 on 20.20.1. Not heard is < 50."""
 NOT_HEARD = 300.0
 
 ULAW_BIAS = 0x84

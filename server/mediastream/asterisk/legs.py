@@ -291,9 +291,18 @@ class LegFactory:
             join_bridge, members = target.id, []
         channel_id = await self._external_media(leg)
         members.append(channel_id)
-        await self.ari.request(
-            "POST", f"/bridges/{join_bridge}/addChannel", {"channel": ",".join(members)}
-        )
+        try:
+            await self.ari.request(
+                "POST", f"/bridges/{join_bridge}/addChannel", {"channel": ",".join(members)}
+            )
+        except AriError as exc:
+            if target.kind is TargetKind.CONFERENCE and exc.status == 404:
+                raise self._translate(exc, target) from exc  # the conference ended meanwhile
+            # 400 "Channel not found": a channel the gateway just made is already gone
+            # (seen on 20.20.1 with 25 streams opening at once: the WebSocket channel).
+            raise Unavailable(
+                f"Asterisk dropped the stream's channel before it was bridged: {exc.message}"
+            ) from exc
         if _needs_silence(spec):
             await self._hold_silence(leg)
 
