@@ -95,6 +95,13 @@ RESUMES = Counter(
     "Streams resumed after a dropped connection.",
     registry=REGISTRY,
 )
+SNOOPS_NUDGED = Counter(
+    "mediastream_snoops_nudged_total",
+    "Deleted snoop channels that did not go within 1 s (nothing passed their call), after"
+    " the silence generator ran on the call: gone, or still stuck.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 MALFORMED_INPUT = Counter(
     "mediastream_malformed_input_total",
     "Input dropped or refused as malformed, by where it came in.",

@@ -140,3 +140,27 @@ async def test_authentication_and_scopes(harness: Harness) -> None:
             client.listen(call_id=TONE_CALL_ID, format=AudioFormat.ULAW) as stream,
         ):
             assert stream.info is not None
+
+
+async def test_a_channel_gone_before_it_is_bridged_is_unavailable(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen on 20.20.1 with 25 streams opening at once: the externalMedia channel was gone
+    # when the gateway bridged it (400 "Channel not found"). That is Asterisk dropping the
+    # stream, not a bug of the gateway's (it was UNKNOWN, "Unexpected AriError").
+    from mediastream.emulator.errors import AriError
+    from mediastream.emulator.pbx import Pbx
+
+    pbx = harness.emulator.pbx
+
+    def gone(self: Pbx, bridge: object, channel_ids: list[str]) -> None:
+        for cid in channel_ids:
+            if cid in self.channels and not self.channels[cid].name.startswith("Snoop/"):
+                self.hangup(self.channels[cid])
+        raise AriError(400, "Channel not found")
+
+    monkeypatch.setattr(Pbx, "add_channels", gone)
+    err = await open_error(harness, call_id=TONE_CALL_ID)
+    assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "ASTERISK_UNAVAILABLE")
+    assert "dropped the stream's channel" in err.message
+    assert not [c for c in pbx.channels.values() if c.name.startswith("Snoop/")]

@@ -13,9 +13,10 @@ private one from ``own_asterisk`` instead, so the others are not disturbed. With
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,36 @@ class Backend:
             return f"Asterisk {self.release} has no chan_websocket"
         return None
 
+    async def stop(self) -> None:
+        """Stop it: ``core stop now`` (channels soft-hung with cause 4, then ARI closes)."""
+        if self.asterisk is not None:
+            await asyncio.to_thread(self.asterisk.stop)
+        elif self.emulator is not None:
+            await self.emulator.stop()
+
+    async def kill(self) -> None:
+        """``kill -9``: it vanishes without a word (the emulator: :meth:`Emulator.kill`)."""
+        if self.asterisk is not None:
+            await asyncio.to_thread(self.asterisk.kill)
+        elif self.emulator is not None:
+            await self.emulator.kill()
+
+    async def start(self) -> None:
+        """Start it again on the same ARI port (a gateway pointed at it reconnects)."""
+        if self.asterisk is not None:
+            await asyncio.to_thread(self.asterisk.start)
+        elif self.emulator is not None:
+            old = self.emulator.config
+            self.emulator = Emulator(
+                EmulatorConfig(
+                    port=self.emulator.port,
+                    username=old.username,
+                    password=old.password,
+                    demo=False,
+                )
+            )
+            await self.emulator.start()
+
     def platform(self) -> Platform:
         """A new platform client (use with ``async with``)."""
         return Platform(self.ari_url, self.ari_user, self.ari_password, emulator=self.is_emulator)
@@ -184,6 +215,38 @@ def own_asterisk(release: str, instances: Instances) -> Iterator[Callable[..., B
     yield make
     for asterisk in made:
         asterisk.cleanup()
+
+
+@pytest.fixture
+async def own_backend(
+    release: str, own_asterisk: Callable[..., Backend]
+) -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
+    """A factory of private backends that a test may stop, kill and start again.
+
+    A private Asterisk of the release, or a private emulator (the same scenario, the same
+    expected outcome: the emulator stops as ``core stop now`` does and dies as ``kill -9``).
+    """
+    made: list[Backend] = []
+
+    async def make(**options: Any) -> Backend:
+        if release != EMULATOR:
+            return own_asterisk(**options)
+        emulator = Emulator(EmulatorConfig(port=0, demo=False))
+        await emulator.start()
+        backend = Backend(
+            EMULATOR,
+            emulator.ari_url,
+            emulator.config.username,
+            emulator.config.password,
+            emulator=emulator,
+        )
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        if backend.emulator is not None:
+            await backend.emulator.stop()
 
 
 @dataclass

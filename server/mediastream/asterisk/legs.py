@@ -44,19 +44,6 @@ RECONNECT_GRACE = 5.0
 STASIS_TIMEOUT = 5.0
 """Seconds to wait for a created channel's StasisStart."""
 
-SNOOP_GONE_TIMEOUT = 1.0
-"""Seconds a closing two-way leg keeps frames flowing to the call for its snoop to go.
-
-A snoop channel's hangup waits until its audiohooks are detached, which happens only
-when a frame is read or written on the snooped call (main/audiohook.c,
-``ast_audiohook_detach``): on a call nothing else is written to, the snoop would linger
-until the call hangs up. While the generator or the keeper still runs, a frame comes
-within 20 ms; the bound only matters on a call that reads and is written nothing.
-"""
-
-SNOOP_POLL_S = 0.02
-"""How often a closing leg looks whether its snoop is gone (one frame's time)."""
-
 SHUTDOWN_SOFTHANGUP = 4
 """``cause`` of the soft ``ChannelHangupRequest`` Asterisk's shutdown sends every channel.
 
@@ -65,6 +52,23 @@ main/channel.c): ``AST_SOFTHANGUP_SHUTDOWN`` (4) comes only from
 ``ast_softhangup_all()`` in ``core stop now``/``core restart now``; ARI's DELETE
 is ``AST_SOFTHANGUP_EXPLICIT`` (32).
 """
+
+SNOOP_GONE_S = 1.0
+"""Seconds a deleted snoop channel gets to go before the gateway helps it.
+
+Asterisk finishes hanging up a snoop only when its audiohook has been detached from
+the snooped call, and that happens when the next frame passes the call
+(``ast_audiohook_detach`` in ``main/audiohook.c``): with frames flowing, within one
+frame (20 ms). A call that nothing is written to and that sends nothing (an echo
+alone in Stasis once the silence generator stopped) would keep the snoop for ever, so a
+closing leg deletes its snoop while the generator or the keeper still runs (a frame then
+comes within 20 ms) and stops them only once the snoop is gone."""
+
+SNOOP_NUDGE_S = 3.0
+"""Seconds the silence generator runs, at most, to let a stuck snoop go."""
+
+SNOOP_POLL_S = 0.02
+"""How often the gateway looks whether the snoop is gone (one frame)."""
 
 
 @dataclass(frozen=True)
@@ -354,9 +358,18 @@ class LegFactory:
             join_bridge, members = target.id, []
         channel_id = await self._external_media(leg)
         members.append(channel_id)
-        await self.ari.request(
-            "POST", f"/bridges/{join_bridge}/addChannel", {"channel": ",".join(members)}
-        )
+        try:
+            await self.ari.request(
+                "POST", f"/bridges/{join_bridge}/addChannel", {"channel": ",".join(members)}
+            )
+        except AriError as exc:
+            if target.kind is TargetKind.CONFERENCE and exc.status == 404:
+                raise self._translate(exc, target) from exc  # the conference ended meanwhile
+            # 400 "Channel not found": a channel the gateway just made is already gone
+            # (seen on 20.20.1 with 25 streams opening at once: the WebSocket channel).
+            raise Unavailable(
+                f"Asterisk dropped the stream's channel before it was bridged: {exc.message}"
+            ) from exc
         if _needs_silence(spec):
             await self._hold_silence(leg)
 
@@ -908,15 +921,13 @@ class LegFactory:
         if leg.transport is not None:
             leg.transport.close()
             leg.transport = None
-        snoop_deleted = False
         for channel_id in reversed(leg.channel_ids):
-            deleted = await self._quietly("DELETE", f"/channels/{channel_id}")
-            snoop_deleted |= deleted and channel_id == leg.snoop_id
+            await self._quietly("DELETE", f"/channels/{channel_id}")
         leg.channel_ids.clear()
-        if snoop_deleted and (leg.holds_silence or leg.kept_bridge is not None):
-            # Frames still flow to the call (generator or keeper): let the snoop go first,
-            # or it lingers until something else is written to the call.
-            await self._snoop_gone(leg)
+        if leg.snoop_id is not None:
+            # Before the silence generator stops: its frames are what lets the snoop go.
+            await self._until_snoop_gone(leg.spec.target.id, leg.snoop_id)
+            leg.snoop_id = None
         await self._release_silence(leg)
         await self._unkeep(leg)
         for bridge_id in leg.bridge_ids:
@@ -938,23 +949,67 @@ class LegFactory:
         if not leg.ended.done():
             leg.ended.cancel()
 
-    async def _snoop_gone(self, leg: Leg) -> None:
-        """Wait (bounded) until the leg's snoop channel is gone.
-
-        Polled: Asterisk sends no ``ChannelDestroyed`` for a snoop channel to the app
-        that deleted it (recorded on 23.4.1, see emulator/pbx.py).
-        """
+    async def _gone(self, channel_id: str, timeout: float) -> bool:
+        """Whether ``channel_id`` is gone from Asterisk within ``timeout`` s (polled)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + SNOOP_GONE_TIMEOUT
+        deadline = loop.time() + timeout
         while True:
             try:
-                await self.ari.request("GET", f"/channels/{leg.snoop_id}")
-            except (AriError, Unavailable):
-                return  # 404: gone (anything else: nothing to wait for)
+                await self.ari.request("GET", f"/channels/{channel_id}")
+            except AriError as exc:
+                if exc.status == 404:
+                    return True
+            except Unavailable:
+                return True  # Asterisk is gone: so is the snoop
             if loop.time() >= deadline:
-                log.info("snoop %s not gone within %.1f s", leg.snoop_id, SNOOP_GONE_TIMEOUT)
-                return
+                return False
             await asyncio.sleep(SNOOP_POLL_S)
+
+    async def _until_snoop_gone(self, call_id: str, snoop_id: str) -> None:
+        """Wait until a deleted snoop is gone; make frames flow to the call if need be.
+
+        A snoop whose call passes no frame cannot finish its hangup (``SNOOP_GONE_S``):
+        it would stay in Asterisk, out of Stasis, until the call hangs up. ARI's silence
+        generator on the call writes the frame it waits for; it runs only until the
+        snoop is gone (a frame or two), and only on a call that nothing flowed through,
+        so what the call hears does not change.
+        """
+        if await self._gone(snoop_id, SNOOP_GONE_S):
+            return
+        state = self._silence.setdefault(call_id, _Silence())
+        state.holders += 1  # keeps the entry while it is used here
+        try:
+            async with state.lock:
+                started_here = False
+                if not state.started:
+                    try:
+                        await self.ari.request("POST", f"/channels/{call_id}/silence")
+                        started_here = True
+                    except (AriError, Unavailable) as exc:
+                        # 409: a call running dialplan; ARI cannot write to it.
+                        log.info(
+                            "call %s: no silence generator to let a snoop go: %s", call_id, exc
+                        )
+                gone = await self._gone(snoop_id, SNOOP_NUDGE_S)
+                if started_here:
+                    await self._quietly(
+                        "DELETE", f"/channels/{call_id}/silence", expected=(404, 409)
+                    )
+            metrics.SNOOPS_NUDGED.labels("gone" if gone else "stuck").inc()
+            if gone:
+                log.info("snoop %s went once frames flowed to call %s", snoop_id, call_id)
+            else:
+                log.warning(
+                    "snoop channel %s is still in Asterisk: nothing passes call %s, so"
+                    " Asterisk cannot detach it; it goes when the call hangs up or a frame"
+                    " passes it",
+                    snoop_id,
+                    call_id,
+                )
+        finally:
+            state.holders -= 1
+            if state.holders <= 0 and not state.started and self._silence.get(call_id) is state:
+                del self._silence[call_id]
 
     async def _quietly(
         self,

@@ -19,6 +19,8 @@ Hooks for tests (fault injection), on :class:`Emulator`:
   without ``soft``);
 * ``end_conference(bridge_id)``: the bridge is destroyed, its non-Stasis members hang up;
 * ``send_dtmf(channel_id, digits)``: the caller presses keys (audio pauses per digit);
+* ``kill()``: vanish as a ``kill -9``'d Asterisk (no hangup events, every socket drops);
+  ``stop()`` is ``core stop now`` (soft hangups with cause 4 first);
 * ``channel_ids()``, and ``pbx`` / ``clock`` for white-box checks (``clock.tick()``
   fast-forwards the 20 ms clock).
 

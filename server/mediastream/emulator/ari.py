@@ -297,7 +297,11 @@ class AriServer:
     # --- channels ------------------------------------------------------------------
 
     async def _list_channels(self, req: AriRequest) -> web.Response:
-        channels = [c.snapshot() for c in reversed(self.pbx.channels.values()) if not c.hung_up]
+        channels = [
+            c.snapshot()
+            for c in reversed(self.pbx.channels.values())
+            if not c.hung_up or c.lingering
+        ]
         return _json_response(200, channels)
 
     async def _originate(self, req: AriRequest) -> web.Response:

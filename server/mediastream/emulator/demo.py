@@ -4,7 +4,11 @@ They stand for calls that run dialplan (not Stasis), so the gateway reaches a ca
 through a snoop channel and the conference by joining its bridge:
 
 * :data:`TONE_CALL_ID`: plays 440 Hz at Playtones level;
-* :data:`ECHO_CALL_ID`: sends back whatever it hears;
+* :data:`ECHO_CALL_ID`: sends back whatever it hears. Its dialplan plays silence in a
+  loop (``Playback(silence/10)``), as a platform keeps something playing to a call it
+  parks: a snoop's whisper is mixed only into frames written to the call
+  (:mod:`mediastream.emulator.snoop`, as in Asterisk), so without it a client talking
+  to the echo call would hear nothing back;
 * :data:`DTMF_CALL_ID`: 440 Hz, and every 2 s ``SendDTMF(12#,100,120)``;
 * :data:`CONFERENCE_ID`: a mixing bridge with a 440 Hz and an 880 Hz participant.
 """
@@ -15,7 +19,7 @@ import asyncio
 import itertools
 
 from mediastream.core.formats import AudioFormat
-from mediastream.emulator.dialplan import DialplanRunner, Program
+from mediastream.emulator.dialplan import DialplanRunner, Playback, Program
 from mediastream.emulator.model import Channel, Dialplan
 from mediastream.emulator.pbx import Pbx
 
@@ -98,7 +102,9 @@ def add_call(pbx: Pbx, kind: str = "tone", channel_id: str | None = None) -> Cha
     if program is None:
         raise ValueError(f"unknown call kind {kind!r}; use one of {sorted(CALL_KINDS)}")
     name = f"PJSIP/call-{kind}-{next(_call_counter):08x}"
-    return _demo_channel(pbx, channel_id, name, f"call-{kind}", ("Caller", "1000"), program)
+    return _demo_channel(
+        pbx, channel_id, name, f"call-{kind}", ("Caller", "1000"), program, kind == "echo"
+    )
 
 
 def _demo_channel(
@@ -108,19 +114,21 @@ def _demo_channel(
     exten: str,
     caller: tuple[str, str],
     program: Program,
+    plays_silence: bool = False,
 ) -> Channel:
-    channel = pbx.new_channel(
-        name,
-        AudioFormat.ULAW,
-        channel_id,
-        dialplan=Dialplan("default", exten, 2, "Wait", "3600"),
-        state="Up",
+    dialplan = (
+        Dialplan("default", exten, 3, "Playback", "silence/10")
+        if plays_silence
+        else Dialplan("default", exten, 2, "Wait", "3600")
     )
+    channel = pbx.new_channel(name, AudioFormat.ULAW, channel_id, dialplan=dialplan, state="Up")
     channel.caller = caller
     runner = DialplanRunner(channel, channel, pbx.clock, on_finished=lambda: pbx.hangup(channel))
     channel.tech = runner
     pbx.runners[channel.id] = runner
     runner.start(program)
+    if plays_silence:
+        Playback(channel, pbx.clock)
     return channel
 
 
@@ -135,7 +143,13 @@ def create_demo(pbx: Pbx) -> None:
         _tone(440),
     )
     _demo_channel(
-        pbx, ECHO_CALL_ID, "PJSIP/demo-echo-00000002", "demo-echo", ("Demo Echo", "1002"), _echo
+        pbx,
+        ECHO_CALL_ID,
+        "PJSIP/demo-echo-00000002",
+        "demo-echo",
+        ("Demo Echo", "1002"),
+        _echo,
+        plays_silence=True,
     )
     _demo_channel(
         pbx, DTMF_CALL_ID, "PJSIP/demo-dtmf-00000003", "demo-dtmf", ("Demo DTMF", "1003"), _dtmf

@@ -13,6 +13,14 @@ Extensions (context ``default``), as in the fixtures README:
 * ``echo``: Answer, Echo()
 * ``dtmf``: Answer, Playtones(440), Wait(0.4), SendDTMF(12#,100,120), Playtones(440), Wait(60)
 * ``short``: Answer, Playtones(440), Wait(1), Hangup
+* ``silent``, ``wait``: Answer, Wait(120) (nothing is sent: a silent leg)
+* ``playback``: Answer, Playback of a 500 Hz prompt in a loop (the real-Asterisk suite's
+  generated ``mediastream-prompt``, tests/real_asterisk/asterisk.py)
+
+A call originated into the dialplan (``POST /channels`` with ``extension`` and no
+``app``) runs :data:`OWN_EXTENSIONS` on its ``;1`` half: what that dialplan plays is
+*written* to the call (:class:`Playback`), which is what a snoop's whisper needs to be
+heard (``wait`` writes nothing, as Asterisk's ``Wait()`` without ``transmit_silence``).
 
 ``Answer()`` returns when the first frame is heard or after 500 ms, which is why a
 tone call bridged with a silent party starts its tone half a second late.
@@ -26,10 +34,18 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from mediastream.core.formats import FRAME_MS, AudioFormat
-from mediastream.emulator.media import MediaClock, ToneGenerator
+from mediastream.emulator.media import PLAYTONES_AMPLITUDE, MediaClock, ToneGenerator
 from mediastream.emulator.model import Channel, FormatConverter, Frame
 
-__all__ = ["EXTENSIONS", "DialplanRunner", "Program"]
+__all__ = [
+    "EXTENSIONS",
+    "OWN_EXTENSIONS",
+    "PROMPT_AMPLITUDE",
+    "PROMPT_HZ",
+    "DialplanRunner",
+    "Playback",
+    "Program",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +57,12 @@ SENDDTMF_BETWEEN_MS = 100
 
 SENDDTMF_DURATION_MS = 120
 """``SendDTMF(12#,100,120)``: length of each digit."""
+
+PROMPT_HZ = 500.0
+"""Frequency of the prompt ``playback`` plays (as the real-Asterisk suite's generated file)."""
+
+PROMPT_AMPLITUDE = 6000
+"""Peak amplitude of that prompt."""
 
 Program = Callable[["DialplanRunner"], Awaitable[None]]
 
@@ -89,6 +111,7 @@ class DialplanRunner:
         self.echo = False
         self.in_digit = False
         self._tone: ToneGenerator | None = None
+        self._tone_is_generator = True
         self._to_native = FormatConverter(channel.native_format)
         self._heard = asyncio.Event()
         self._deferring = False
@@ -101,6 +124,8 @@ class DialplanRunner:
 
     def write_frame(self, frame: Frame) -> None:
         """The dialplan hears ``frame``; Echo() sends it straight back."""
+        if self._generators_on_both_halves:
+            return
         if self._deferring:
             # Answer() puts the frame that ended its wait back on the channel, and
             # later frames queue behind it, so the next application (Echo) gets them.
@@ -139,9 +164,27 @@ class DialplanRunner:
         if not self._closed and self.on_finished is not None:
             self.on_finished()
 
+    @property
+    def _generators_on_both_halves(self) -> bool:
+        """Playtones here (a generator on ``;2``) while a generator writes to ``;1``.
+
+        ``main/core_unreal.c`` (``unreal_queue_frame``) passes no voice frame between
+        the halves of a Local pair while both have a generator: with ARI's silence
+        generator on the call, its far end's Playtones is not heard, nor is the
+        call heard by it.
+        """
+        return (
+            self._tone is not None
+            and self._tone_is_generator
+            and self.dialplan_channel is not self.channel
+            and self.channel.generating
+        )
+
     def _tick(self) -> None:
         if self._tone is not None and not self.in_digit and not self._closed:
             pcm = self._tone.next_frame()
+            if self._generators_on_both_halves:
+                return
             self.channel.read(self._to_native.convert(Frame(AudioFormat.SLIN, pcm)))
 
     # --- dialplan applications ----------------------------------------------
@@ -180,9 +223,24 @@ class DialplanRunner:
         self._deferring = False
         self._deferred.clear()
 
-    def play_tones(self, *frequencies: float) -> None:
-        """``Playtones(f1+f2...)``: start a steady tone (runs until stopped)."""
-        self._tone = ToneGenerator(frequencies, self.channel.native_format.sample_rate)
+    def play_tones(
+        self,
+        *frequencies: float,
+        amplitude: int = PLAYTONES_AMPLITUDE,
+        generator: bool = True,
+    ) -> None:
+        """``Playtones(f1+f2...)``: start a steady tone (runs until stopped).
+
+        Args:
+            frequencies: The tone's components.
+            amplitude: Peak amplitude of each.
+            generator: Whether Asterisk plays it with a channel generator (Playtones
+                does; ``Playback`` of a file does not).
+        """
+        self._tone = ToneGenerator(
+            frequencies, self.channel.native_format.sample_rate, amplitude=amplitude
+        )
+        self._tone_is_generator = generator
 
     def stop_tones(self) -> None:
         """``StopPlaytones()``."""
@@ -205,6 +263,49 @@ class DialplanRunner:
             await self.clock.wait_ticks(_ticks(duration_ms))
             self.in_digit = False
             self.channel.read_dtmf_end(digit, duration_ms)
+
+
+class Playback:
+    """``Playback()`` run by a channel's own dialplan: a frame *written* to it every 20 ms.
+
+    Unlike a far end's Playtones (frames the channel reads), these frames pass the
+    channel's write path and so its audio hooks: a snoop's whisper is mixed into them.
+    With ``frequency`` None it plays silence (``Playback(silence/10)`` in a loop).
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        clock: MediaClock,
+        frequency: float | None = None,
+        amplitude: int = PROMPT_AMPLITUDE,
+    ) -> None:
+        """Start playing on ``channel``; stops by itself when the channel hangs up."""
+        self.channel = channel
+        self.clock = clock
+        rate = channel.native_format.sample_rate
+        self._format = AudioFormat.SLIN16 if rate >= 16000 else AudioFormat.SLIN
+        self._tone = (
+            ToneGenerator((frequency,), self._format.sample_rate, amplitude)
+            if frequency is not None
+            else None
+        )
+        self._silence = bytes(self._format.frame_bytes)
+        self._handle: int | None = clock.add(self._tick, order=0)
+        channel.on_hangup.append(self.stop)
+
+    def _tick(self) -> None:
+        if self.channel.hung_up:
+            self.stop()
+            return
+        pcm = self._tone.next_frame() if self._tone is not None else self._silence
+        self.channel.write(Frame(self._format, pcm))
+
+    def stop(self) -> None:
+        """Stop playing."""
+        if self._handle is not None:
+            self.clock.remove(self._handle)
+            self._handle = None
 
 
 async def _tone(r: DialplanRunner, frequency: float, wait: float) -> None:
@@ -256,11 +357,39 @@ async def ext_short(r: DialplanRunner) -> None:
     await r.app("Hangup", "")
 
 
+async def ext_silent(r: DialplanRunner) -> None:
+    """``silent``/``wait``: Answer, Wait(120): a leg that sends nothing."""
+    await r.answer()
+    r.discard_deferred()
+    await r.app("Wait", "120")
+    await r.wait(120)
+
+
+async def ext_playback(r: DialplanRunner) -> None:
+    """``playback``: Answer, then the 500 Hz prompt in a loop (what the far end sends)."""
+    await r.answer()
+    r.discard_deferred()
+    await r.app("Playback", "mediastream-prompt")
+    r.play_tones(PROMPT_HZ, amplitude=PROMPT_AMPLITUDE, generator=False)
+    await asyncio.Event().wait()
+
+
 EXTENSIONS: dict[str, Program] = {
     "tone": ext_tone,
     "tone880": ext_tone880,
     "echo": ext_echo,
     "dtmf": ext_dtmf,
     "short": ext_short,
+    "silent": ext_silent,
+    "wait": ext_silent,
+    "playback": ext_playback,
 }
 """Extensions of context ``default`` that ``Local/<exten>@default`` can dial."""
+
+OWN_EXTENSIONS: dict[str, tuple[str, str, float | None]] = {
+    "wait": ("Wait", "120", None),
+    "silent": ("Wait", "120", None),
+    "playback": ("Playback", "mediastream-prompt", PROMPT_HZ),
+}
+"""What a call originated into extension ``<key>`` runs itself: the dialplan application
+and its data, and the prompt it writes to the call (None: nothing is written)."""

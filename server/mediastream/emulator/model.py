@@ -211,6 +211,8 @@ class Channel:
         on_hangup: Callbacks run while the channel is torn down.
         generating: A generator (ARI's silence generator) writes to the channel:
             as in ``ast_write``, every other frame written meanwhile is dropped.
+        lingering: Hung up but not yet destroyed, and still listed by ARI (a snoop
+            whose audiohook waits for a frame to pass the snooped channel).
     """
 
     id: str
@@ -235,6 +237,7 @@ class Channel:
     snoops: list[Channel] = field(default_factory=list)
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
     generating: bool = False
+    lingering: bool = False
 
     def __post_init__(self) -> None:
         self._to_native = FormatConverter(self.native_format)
@@ -260,12 +263,12 @@ class Channel:
         """The endpoint produced ``frame`` (what the party sends): pass it to the bridge."""
         if self.hung_up:
             return
-        for hook in self.hooks:
+        for hook in list(self.hooks):
             frame = hook.on_read(frame)
         self.deliver_to_bridge(frame)
 
     def deliver_to_bridge(self, frame: Frame) -> None:
-        """Hand a frame to the bridge without passing the hooks (whisper injection)."""
+        """Hand a frame to the bridge without passing the hooks."""
         if self.bridge is not None and not self.hung_up:
             self.bridge.on_frame(self, frame)
 
@@ -279,12 +282,12 @@ class Channel:
         """
         if self.hung_up or (self.generating and not generated):
             return
-        for hook in self.hooks:
+        for hook in list(self.hooks):
             frame = hook.on_write(frame)
         self.deliver_to_endpoint(frame)
 
     def deliver_to_endpoint(self, frame: Frame) -> None:
-        """Give a frame to the endpoint without passing the hooks (whisper injection)."""
+        """Give a frame to the endpoint without passing the hooks."""
         if not self.hung_up:
             self.tech.write_frame(self._to_native.convert(frame))
 

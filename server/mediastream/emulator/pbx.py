@@ -32,7 +32,13 @@ from mediastream.core.formats import AudioFormat
 from mediastream.emulator import events as ev
 from mediastream.emulator.audiosocket import AudioSocketTech
 from mediastream.emulator.bridge import BRIDGE_TYPES, Bridge
-from mediastream.emulator.dialplan import EXTENSIONS, DialplanRunner, Program
+from mediastream.emulator.dialplan import (
+    EXTENSIONS,
+    OWN_EXTENSIONS,
+    DialplanRunner,
+    Playback,
+    Program,
+)
 from mediastream.emulator.errors import AriError, internal_error
 from mediastream.emulator.events import EventBus
 from mediastream.emulator.media import MediaClock
@@ -236,13 +242,31 @@ class Pbx:
             one.apps.add(app)
             two.apps.add(app)
         program = EXTENSIONS.get(exten) if context == "default" else None
+        own = None
+        if not app:
+            # Originated into the dialplan: the ;1 half runs `extension` itself.
+            own_exten = params.get("extension", "")
+            own = (
+                OWN_EXTENSIONS.get(own_exten)
+                if params.get("context", "default") == ("default")
+                else None
+            )
+            one.dialplan = Dialplan(params.get("context") or "default", own_exten, 1, "", "")
         self._later(
-            lambda: self._start_local(one, two, program, app, _split_args(params.get("appArgs")))
+            lambda: self._start_local(
+                one, two, program, app, _split_args(params.get("appArgs")), own
+            )
         )
         return one
 
     def _start_local(
-        self, one: Channel, two: Channel, program: Program | None, app: str, args: list[str]
+        self,
+        one: Channel,
+        two: Channel,
+        program: Program | None,
+        app: str,
+        args: list[str],
+        own: tuple[str, str, float | None] | None = None,
     ) -> None:
         if one.hung_up:
             return
@@ -269,9 +293,17 @@ class Pbx:
         runner.start(program)
         if app:
             self._answer_outgoing(one, dialstring, app, args)
-        else:
-            self.set_state(one, "Up")
-            self._publish(ev.dial(one, dialstring, "ANSWER"), one)
+            return
+        self.set_state(one, "Up")
+        self._publish(ev.dial(one, dialstring, "ANSWER"), one)
+        if own is None:
+            # No such extension: Asterisk hangs the answered call up.
+            self.hangup(one, cause=1)
+            return
+        one.dialplan.app_name, one.dialplan.app_data, frequency = own
+        self._publish(ev.channel_dialplan(one), one)
+        if one.dialplan.app_name == "Playback":
+            Playback(one, self.clock, frequency)
 
     # --- hangup -------------------------------------------------------------------
 
@@ -303,7 +335,20 @@ class Pbx:
         peer = None if quiet_peer else channel.local_peer
         if peer is not None and not peer.hung_up:
             self._publish(ev.channel_hangup_request(peer, 16), peer)
-        self._destroy(channel, tech_cause)
+        snoop = channel.tech if channel.is_snoop else None
+        if isinstance(snoop, Snoop) and snoop.detaching:
+            # Its audiohook waits for a frame to pass the snooped call (main/audiohook.c):
+            # the channel stays, out of Stasis, until then.
+            channel.lingering = True
+            channel.dialplan.app_name = channel.dialplan.app_data = ""
+
+            def destroyed() -> None:
+                channel.lingering = False
+                self._destroy(channel, tech_cause)
+
+            snoop.on_detached = destroyed
+        else:
+            self._destroy(channel, tech_cause)
         if peer is not None and not peer.hung_up:
             peer.hung_up = True
             self._publish(ev.channel_hangup_request(peer, 16, soft=True), peer)
@@ -338,6 +383,9 @@ class Pbx:
         self.runners.pop(channel.id, None)
         for snoop_channel in list(channel.snoops):
             self.hangup(snoop_channel, cause=16)
+        for hook in list(channel.hooks):
+            if isinstance(hook, Snoop):
+                hook.target_gone()
         for callback in channel.on_hangup:
             callback()
 

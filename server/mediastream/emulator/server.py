@@ -97,6 +97,19 @@ class Emulator:
             self._runner = None
         await self.clock.stop()
 
+    async def kill(self) -> None:
+        """Vanish as a ``kill -9``'d Asterisk does: no hangup events, every socket drops.
+
+        ARI's websockets and HTTP server close first, so the hangups that follow reach
+        no one; then the media sockets close with their channels.
+        """
+        await self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.pbx.shutdown()
+        await self.clock.stop()
+
     # --- fault injection -------------------------------------------------------------
 
     def hangup(self, channel_id: str, cause: int = 16) -> None:

@@ -12,9 +12,25 @@ A :class:`Snoop` is two things at once:
 
 The spy copy is taken *before* the whisper is mixed in, so a client never hears
 its own whisper on the spy side.
+
+As in Asterisk (``main/audiohook.c``, the audiohook write paths of
+``main/channel.c``), whisper is mixed only into frames that pass the channel
+anyway: a call that nothing is written to (alone in Stasis, alone in a bridge,
+bridged to a silent leg, in a dialplan ``Wait()``) hears none of it. What keeps
+frames flowing to such a call is the platform's business (a playback, a talking
+peer, ARI's silence generator). Whisper that finds no frame to ride on is
+dropped once more than :data:`_MAX_BUFFER_FRAMES` are waiting.
+
+Hanging up a snoop channel does not end at once either: Asterisk's
+``ast_audiohook_detach`` waits until the snooped channel's audio path has seen the
+hook shut down, which happens when the next frame passes that channel (read or
+written) or when it hangs up. Until then the snoop channel stays listed, out of
+Stasis (:attr:`Snoop.detaching`; the PBX destroys it on :attr:`Snoop.on_detached`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from mediastream.core.formats import FRAME_MS, AudioFormat
 from mediastream.emulator.media import MediaClock, clip_to_pcm, pcm_array
@@ -76,8 +92,8 @@ class Snoop:
         self._mix_in = FormatConverter(self.format)
         self._mix_out = FormatConverter(self.format)
         self._whisper_converter = FormatConverter(self.format)
-        self._read_seen = False
-        self._written_seen = False
+        self.detaching = False
+        self.on_detached: Callable[[], None] | None = None
         target.hooks.append(self)
         self._ticker = clock.add(self._tick, order=2)
 
@@ -85,7 +101,9 @@ class Snoop:
 
     def on_read(self, frame: Frame) -> Frame:
         """A frame the snooped channel sends."""
-        self._read_seen = True
+        if self.detaching:
+            self._detached()
+            return frame
         if self.spy in ("in", "both"):
             self._spy_in.append(frame)
         if self.whisper in ("in", "both") and self._whisper_in:
@@ -94,7 +112,9 @@ class Snoop:
 
     def on_write(self, frame: Frame) -> Frame:
         """A frame the snooped channel hears."""
-        self._written_seen = True
+        if self.detaching:
+            self._detached()
+            return frame
         if self.spy in ("out", "both"):
             self._spy_out.append(frame)
         if self.whisper in ("out", "both") and self._whisper_out:
@@ -125,24 +145,31 @@ class Snoop:
         """Audiohooks carry no DTMF."""
 
     def close(self) -> None:
-        """Detach from the snooped channel and stop the timer."""
+        """Stop the timer and ask to be detached from the snooped channel.
+
+        The detach completes on the next frame passing the snooped channel, or when it
+        hangs up (:meth:`target_gone`); :attr:`detaching` says it has not yet.
+        """
         self.clock.remove(self._ticker)
+        if self.target.hung_up or self not in self.target.hooks:
+            self._detached()
+        else:
+            self.detaching = True
+
+    def target_gone(self) -> None:
+        """The snooped channel hangs up: its audiohooks are all detached."""
+        self._detached()
+
+    def _detached(self) -> None:
+        self.detaching = False
         if self in self.target.hooks:
             self.target.hooks.remove(self)
+        callback, self.on_detached = self.on_detached, None
+        if callback is not None:
+            callback()
 
     def _tick(self) -> None:
         nbytes = 2 * self._samples
-        # Whisper must be heard even when nothing else flows in that direction
-        # (a call that is not bridged hears nothing but the whisper).
-        if self._whisper_out and not self._written_seen:
-            chunk = bytes(self._whisper_out[:nbytes])
-            del self._whisper_out[:nbytes]
-            self.target.deliver_to_endpoint(Frame(self.format, chunk))
-        if self._whisper_in and not self._read_seen:
-            chunk = bytes(self._whisper_in[:nbytes])
-            del self._whisper_in[:nbytes]
-            self.target.deliver_to_bridge(Frame(self.format, chunk))
-        self._read_seen = self._written_seen = False
         if self.spy == "none" or self.channel is None:
             return
         total = pcm_array(b"", self._samples)
