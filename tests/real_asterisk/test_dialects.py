@@ -106,8 +106,6 @@ async def test_client_audio_is_heard_on_a_bridged_call_over_a_dialect(
     transport: Transport,
 ) -> None:
     assert backend.supports(transport) is None
-    if backend.is_emulator and topology == "bridge-silent-peer":
-        pytest.skip("emulator: its dialplan has no silent extension (emulator/dialplan.py)")
     call = await _bridged_call(platform, topology)
     async with running_gateway(backend, transport=GatewayTransport(transport.value)) as gw:
         base = gw.ws_url if "://" in gw.ws_url else f"ws://{gw.ws_url}"
