@@ -181,7 +181,13 @@ class Gateway:
         metrics_address = await self._start_metrics()
         embedded = s.embedded or (self.worker is not None and self.worker.embedded_asterisk)
         self._shim = ShimServer(
-            self._streams, auth, s.transport, embedded=embedded, heartbeat_s=s.keepalive_time_s
+            self._streams,
+            auth,
+            s.transport,
+            embedded=embedded,
+            heartbeat_s=s.keepalive_time_s,
+            header_timeout_s=s.ws_header_timeout_s,
+            max_pending_per_address=s.ws_max_pending_per_address,
         )
         ws_address = await self._shim.start(
             s.ws_listen, reuse_port=self.worker is not None, ssl_context=self._ws_tls()

@@ -80,6 +80,10 @@ class Settings:
         max_streams_per_client: Concurrent streams one client may hold (0: no limit);
             a client is a JWT subject, an API key, or (with authentication off) a
             peer address.
+        ws_header_timeout_s: Seconds a connection to ws_listen has to send a complete
+            request head (and, over TLS, to finish its handshake); then 408 and closed.
+        ws_max_pending_per_address: Connections to ws_listen one client address (IPv6:
+            /64) may hold before their WebSocket upgrade; 0: no limit.
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
         drain_timeout_s: Seconds streams get to finish on SIGTERM.
         external_media_allow: Comma-separated networks external media may be sent to.
@@ -119,6 +123,8 @@ class Settings:
     max_streams: int = 1000
     max_streams_per_target: int = 5
     max_streams_per_client: int = 0
+    ws_header_timeout_s: float = 10.0
+    ws_max_pending_per_address: int = 64
     resume_grace_s: float = 10.0
     drain_timeout_s: float = 30.0
     external_media_allow: str = "127.0.0.0/8,::1/128"
@@ -206,6 +212,18 @@ class Settings:
                 "max_streams_per_client must be 0 (no limit) or more, "
                 f"got {self.max_streams_per_client}",
                 "max_streams_per_client",
+            )
+        if self.ws_max_pending_per_address < 0:
+            raise ConfigError(
+                "ws_max_pending_per_address must be 0 (no limit) or more, "
+                f"got {self.ws_max_pending_per_address}",
+                "ws_max_pending_per_address",
+            )
+        if not 0.1 <= self.ws_header_timeout_s <= 3600:
+            raise ConfigError(
+                "ws_header_timeout_s must be between 0.1 and 3600 s, "
+                f"got {self.ws_header_timeout_s}",
+                "ws_header_timeout_s",
             )
         for name in ("resume_grace_s", "drain_timeout_s"):
             if getattr(self, name) < 0:
