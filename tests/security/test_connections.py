@@ -59,7 +59,12 @@ def answer(data: bytes) -> tuple[int, dict[str, object]]:
 
 async def lifetime(reader: asyncio.StreamReader, started: float) -> tuple[float, bytes]:
     """Seconds until the server closed the connection, and what it sent."""
-    data = await reader.read()  # to EOF
+    try:
+        data = await reader.read()  # to EOF
+    except ConnectionResetError:
+        # Closing a socket with unread input resets it: a dribbler whose last line came
+        # after the answer may lose the answer, not the close.
+        data = b""
     return time.monotonic() - started, data
 
 
@@ -81,25 +86,35 @@ async def test_connections_without_a_request_head_are_closed(
     ws = harness.gateway.endpoints.websocket
     before = errors("HEADER_TIMEOUT")
     caplog.set_level(logging.WARNING, "mediastream.shim.gate")
+    gate = harness.gateway.shim.gate
     conns = []
     for _ in range(SLOW_LORIS):
         started = time.monotonic()  # before the server can have accepted it
         conns.append((started, *await connect(ws)))
     dribblers = [asyncio.create_task(dribble(w)) for _, _, w in conns[: SLOW_LORIS // 2]]
     # The other half sends nothing at all.
-    results = await asyncio.wait_for(
-        asyncio.gather(*(lifetime(r, started) for started, r, _ in conns)), TIMEOUT_S + 10
-    )
+    closing = asyncio.gather(*(lifetime(r, started) for started, r, _ in conns))
+    # The gate promises a close header_timeout_s after it accepted a connection; the
+    # accept queue of 400 at once may lag behind the client's connects on a busy machine.
+    while gate.pending("127.0.0.1") < SLOW_LORIS and not closing.done():
+        await asyncio.sleep(0.01)
+    all_accepted = time.monotonic()
+    results = await asyncio.wait_for(closing, TIMEOUT_S + 10)
+    closed_at = time.monotonic()
     for task in dribblers:
         await asyncio.wait_for(task, 5)
     lifetimes = sorted(t for t, _ in results)
-    print(f"{SLOW_LORIS} slow connections lived {lifetimes[0]:.2f} to {lifetimes[-1]:.2f} s")
+    print(
+        f"{SLOW_LORIS} slow connections lived {lifetimes[0]:.2f} to {lifetimes[-1]:.2f} s,"
+        f" all closed {closed_at - all_accepted:.2f} s after the last was accepted"
+    )
     assert lifetimes[0] >= TIMEOUT_S - EARLY
-    # What an accept queue of 400 at once may add to LOADED_SLACK is the first close's lag.
-    assert lifetimes[-1] < TIMEOUT_S + 2 * LOADED_SLACK, lifetimes[-10:]
-    for _, data in results:
-        status, error = answer(data)
-        assert (status, error["reason"]) == (408, "HEADER_TIMEOUT")
+    assert closed_at - all_accepted < TIMEOUT_S + LOADED_SLACK
+    # Those that sent nothing all read the answer; a dribbler may have been reset.
+    for i, (_, data) in enumerate(results):
+        if data or i >= SLOW_LORIS // 2:
+            status, error = answer(data)
+            assert (status, error["reason"]) == (408, "HEADER_TIMEOUT")
     assert errors("HEADER_TIMEOUT") - before == SLOW_LORIS
     # Logged with the peer, at most one line per address and reason per 10 s.
     lines = [r.getMessage() for r in caplog.records if "HEADER_TIMEOUT" in r.getMessage()]
