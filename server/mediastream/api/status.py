@@ -16,7 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mediastream import errors
+from mediastream import errors, metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ def unary_errors(handler: _Handler) -> _Handler:
         try:
             return await handler(self, request, context)
         except errors.MediaStreamError as exc:
+            # The audit trail, as for the streaming RPCs: peer, never the credential.
+            metrics.STREAM_ERRORS.labels(exc.reason).inc()
+            log.warning(
+                "%s refused for %s: %s (%s)",
+                handler.__name__,
+                context.peer(),
+                exc.message,
+                exc.reason,
+            )
             await context.abort_with_status(to_status(exc))
             raise AssertionError("abort_with_status returned") from exc
         except Exception as exc:
