@@ -16,7 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mediastream import errors, metrics
+from mediastream import errors, logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def unary_errors(handler: _Handler) -> _Handler:
             # The audit trail, as for the streaming RPCs: peer, never the credential.
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.warning(
-                "%s refused for %s: %s (%s)",
+                "%s refused for %s%s: %s (%s)",
                 handler.__name__,
                 context.peer(),
+                logs.who(),
                 exc.message,
                 exc.reason,
             )

@@ -305,9 +305,10 @@ class ShimServer:
             return error_response(error)
         metrics.STREAM_ERRORS.labels(error.reason).inc()
         log.warning(
-            "refused %s from %s: %s (%s)",
+            "refused %s from %s%s: %s (%s)",
             request.path,
             request.remote or "?",
+            logs.who(),
             error.message,
             error.reason,
         )
