@@ -130,3 +130,13 @@ async def test_list_is_paged_and_each_reply_bounded(harness: Harness) -> None:
             assert err.code is grpc.StatusCode.INVALID_ARGUMENT, (request, err)
             assert err.reason == reason
             assert [v.field for v in err.field_violations] == [field]
+
+
+@pytest.mark.settings(**PROBE_SETTINGS)
+async def test_the_python_sdk_follows_the_pages(harness: Harness) -> None:
+    manager = harness.gateway._external
+    assert manager is not None
+    fill(manager, CALL_A, 2 * MAX_PAGE_SIZE + 5, ExternalStatus.RUNNING)
+    async with harness.client(KEY) as client:
+        listed = await client.external_media.list(call_id=CALL_A.id)
+    assert [m.id for m in listed] == [m.id for m in manager.list_for(CALL_A)]
