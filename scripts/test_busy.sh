@@ -20,6 +20,13 @@ if ! command -v stress-ng >/dev/null 2>&1; then
     || { echo "test-busy: stress-ng is missing and could not be installed (apt-get install stress-ng)"; exit 2; }
 fi
 
+# The clone lives in a temporary directory with no ../shared beside it: point the
+# real-Asterisk suite (and its builds) at this checkout's, so it runs rather than skips.
+if [ -z "${MEDIASTREAM_SHARED:-}" ] && [ -d "$SRC/../shared" ]; then
+  MEDIASTREAM_SHARED=$(cd "$SRC/../shared" && pwd)
+  export MEDIASTREAM_SHARED
+fi
+
 work=$(mktemp -d)
 pids=()
 cleanup() {

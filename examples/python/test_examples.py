@@ -88,6 +88,49 @@ def test_barge_in_clears_when_the_caller_presses_a_key() -> None:
     match = re.search(r"cleared at (\d+) ms; dropped marks: (.*)", out)
     assert match, out
     assert 0 <= int(match[1]) < 6000
-    # The prompt runs 3 s ahead of playback: at least the sentence being played is dropped.
-    assert match[2].startswith("sentence-"), out
+    # The prompt runs 3 s ahead of playback: at least the sentence being played is
+    # dropped. The demo caller presses its keys every 2 s from a phase of its own, so it
+    # may barge in during the first sentence, before that sentence's mark was sent (its
+    # frames go first); only then may no mark be dropped.
+    if match[2] == "none":
+        assert int(match[1]) < 1000, out
+    else:
+        assert match[2].startswith("sentence-"), out
     assert out.rstrip().endswith("stopped: client_done"), out
+
+
+def test_dial_out_to_a_pipecat_bot() -> None:
+    """The gateway dials examples/python/pipecat_bot for the echo call.
+
+    The bot hears its own tone back and ends; the call is left up (the demo gateway
+    is shared).
+    """
+    bot_python = HERE / "pipecat_bot" / ".venv" / "bin" / "python"
+    assert bot_python.exists(), "no pipecat environment: run `make setup`"
+    bot = subprocess.Popen(
+        [str(bot_python), str(HERE / "pipecat_bot" / "bot.py"), "--port", "0", "--listen-s", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bot.stdout is not None
+        listening = json.loads(bot.stdout.readline())
+        out = run(
+            "dial_out.py",
+            "--call",
+            READY["demo"]["echo_call"],
+            "--url",
+            f"ws://127.0.0.1:{listening['port']}/media",
+            "--param",
+            "caller=+15550100",
+            "--leave-call-up",
+        )
+        assert re.search(r"dialled ws://\S+: external media \S+, stream MZ[0-9a-f]{32}", out), out
+        assert out.rstrip().endswith("ended: bot closed the WebSocket (1000)"), out
+        start = json.loads(bot.stdout.readline())
+        assert start["custom_parameters"] == {"caller": "+15550100"}
+        heard = json.loads(bot.stdout.readline())
+        assert abs(heard["dominant_hz"] - 1000) < 15, heard
+    finally:
+        bot.terminate()
+        bot.wait(10)

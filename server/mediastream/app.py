@@ -33,6 +33,7 @@ from mediastream.asterisk.legs import LegFactory
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.auth import Authenticator
 from mediastream.config import Settings
+from mediastream.dialout import DialOutSettings
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
 from mediastream.shim import ShimServer
@@ -137,7 +138,19 @@ class Gateway:
             self._pool, limits, instance_address=s.advertise_address, target_counts=counts
         )
         self._external = ExternalMediaManager(
-            self._pool, parse_allow_list(s.external_media_allow), s.max_streams_per_target
+            self._pool,
+            parse_allow_list(s.external_media_allow),
+            s.max_streams_per_target,
+            streams=self._streams,
+            dial_out=DialOutSettings(
+                connect_timeout_s=s.dial_out_connect_timeout_s,
+                ca_file=s.dial_out_ca_file,
+                heartbeat_s=s.keepalive_time_s,
+                callback_timeout_s=s.dial_out_callback_timeout_s,
+                callback_retries=s.dial_out_callback_retries,
+                redials=s.dial_out_redials,
+            ),
+            transport=s.transport,
         )
         auth = Authenticator(s.api_key_list, s.jwt_verification_key(), s.jwt_audience)
         if not auth.enabled:
@@ -221,6 +234,12 @@ class Gateway:
         """The WebSocket endpoints (for tests)."""
         assert self._shim is not None
         return self._shim
+
+    @property
+    def external_media(self) -> ExternalMediaManager:
+        """The external media manager (for tests)."""
+        assert self._external is not None
+        return self._external
 
     @property
     def streams(self) -> StreamManager:

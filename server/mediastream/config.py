@@ -86,7 +86,17 @@ class Settings:
             /64) may hold before their WebSocket upgrade; 0: no limit.
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
         drain_timeout_s: Seconds streams get to finish on SIGTERM.
-        external_media_allow: Comma-separated networks external media may be sent to.
+        external_media_allow: Comma-separated networks external media may be sent to
+            (dial-out bots and their status callbacks too).
+        dial_out_connect_timeout_s: Seconds a dial-out gets for its name lookup, TCP,
+            TLS and WebSocket upgrade together.
+        dial_out_ca_file: PEM CA bundle trusted for ``wss://`` bots besides the
+            system's (a private CA); empty: the system's only.
+        dial_out_callback_timeout_s: Seconds one status callback POST may take.
+        dial_out_callback_retries: POSTs after a status callback's failed first one.
+        dial_out_redials: New connections a dial-out makes after its bot's connection
+            is lost without a close frame, each with a fresh ``start`` carrying the
+            same ``streamSid``; 0: none (the default).
         keepalive_time_s: Seconds between HTTP/2 pings to each gRPC client.
         keepalive_timeout_s: Seconds without a ping answer before a client counts as
             gone; a vanished client is detected within keepalive_time_s plus this.
@@ -128,6 +138,11 @@ class Settings:
     resume_grace_s: float = 10.0
     drain_timeout_s: float = 30.0
     external_media_allow: str = "127.0.0.0/8,::1/128"
+    dial_out_connect_timeout_s: float = 10.0
+    dial_out_ca_file: str = ""
+    dial_out_callback_timeout_s: float = 5.0
+    dial_out_callback_retries: int = 2
+    dial_out_redials: int = 0
     keepalive_time_s: float = 20.0
     keepalive_timeout_s: float = 10.0
     advertise_address: str = ""
@@ -232,6 +247,17 @@ class Settings:
             parse_allow_list(self.external_media_allow)
         except ValueError as exc:
             raise ConfigError(f"external_media_allow: {exc}", "external_media_allow") from None
+        for name in ("dial_out_connect_timeout_s", "dial_out_callback_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(
+                    f"{name} must be more than 0 and at most 3600 s, got {getattr(self, name)}",
+                    name,
+                )
+        for name in ("dial_out_callback_retries", "dial_out_redials"):
+            if not 0 <= getattr(self, name) <= 10:
+                raise ConfigError(
+                    f"{name} must be between 0 and 10, got {getattr(self, name)}", name
+                )
         for name in ("keepalive_time_s", "keepalive_timeout_s"):
             value = getattr(self, name)
             # gRPC takes them in whole milliseconds as a 32-bit int: 0 or more fails.
@@ -337,6 +363,7 @@ class Settings:
             ("tls_cert", "certificate"),
             ("tls_key", "private key"),
             ("tls_client_ca", "certificate"),
+            ("dial_out_ca_file", "certificate"),
         ):
             path = getattr(self, name)
             if not path:

@@ -5,6 +5,10 @@ Asterisk sends straight to the host; for bare sln, which Asterisk cannot send
 (it answers 501), the gateway takes RTP itself and forwards each payload as
 one UDP datagram. Hosts must be IP literals inside the configured allow-list,
 so nobody can make the gateway send a call's audio anywhere else.
+
+The two WebSocket encapsulations are dial-outs (`mediastream.dialout`): the
+gateway connects to a bot's ``url`` and carries a stream there in Twilio's or
+VoIPBIN's protocol; every address of the URL's host must be in the allow-list.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import dataclasses
 import enum
 import ipaddress
 import json
@@ -19,20 +25,33 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mediastream import metrics
+import aiohttp
+
+from mediastream import dialout, metrics
 from mediastream.asterisk.legs import Leg, LegEnd
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.core.formats import AudioFormat
-from mediastream.core.stream import Direction, StreamSpec, Target, Transport
+from mediastream.core.stream import (
+    Direction,
+    Encapsulation,
+    StopReason,
+    StreamSpec,
+    Target,
+    Transport,
+)
+from mediastream.dialout import DialOutFault, DialOutKind, DialOutSettings, OnBotClose
 from mediastream.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
+from mediastream.shim.session import CLOSE_TIMEOUT_S, Dialect
+from mediastream.shim.twilio import TwilioDialect, sid
+from mediastream.streams import Stream, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +76,19 @@ class ExternalEncapsulation(enum.Enum):
     RTP = "rtp"
     AUDIOSOCKET = "audiosocket"
     SLN = "sln"
+    TWILIO_WEBSOCKET = "twilio_websocket"
+    VOIPBIN_WEBSOCKET = "voipbin_websocket"
+
+    @property
+    def dial_out(self) -> DialOutKind | None:
+        """The protocol spoken to the bot, for a dial-out; None for the others."""
+        return _DIAL_OUT.get(self)
+
+
+_DIAL_OUT = {
+    ExternalEncapsulation.TWILIO_WEBSOCKET: DialOutKind.TWILIO,
+    ExternalEncapsulation.VOIPBIN_WEBSOCKET: DialOutKind.VOIPBIN,
+}
 
 
 class ExternalStatus(enum.Enum):
@@ -83,6 +115,17 @@ class ExternalMedia:
     ended_at: float | None = None
     leg: Leg | None = None
     forwarder: _SlnForwarder | None = None
+    url: str = ""
+    """A dial-out's bot URL."""
+    on_bot_close: OnBotClose | None = None
+    stream_sid: str = ""
+    status_callback_url: str = ""
+    websocket_framing: Encapsulation | None = None
+    stream: Stream | None = None
+    runner: asyncio.Task[None] | None = None
+    callbacks: dialout.StatusCallbacks | None = None
+    stop_reason: str = ""
+    """Why the gateway ended a dial-out (a Stop, shutdown), for its end_reason."""
 
 
 class _SlnForwarder:
@@ -154,6 +197,9 @@ class ExternalMediaManager:
         allow: Networks external hosts must be in.
         max_per_target: Running external media allowed on one call or conference.
         keep_terminated_s: How long a terminated one can still be read.
+        streams: Opens the streams of dial-outs (None: no dial-out).
+        dial_out: Dial-out timeouts and trust (its allow-list is `allow`).
+        transport: How a dial-out's stream takes audio from Asterisk.
     """
 
     def __init__(
@@ -162,9 +208,18 @@ class ExternalMediaManager:
         allow: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
         max_per_target: int = 5,
         keep_terminated_s: float = 300.0,
+        *,
+        streams: StreamManager | None = None,
+        dial_out: DialOutSettings | None = None,
+        transport: Transport = Transport.RTP,
     ) -> None:
         self._legs = legs
         self._allow = list(allow)
+        self._streams = streams
+        self._dial_out = dataclasses.replace(
+            dial_out or DialOutSettings(), allow=tuple(self._allow)
+        )
+        self._transport = transport
         self._max = max_per_target
         self._keep = keep_terminated_s
         self._items: dict[str, ExternalMedia] = {}
@@ -228,17 +283,7 @@ class ExternalMediaManager:
             NotFound: the call or conference does not exist.
         """
         ip, port = self._check_host(external_host)
-        running = [
-            m
-            for m in self._items.values()
-            if m.target == target and m.status is not ExternalStatus.TERMINATED
-        ]
-        if len(running) >= self._max:
-            raise ResourceExhausted(
-                f"{target.kind.value} {target.id} already has {self._max} external media",
-                reason="TOO_MANY_EXTERNAL_MEDIA",
-                metadata={"limit": str(self._max)},
-            )
+        self._check_count(target)
         if encapsulation is ExternalEncapsulation.AUDIOSOCKET:
             fmt = AudioFormat.SLIN  # AudioSocket carries 8 kHz slin, whatever is asked.
         transport = (
@@ -287,6 +332,257 @@ class ExternalMediaManager:
         )
         return media
 
+    def _check_count(self, target: Target) -> None:
+        running = [
+            m
+            for m in self._items.values()
+            if m.target == target and m.status is not ExternalStatus.TERMINATED
+        ]
+        if len(running) >= self._max:
+            raise ResourceExhausted(
+                f"{target.kind.value} {target.id} already has {self._max} external media",
+                reason="TOO_MANY_EXTERNAL_MEDIA",
+                metadata={"limit": str(self._max)},
+            )
+
+    async def start_dial_out(
+        self,
+        target: Target,
+        encapsulation: ExternalEncapsulation,
+        url: str,
+        *,
+        fmt: AudioFormat | None = None,
+        direction: Direction = Direction.BOTH,
+        framing: Encapsulation = Encapsulation.RTP,
+        parameters: Mapping[str, str] | None = None,
+        on_bot_close: OnBotClose | None = None,
+        status_callback_url: str = "",
+        account: str = "",
+    ) -> ExternalMedia:
+        """Connect to the bot at `url` and carry `target`'s stream there.
+
+        Returns once the WebSocket is up and ``connected``/``start`` (or
+        ``started``) are on their way: the record is RUNNING.
+
+        Args:
+            target: The call or conference.
+            encapsulation: TWILIO_WEBSOCKET or VOIPBIN_WEBSOCKET.
+            url: ``ws://`` or ``wss://`` URL of the bot.
+            fmt: VoIPBIN: the format both ways (None: mu-law down, slin up, as
+                media_stream); Twilio: mu-law only.
+            direction: BOTH: two-way; IN, OUT: listen-only on that track.
+            framing: VoIPBIN: the binary framing of audio messages.
+            parameters: Custom parameters (Twilio's ``customParameters``).
+            on_bot_close: What the bot's end does to the call (None: hang up a
+                two-way stream's call, leave a listen-only one's alone).
+            status_callback_url: ``http(s)://`` URL for status callbacks, or "".
+            account: Who asks (the principal's subject): ``accountSid``.
+
+        Raises:
+            InvalidArgument: a bad URL, format or parameter.
+            PermissionDenied: the bot's (or callback's) address is outside the allow-list.
+            ResourceExhausted: the target already has the maximum running.
+            NotFound: the call or conference does not exist.
+            DialOutFault: the bot could not be reached (DNS, refused, timeout,
+                TLS, HTTP on the upgrade); the record is kept TERMINATED with why.
+        """
+        kind = encapsulation.dial_out
+        if kind is None or self._streams is None:
+            raise InvalidArgument(
+                "encapsulation", "not a dial-out encapsulation", reason="INVALID_ENCAPSULATION"
+            )
+        parts = dialout.check_url(url, "url", ("ws", "wss"))
+        params = dialout.check_parameters(parameters or {})
+        if kind is DialOutKind.TWILIO and fmt not in (None, AudioFormat.ULAW):
+            raise InvalidArgument(
+                "format",
+                "Twilio Media Streams carry mu-law 8 kHz only: leave format unset or ULAW",
+                reason="INVALID_FORMAT",
+            )
+        callback_address = None
+        if status_callback_url:
+            callback_parts = dialout.check_url(
+                status_callback_url, "status_callback_url", ("http", "https")
+            )
+            try:
+                callback_address = await dialout.resolve(
+                    callback_parts,
+                    "status_callback_url",
+                    self._allow,
+                    self._dial_out.connect_timeout_s,
+                )
+            except DialOutFault as exc:
+                raise InvalidArgument(
+                    "status_callback_url", exc.message, reason="INVALID_URL"
+                ) from None
+        self._check_count(target)
+        two_way = direction is Direction.BOTH
+        action = on_bot_close or (OnBotClose.HANGUP if two_way else OnBotClose.NOTHING)
+        media = ExternalMedia(
+            str(uuid.uuid4()),
+            target,
+            "",
+            encapsulation,
+            fmt or AudioFormat.ULAW,
+            direction,
+            url=parts.geturl(),
+            on_bot_close=action,
+            status_callback_url=status_callback_url,
+            websocket_framing=framing if kind is DialOutKind.VOIPBIN else None,
+        )
+        media.stream_sid = sid("MZ", media.id)
+        if callback_address is not None:
+            media.callbacks = dialout.StatusCallbacks(
+                callback_address,
+                self._dial_out,
+                dialout.form_base(sid("AC", account), target.id, media.stream_sid, media.id),
+            )
+        try:
+            bot = await dialout.resolve(parts, "url", self._allow, self._dial_out.connect_timeout_s)
+        except DialOutFault as fault:
+            self._failed(media, kind, fault)
+            raise
+        media.external_host = bot.host_port
+        if kind is DialOutKind.TWILIO:
+            spec = StreamSpec(
+                target=target,
+                format=AudioFormat.ULAW,
+                direction=direction,
+                encapsulation=Encapsulation.SLN,
+                transport=self._transport,
+                bidirectional=two_way,
+            )
+        else:
+            spec = StreamSpec(
+                target=target,
+                format=fmt or AudioFormat.ULAW,
+                uplink_format=None if fmt else AudioFormat.SLIN,
+                direction=direction,
+                encapsulation=framing,
+                transport=self._transport,
+                bidirectional=two_way,
+                voipbin_rtp=True,
+            )
+        streams = self._streams
+        stream = await streams.open(spec, account, account)
+        session = dialout.client_session(bot, self._dial_out)
+        try:
+            ws = await dialout.connect(session, bot, self._dial_out)
+        except DialOutFault as fault:
+            await session.close()
+            await streams.close(stream, StopReason.CLIENT_DONE, "dial-out failed")
+            self._failed(media, kind, fault)
+            raise
+        except BaseException:
+            await session.close()
+            await streams.close(stream, StopReason.CLIENT_DONE, "dial-out cancelled")
+            raise
+        media.stream = stream
+        dialect = dialout.make_dialect(
+            kind, ws, stream, streams, account=account, parameters=params
+        )
+        if isinstance(dialect, TwilioDialect):
+            # The bot's streamSid, as the record and the status callbacks name it.
+            dialect.stream_sid = media.stream_sid
+        self._items[media.id] = media
+        metrics.EXTERNAL_MEDIA.labels(ExternalStatus.RUNNING.value).inc()
+        metrics.DIAL_OUTS.labels(kind.value, "connected").inc()
+        if media.callbacks is not None:
+            media.callbacks.send(dialout.StatusEvent.STARTED)
+        media.runner = asyncio.create_task(
+            self._run_dial_out(media, kind, dialect, session, bot, params, account),
+            name=f"dial-out-{media.id}",
+        )
+        log.info(
+            "dial-out %s started: %s %s -> %s (%s, %s, on bot close: %s)",
+            media.id,
+            target.kind.value,
+            target.id,
+            bot.host_port,
+            kind.value,
+            "two-way" if two_way else f"listen-only {direction.value}",
+            action.value,
+        )
+        return media
+
+    def _failed(self, media: ExternalMedia, kind: DialOutKind, fault: DialOutFault) -> None:
+        """Keep a dial-out that never started, TERMINATED with why; count, log, call back."""
+        fault.metadata.setdefault("external_media_id", media.id)
+        media.status = ExternalStatus.TERMINATED
+        media.end_reason = f"{fault.reason}: {fault.message}"
+        media.ended_at = time.time()
+        self._items[media.id] = media
+        metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).inc()
+        metrics.DIAL_OUTS.labels(kind.value, fault.outcome).inc()
+        log.warning(
+            "dial-out %s to %s failed: %s (%s)", media.id, media.url, fault.message, fault.reason
+        )
+        if media.callbacks is not None:
+            media.callbacks.send(dialout.StatusEvent.ERROR, fault.message, fault.reason)
+        self._expire()
+
+    async def _run_dial_out(
+        self,
+        media: ExternalMedia,
+        kind: DialOutKind,
+        dialect: Dialect,
+        session: aiohttp.ClientSession,
+        bot: dialout.BotAddress,
+        params: dict[str, str],
+        account: str,
+    ) -> None:
+        action = media.on_bot_close or OnBotClose.NOTHING
+        redials = self._dial_out.redials
+        try:
+            while True:
+                ending = await dialout.run_dial_out(
+                    dialect, action, self._dial_out.heartbeat_s, may_redial=redials > 0
+                )
+                if not ending.redial:
+                    break
+                # Lost without a close frame: dial again, fresh start, same streamSid.
+                redials -= 1
+                metrics.DIAL_OUTS.labels(kind.value, "redialled").inc()
+                log.warning(
+                    "dial-out %s to %s: connection lost; redialling (%d more allowed)",
+                    media.id,
+                    media.url,
+                    redials,
+                )
+                await session.close()
+                session = dialout.client_session(bot, self._dial_out)
+                try:
+                    ws = await dialout.connect(session, bot, self._dial_out)
+                except DialOutFault as fault:
+                    ending.redial = False
+                    ending.end_reason += f"; redial failed: {fault.reason}: {fault.message}"
+                    if self._streams is not None:
+                        await self._streams.close(
+                            dialect.stream, StopReason.CLIENT_DONE, "dial-out redial failed"
+                        )
+                        await dialout.apply_on_bot_close(
+                            self._streams, dialect.stream, action, ending
+                        )
+                    break
+                assert self._streams is not None
+                dialect = dialout.make_dialect(
+                    kind, ws, dialect.stream, self._streams, account=account, parameters=params
+                )
+                if isinstance(dialect, TwilioDialect):
+                    dialect.stream_sid = media.stream_sid
+        finally:
+            await session.close()
+        if media.stop_reason and not ending.by_bot:
+            ending.end_reason = media.stop_reason
+        metrics.DIAL_OUTS.labels(kind.value, ending.outcome).inc()
+        (log.warning if ending.event is dialout.StatusEvent.ERROR else log.info)(
+            "dial-out %s to %s ended: %s", media.id, media.url, ending.end_reason
+        )
+        if media.callbacks is not None:
+            error = ending.end_reason if ending.event is dialout.StatusEvent.ERROR else ""
+            media.callbacks.send(ending.event, error, ending.error_code)
+        self._finish(media, ending.end_reason)
+
     async def _watch(self, media: ExternalMedia, ended: asyncio.Future[LegEnd]) -> None:
         end = await ended
         await self._terminate(media, end.detail)
@@ -295,10 +591,32 @@ class ExternalMediaManager:
         if media.status is not ExternalStatus.RUNNING:
             return
         media.status = ExternalStatus.TERMINATING
+        if media.runner is not None:
+            await self._stop_dial_out(media, reason)
+            return
         if media.leg is not None:
             await self._legs.close(media.leg)
         if media.forwarder is not None:
             media.forwarder.close()
+        self._finish(media, reason)
+
+    async def _stop_dial_out(self, media: ExternalMedia, reason: str) -> None:
+        """End the stream: the dialect says ``stop`` and closes; the runner records the end."""
+        assert media.runner is not None and media.stream is not None
+        media.stop_reason = reason
+        if self._streams is not None:
+            await self._streams.close(media.stream, StopReason.CLIENT_DONE, reason)
+        done, _ = await asyncio.wait({media.runner}, timeout=CLOSE_TIMEOUT_S + 1.0)
+        if not done:
+            media.runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await media.runner
+        if media.status is not ExternalStatus.TERMINATED:
+            self._finish(media, reason)
+
+    def _finish(self, media: ExternalMedia, reason: str) -> None:
+        if media.status is ExternalStatus.TERMINATED:
+            return
         media.status = ExternalStatus.TERMINATED
         metrics.EXTERNAL_MEDIA.labels(ExternalStatus.RUNNING.value).dec()
         metrics.EXTERNAL_MEDIA.labels(ExternalStatus.TERMINATED.value).inc()
@@ -396,10 +714,13 @@ class ExternalMediaManager:
         return running
 
     async def close_all(self) -> None:
-        """Stop everything (shutdown)."""
-        await asyncio.gather(
-            *(self._terminate(m, "gateway shutting down") for m in list(self._items.values()))
-        )
+        """Stop everything (shutdown); give queued status callbacks a moment."""
+        items = list(self._items.values())
+        await asyncio.gather(*(self._terminate(m, "gateway shutting down") for m in items))
+        callbacks = [m.callbacks for m in items if m.callbacks is not None]
+        await asyncio.gather(*(c.flush(self._dial_out.callback_timeout_s) for c in callbacks))
+        for c in callbacks:
+            c.cancel()
 
 
 def _decode_page_token(token: str, scope: str) -> tuple[float, str]:

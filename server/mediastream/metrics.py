@@ -76,6 +76,20 @@ EXTERNAL_MEDIA = Gauge(
     ["status"],
     registry=REGISTRY,
 )
+DIAL_OUTS = Counter(
+    "mediastream_dial_outs_total",
+    "Dial-out streams by protocol and outcome: connected, then how each ended (stopped, "
+    "call_hangup, bot_closed, bot_lost, bot_garbage, bot_not_reading, bot_backlog) or "
+    "why it never started (dns_failed, refused, timeout, tls_failed, http_error, connect_failed).",
+    ["dialect", "outcome"],
+    registry=REGISTRY,
+)
+STATUS_CALLBACKS = Counter(
+    "mediastream_status_callbacks_total",
+    "Dial-out status callbacks by event and outcome (delivered, retried, failed).",
+    ["event", "outcome"],
+    registry=REGISTRY,
+)
 RESUMES = Counter(
     "mediastream_resumes_total",
     "Streams resumed after a dropped connection.",

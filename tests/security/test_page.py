@@ -34,7 +34,7 @@ async def test_a_credential_in_the_page_address_becomes_a_cookie(harness: Harnes
             assert r.status == 200
             csp = r.headers["Content-Security-Policy"]
             assert "frame-ancestors 'none'" in csp
-            assert "'unsafe-inline'" not in csp and "script-src 'sha256-" in csp
+            assert "'unsafe-inline'" not in csp and "script-src 'self' 'sha256-" in csp
             assert r.headers["X-Frame-Options"] == "DENY"
             assert r.headers["Referrer-Policy"] == "no-referrer"
         async with http.get(f"{base}/v1.0/streams") as r:

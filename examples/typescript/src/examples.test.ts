@@ -87,8 +87,15 @@ describe("the TypeScript examples against a real gateway", () => {
     const m = /cleared at (\d+) ms; dropped marks: (.*)/.exec(out);
     assert.ok(m, out);
     assert.ok(Number(m[1]) < 6000, out);
-    // The prompt runs 3 s ahead of playback: at least the sentence being played is dropped.
-    assert.match(m[2]!, /^sentence-/);
+    // The prompt runs 3 s ahead of playback: at least the sentence being played is
+    // dropped. The demo caller presses its keys every 2 s from a phase of its own, so
+    // it may barge in during the first sentence, before that sentence's mark was sent
+    // (its frames go first); only then may no mark be dropped.
+    if (m[2] === "none") {
+      assert.ok(Number(m[1]) < 1000, `no mark dropped, yet cut after the first sentence: ${out}`);
+    } else {
+      assert.match(m[2]!, /^sentence-/);
+    }
     assert.match(out.trimEnd(), /stopped: CLIENT_DONE$/);
   });
 });

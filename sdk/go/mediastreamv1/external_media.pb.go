@@ -34,6 +34,15 @@ const (
 	ExternalMediaEncapsulation_EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET ExternalMediaEncapsulation = 2
 	// Bare samples over UDP, one datagram per 20 ms.
 	ExternalMediaEncapsulation_EXTERNAL_MEDIA_ENCAPSULATION_SLN ExternalMediaEncapsulation = 3
+	// Dial-out: the gateway connects to `url` and speaks Twilio Media Streams
+	// (connected, start, media, dtmf, mark, stop; accepts media, mark, clear),
+	// as Twilio does when it connects to an application. mu-law 8 kHz.
+	ExternalMediaEncapsulation_EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET ExternalMediaEncapsulation = 4
+	// Dial-out: the gateway connects to `url` and speaks VoIPBIN's media_stream
+	// forms: binary audio framed as `websocket_framing` says, and the JSON
+	// control channel (started, mark, cleared, dtmf, stopped; accepts mark,
+	// clear, dtmf, hangup, done), as docs/websocket.md describes.
+	ExternalMediaEncapsulation_EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET ExternalMediaEncapsulation = 5
 )
 
 // Enum value maps for ExternalMediaEncapsulation.
@@ -43,12 +52,16 @@ var (
 		1: "EXTERNAL_MEDIA_ENCAPSULATION_RTP",
 		2: "EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET",
 		3: "EXTERNAL_MEDIA_ENCAPSULATION_SLN",
+		4: "EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET",
+		5: "EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET",
 	}
 	ExternalMediaEncapsulation_value = map[string]int32{
-		"EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED": 0,
-		"EXTERNAL_MEDIA_ENCAPSULATION_RTP":         1,
-		"EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET": 2,
-		"EXTERNAL_MEDIA_ENCAPSULATION_SLN":         3,
+		"EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED":       0,
+		"EXTERNAL_MEDIA_ENCAPSULATION_RTP":               1,
+		"EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET":       2,
+		"EXTERNAL_MEDIA_ENCAPSULATION_SLN":               3,
+		"EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET":  4,
+		"EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET": 5,
 	}
 )
 
@@ -77,6 +90,61 @@ func (x ExternalMediaEncapsulation) Number() protoreflect.EnumNumber {
 // Deprecated: Use ExternalMediaEncapsulation.Descriptor instead.
 func (ExternalMediaEncapsulation) EnumDescriptor() ([]byte, []int) {
 	return file_voipbin_mediastream_v1_external_media_proto_rawDescGZIP(), []int{0}
+}
+
+// ExternalMediaOnBotClose is what happens to the call when a dial-out's bot
+// ends the WebSocket (closes it, drops it, breaks the protocol, stops reading).
+type ExternalMediaOnBotClose int32
+
+const (
+	// Not set: HANGUP when the stream is two-way (direction both), NOTHING when
+	// it is listen-only.
+	ExternalMediaOnBotClose_EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED ExternalMediaOnBotClose = 0
+	// Hang up the call (a conference is left alone: it cannot be hung up).
+	ExternalMediaOnBotClose_EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP ExternalMediaOnBotClose = 1
+	// Leave the call alone.
+	ExternalMediaOnBotClose_EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING ExternalMediaOnBotClose = 2
+)
+
+// Enum value maps for ExternalMediaOnBotClose.
+var (
+	ExternalMediaOnBotClose_name = map[int32]string{
+		0: "EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED",
+		1: "EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP",
+		2: "EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING",
+	}
+	ExternalMediaOnBotClose_value = map[string]int32{
+		"EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED": 0,
+		"EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP":      1,
+		"EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING":     2,
+	}
+)
+
+func (x ExternalMediaOnBotClose) Enum() *ExternalMediaOnBotClose {
+	p := new(ExternalMediaOnBotClose)
+	*p = x
+	return p
+}
+
+func (x ExternalMediaOnBotClose) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExternalMediaOnBotClose) Descriptor() protoreflect.EnumDescriptor {
+	return file_voipbin_mediastream_v1_external_media_proto_enumTypes[1].Descriptor()
+}
+
+func (ExternalMediaOnBotClose) Type() protoreflect.EnumType {
+	return &file_voipbin_mediastream_v1_external_media_proto_enumTypes[1]
+}
+
+func (x ExternalMediaOnBotClose) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExternalMediaOnBotClose.Descriptor instead.
+func (ExternalMediaOnBotClose) EnumDescriptor() ([]byte, []int) {
+	return file_voipbin_mediastream_v1_external_media_proto_rawDescGZIP(), []int{1}
 }
 
 // ExternalMediaStatus is where an external media is in its life.
@@ -120,11 +188,11 @@ func (x ExternalMediaStatus) String() string {
 }
 
 func (ExternalMediaStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_voipbin_mediastream_v1_external_media_proto_enumTypes[1].Descriptor()
+	return file_voipbin_mediastream_v1_external_media_proto_enumTypes[2].Descriptor()
 }
 
 func (ExternalMediaStatus) Type() protoreflect.EnumType {
-	return &file_voipbin_mediastream_v1_external_media_proto_enumTypes[1]
+	return &file_voipbin_mediastream_v1_external_media_proto_enumTypes[2]
 }
 
 func (x ExternalMediaStatus) Number() protoreflect.EnumNumber {
@@ -133,7 +201,7 @@ func (x ExternalMediaStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExternalMediaStatus.Descriptor instead.
 func (ExternalMediaStatus) EnumDescriptor() ([]byte, []int) {
-	return file_voipbin_mediastream_v1_external_media_proto_rawDescGZIP(), []int{1}
+	return file_voipbin_mediastream_v1_external_media_proto_rawDescGZIP(), []int{2}
 }
 
 // ExternalMedia is one flow of audio to an external host.
@@ -161,9 +229,20 @@ type ExternalMedia struct {
 	// When it started.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Why it ended, once terminated.
-	EndReason     string `protobuf:"bytes,10,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EndReason string `protobuf:"bytes,10,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	// Dial-out: the bot's WebSocket URL (ws:// or wss://).
+	Url string `protobuf:"bytes,11,opt,name=url,proto3" json:"url,omitempty"`
+	// Dial-out: what happens to the call when the bot ends the WebSocket
+	// (never UNSPECIFIED: the default is resolved).
+	OnBotClose ExternalMediaOnBotClose `protobuf:"varint,12,opt,name=on_bot_close,json=onBotClose,proto3,enum=voipbin.mediastream.v1.ExternalMediaOnBotClose" json:"on_bot_close,omitempty"`
+	// Dial-out: the Twilio stream SID the bot sees (MZ + 32 hex digits).
+	StreamSid string `protobuf:"bytes,13,opt,name=stream_sid,json=streamSid,proto3" json:"stream_sid,omitempty"`
+	// Dial-out: where stream-started/stopped/error are POSTed, if anywhere.
+	StatusCallbackUrl string `protobuf:"bytes,14,opt,name=status_callback_url,json=statusCallbackUrl,proto3" json:"status_callback_url,omitempty"`
+	// VOIPBIN_WEBSOCKET dial-out: the binary framing (RTP, SLN or AUDIOSOCKET).
+	WebsocketFraming ExternalMediaEncapsulation `protobuf:"varint,15,opt,name=websocket_framing,json=websocketFraming,proto3,enum=voipbin.mediastream.v1.ExternalMediaEncapsulation" json:"websocket_framing,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ExternalMedia) Reset() {
@@ -277,6 +356,41 @@ func (x *ExternalMedia) GetEndReason() string {
 	return ""
 }
 
+func (x *ExternalMedia) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *ExternalMedia) GetOnBotClose() ExternalMediaOnBotClose {
+	if x != nil {
+		return x.OnBotClose
+	}
+	return ExternalMediaOnBotClose_EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED
+}
+
+func (x *ExternalMedia) GetStreamSid() string {
+	if x != nil {
+		return x.StreamSid
+	}
+	return ""
+}
+
+func (x *ExternalMedia) GetStatusCallbackUrl() string {
+	if x != nil {
+		return x.StatusCallbackUrl
+	}
+	return ""
+}
+
+func (x *ExternalMedia) GetWebsocketFraming() ExternalMediaEncapsulation {
+	if x != nil {
+		return x.WebsocketFraming
+	}
+	return ExternalMediaEncapsulation_EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED
+}
+
 type isExternalMedia_Target interface {
 	isExternalMedia_Target()
 }
@@ -311,10 +425,27 @@ type StartExternalMediaRequest struct {
 	Encapsulation ExternalMediaEncapsulation `protobuf:"varint,4,opt,name=encapsulation,proto3,enum=voipbin.mediastream.v1.ExternalMediaEncapsulation" json:"encapsulation,omitempty"`
 	// Sample format; AudioSocket always carries 8 kHz slin.
 	Format AudioFormat `protobuf:"varint,5,opt,name=format,proto3,enum=voipbin.mediastream.v1.AudioFormat" json:"format,omitempty"`
-	// Whose audio of a call is sent. Conferences always send the mix.
-	Direction     Direction `protobuf:"varint,6,opt,name=direction,proto3,enum=voipbin.mediastream.v1.Direction" json:"direction,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Whose audio of a call is sent. Conferences always send the mix. For a
+	// dial-out, BOTH (or unset) is two-way like Twilio's <Connect><Stream>; IN
+	// or OUT is listen-only like <Start><Stream> on that track.
+	Direction Direction `protobuf:"varint,6,opt,name=direction,proto3,enum=voipbin.mediastream.v1.Direction" json:"direction,omitempty"`
+	// Dial-out (TWILIO_WEBSOCKET, VOIPBIN_WEBSOCKET): the bot's WebSocket URL,
+	// ws:// or wss://; its host must be allowed by the allow-list (a name is
+	// resolved and every address checked). external_host stays empty.
+	Url string `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
+	// Dial-out: Twilio's customParameters, sent in `start.customParameters`
+	// (VoIPBIN: in `started.custom_parameters`).
+	CustomParameters map[string]string `protobuf:"bytes,8,rep,name=custom_parameters,json=customParameters,proto3" json:"custom_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Dial-out: what happens to the call when the bot ends the WebSocket.
+	OnBotClose ExternalMediaOnBotClose `protobuf:"varint,9,opt,name=on_bot_close,json=onBotClose,proto3,enum=voipbin.mediastream.v1.ExternalMediaOnBotClose" json:"on_bot_close,omitempty"`
+	// Dial-out: an http(s) URL POSTed form-encoded on stream-started,
+	// stream-stopped and stream-error (Twilio's statusCallback fields).
+	StatusCallbackUrl string `protobuf:"bytes,10,opt,name=status_callback_url,json=statusCallbackUrl,proto3" json:"status_callback_url,omitempty"`
+	// VOIPBIN_WEBSOCKET dial-out: the binary framing of each audio message,
+	// as media_stream's `encapsulation`: RTP (or unset), SLN or AUDIOSOCKET.
+	WebsocketFraming ExternalMediaEncapsulation `protobuf:"varint,11,opt,name=websocket_framing,json=websocketFraming,proto3,enum=voipbin.mediastream.v1.ExternalMediaEncapsulation" json:"websocket_framing,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StartExternalMediaRequest) Reset() {
@@ -398,6 +529,41 @@ func (x *StartExternalMediaRequest) GetDirection() Direction {
 		return x.Direction
 	}
 	return Direction_DIRECTION_UNSPECIFIED
+}
+
+func (x *StartExternalMediaRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *StartExternalMediaRequest) GetCustomParameters() map[string]string {
+	if x != nil {
+		return x.CustomParameters
+	}
+	return nil
+}
+
+func (x *StartExternalMediaRequest) GetOnBotClose() ExternalMediaOnBotClose {
+	if x != nil {
+		return x.OnBotClose
+	}
+	return ExternalMediaOnBotClose_EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED
+}
+
+func (x *StartExternalMediaRequest) GetStatusCallbackUrl() string {
+	if x != nil {
+		return x.StatusCallbackUrl
+	}
+	return ""
+}
+
+func (x *StartExternalMediaRequest) GetWebsocketFraming() ExternalMediaEncapsulation {
+	if x != nil {
+		return x.WebsocketFraming
+	}
+	return ExternalMediaEncapsulation_EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED
 }
 
 type isStartExternalMediaRequest_Target interface {
@@ -872,7 +1038,7 @@ var File_voipbin_mediastream_v1_external_media_proto protoreflect.FileDescriptor
 
 const file_voipbin_mediastream_v1_external_media_proto_rawDesc = "" +
 	"\n" +
-	"+voipbin/mediastream/v1/external_media.proto\x12\x16voipbin.mediastream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(voipbin/mediastream/v1/mediastream.proto\"\x89\x04\n" +
+	"+voipbin/mediastream/v1/external_media.proto\x12\x16voipbin.mediastream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(voipbin/mediastream/v1/mediastream.proto\"\x9e\x06\n" +
 	"\rExternalMedia\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\acall_id\x18\x02 \x01(\tH\x00R\x06callId\x12%\n" +
@@ -886,15 +1052,32 @@ const file_voipbin_mediastream_v1_external_media_proto_rawDesc = "" +
 	"createTime\x12\x1d\n" +
 	"\n" +
 	"end_reason\x18\n" +
-	" \x01(\tR\tendReasonB\b\n" +
-	"\x06target\"\xe4\x02\n" +
+	" \x01(\tR\tendReason\x12\x10\n" +
+	"\x03url\x18\v \x01(\tR\x03url\x12Q\n" +
+	"\fon_bot_close\x18\f \x01(\x0e2/.voipbin.mediastream.v1.ExternalMediaOnBotCloseR\n" +
+	"onBotClose\x12\x1d\n" +
+	"\n" +
+	"stream_sid\x18\r \x01(\tR\tstreamSid\x12.\n" +
+	"\x13status_callback_url\x18\x0e \x01(\tR\x11statusCallbackUrl\x12_\n" +
+	"\x11websocket_framing\x18\x0f \x01(\x0e22.voipbin.mediastream.v1.ExternalMediaEncapsulationR\x10websocketFramingB\b\n" +
+	"\x06target\"\x95\x06\n" +
 	"\x19StartExternalMediaRequest\x12\x19\n" +
 	"\acall_id\x18\x01 \x01(\tH\x00R\x06callId\x12%\n" +
 	"\rconference_id\x18\x02 \x01(\tH\x00R\fconferenceId\x12#\n" +
 	"\rexternal_host\x18\x03 \x01(\tR\fexternalHost\x12X\n" +
 	"\rencapsulation\x18\x04 \x01(\x0e22.voipbin.mediastream.v1.ExternalMediaEncapsulationR\rencapsulation\x12;\n" +
 	"\x06format\x18\x05 \x01(\x0e2#.voipbin.mediastream.v1.AudioFormatR\x06format\x12?\n" +
-	"\tdirection\x18\x06 \x01(\x0e2!.voipbin.mediastream.v1.DirectionR\tdirectionB\b\n" +
+	"\tdirection\x18\x06 \x01(\x0e2!.voipbin.mediastream.v1.DirectionR\tdirection\x12\x10\n" +
+	"\x03url\x18\a \x01(\tR\x03url\x12t\n" +
+	"\x11custom_parameters\x18\b \x03(\v2G.voipbin.mediastream.v1.StartExternalMediaRequest.CustomParametersEntryR\x10customParameters\x12Q\n" +
+	"\fon_bot_close\x18\t \x01(\x0e2/.voipbin.mediastream.v1.ExternalMediaOnBotCloseR\n" +
+	"onBotClose\x12.\n" +
+	"\x13status_callback_url\x18\n" +
+	" \x01(\tR\x11statusCallbackUrl\x12_\n" +
+	"\x11websocket_framing\x18\v \x01(\x0e22.voipbin.mediastream.v1.ExternalMediaEncapsulationR\x10websocketFraming\x1aC\n" +
+	"\x15CustomParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
 	"\x06target\"j\n" +
 	"\x1aStartExternalMediaResponse\x12L\n" +
 	"\x0eexternal_media\x18\x01 \x01(\v2%.voipbin.mediastream.v1.ExternalMediaR\rexternalMedia\"z\n" +
@@ -919,12 +1102,18 @@ const file_voipbin_mediastream_v1_external_media_proto_rawDesc = "" +
 	"\x06target\"\x91\x01\n" +
 	"\x19ListExternalMediaResponse\x12L\n" +
 	"\x0eexternal_media\x18\x01 \x03(\v2%.voipbin.mediastream.v1.ExternalMediaR\rexternalMedia\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xc4\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xab\x02\n" +
 	"\x1aExternalMediaEncapsulation\x12,\n" +
 	"(EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED\x10\x00\x12$\n" +
 	" EXTERNAL_MEDIA_ENCAPSULATION_RTP\x10\x01\x12,\n" +
 	"(EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET\x10\x02\x12$\n" +
-	" EXTERNAL_MEDIA_ENCAPSULATION_SLN\x10\x03*\xac\x01\n" +
+	" EXTERNAL_MEDIA_ENCAPSULATION_SLN\x10\x03\x121\n" +
+	"-EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET\x10\x04\x122\n" +
+	".EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET\x10\x05*\x97\x01\n" +
+	"\x17ExternalMediaOnBotClose\x12+\n" +
+	"'EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED\x10\x00\x12&\n" +
+	"\"EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP\x10\x01\x12'\n" +
+	"#EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING\x10\x02*\xac\x01\n" +
 	"\x13ExternalMediaStatus\x12%\n" +
 	"!EXTERNAL_MEDIA_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEXTERNAL_MEDIA_STATUS_RUNNING\x10\x01\x12%\n" +
@@ -948,50 +1137,57 @@ func file_voipbin_mediastream_v1_external_media_proto_rawDescGZIP() []byte {
 	return file_voipbin_mediastream_v1_external_media_proto_rawDescData
 }
 
-var file_voipbin_mediastream_v1_external_media_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_voipbin_mediastream_v1_external_media_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_voipbin_mediastream_v1_external_media_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_voipbin_mediastream_v1_external_media_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_voipbin_mediastream_v1_external_media_proto_goTypes = []any{
 	(ExternalMediaEncapsulation)(0),    // 0: voipbin.mediastream.v1.ExternalMediaEncapsulation
-	(ExternalMediaStatus)(0),           // 1: voipbin.mediastream.v1.ExternalMediaStatus
-	(*ExternalMedia)(nil),              // 2: voipbin.mediastream.v1.ExternalMedia
-	(*StartExternalMediaRequest)(nil),  // 3: voipbin.mediastream.v1.StartExternalMediaRequest
-	(*StartExternalMediaResponse)(nil), // 4: voipbin.mediastream.v1.StartExternalMediaResponse
-	(*StopExternalMediaRequest)(nil),   // 5: voipbin.mediastream.v1.StopExternalMediaRequest
-	(*StopExternalMediaResponse)(nil),  // 6: voipbin.mediastream.v1.StopExternalMediaResponse
-	(*GetExternalMediaRequest)(nil),    // 7: voipbin.mediastream.v1.GetExternalMediaRequest
-	(*GetExternalMediaResponse)(nil),   // 8: voipbin.mediastream.v1.GetExternalMediaResponse
-	(*ListExternalMediaRequest)(nil),   // 9: voipbin.mediastream.v1.ListExternalMediaRequest
-	(*ListExternalMediaResponse)(nil),  // 10: voipbin.mediastream.v1.ListExternalMediaResponse
-	(AudioFormat)(0),                   // 11: voipbin.mediastream.v1.AudioFormat
-	(Direction)(0),                     // 12: voipbin.mediastream.v1.Direction
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(ExternalMediaOnBotClose)(0),       // 1: voipbin.mediastream.v1.ExternalMediaOnBotClose
+	(ExternalMediaStatus)(0),           // 2: voipbin.mediastream.v1.ExternalMediaStatus
+	(*ExternalMedia)(nil),              // 3: voipbin.mediastream.v1.ExternalMedia
+	(*StartExternalMediaRequest)(nil),  // 4: voipbin.mediastream.v1.StartExternalMediaRequest
+	(*StartExternalMediaResponse)(nil), // 5: voipbin.mediastream.v1.StartExternalMediaResponse
+	(*StopExternalMediaRequest)(nil),   // 6: voipbin.mediastream.v1.StopExternalMediaRequest
+	(*StopExternalMediaResponse)(nil),  // 7: voipbin.mediastream.v1.StopExternalMediaResponse
+	(*GetExternalMediaRequest)(nil),    // 8: voipbin.mediastream.v1.GetExternalMediaRequest
+	(*GetExternalMediaResponse)(nil),   // 9: voipbin.mediastream.v1.GetExternalMediaResponse
+	(*ListExternalMediaRequest)(nil),   // 10: voipbin.mediastream.v1.ListExternalMediaRequest
+	(*ListExternalMediaResponse)(nil),  // 11: voipbin.mediastream.v1.ListExternalMediaResponse
+	nil,                                // 12: voipbin.mediastream.v1.StartExternalMediaRequest.CustomParametersEntry
+	(AudioFormat)(0),                   // 13: voipbin.mediastream.v1.AudioFormat
+	(Direction)(0),                     // 14: voipbin.mediastream.v1.Direction
+	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
 }
 var file_voipbin_mediastream_v1_external_media_proto_depIdxs = []int32{
 	0,  // 0: voipbin.mediastream.v1.ExternalMedia.encapsulation:type_name -> voipbin.mediastream.v1.ExternalMediaEncapsulation
-	11, // 1: voipbin.mediastream.v1.ExternalMedia.format:type_name -> voipbin.mediastream.v1.AudioFormat
-	12, // 2: voipbin.mediastream.v1.ExternalMedia.direction:type_name -> voipbin.mediastream.v1.Direction
-	1,  // 3: voipbin.mediastream.v1.ExternalMedia.status:type_name -> voipbin.mediastream.v1.ExternalMediaStatus
-	13, // 4: voipbin.mediastream.v1.ExternalMedia.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: voipbin.mediastream.v1.StartExternalMediaRequest.encapsulation:type_name -> voipbin.mediastream.v1.ExternalMediaEncapsulation
-	11, // 6: voipbin.mediastream.v1.StartExternalMediaRequest.format:type_name -> voipbin.mediastream.v1.AudioFormat
-	12, // 7: voipbin.mediastream.v1.StartExternalMediaRequest.direction:type_name -> voipbin.mediastream.v1.Direction
-	2,  // 8: voipbin.mediastream.v1.StartExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
-	2,  // 9: voipbin.mediastream.v1.StopExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
-	2,  // 10: voipbin.mediastream.v1.GetExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
-	2,  // 11: voipbin.mediastream.v1.ListExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
-	3,  // 12: voipbin.mediastream.v1.ExternalMediaService.StartExternalMedia:input_type -> voipbin.mediastream.v1.StartExternalMediaRequest
-	5,  // 13: voipbin.mediastream.v1.ExternalMediaService.StopExternalMedia:input_type -> voipbin.mediastream.v1.StopExternalMediaRequest
-	7,  // 14: voipbin.mediastream.v1.ExternalMediaService.GetExternalMedia:input_type -> voipbin.mediastream.v1.GetExternalMediaRequest
-	9,  // 15: voipbin.mediastream.v1.ExternalMediaService.ListExternalMedia:input_type -> voipbin.mediastream.v1.ListExternalMediaRequest
-	4,  // 16: voipbin.mediastream.v1.ExternalMediaService.StartExternalMedia:output_type -> voipbin.mediastream.v1.StartExternalMediaResponse
-	6,  // 17: voipbin.mediastream.v1.ExternalMediaService.StopExternalMedia:output_type -> voipbin.mediastream.v1.StopExternalMediaResponse
-	8,  // 18: voipbin.mediastream.v1.ExternalMediaService.GetExternalMedia:output_type -> voipbin.mediastream.v1.GetExternalMediaResponse
-	10, // 19: voipbin.mediastream.v1.ExternalMediaService.ListExternalMedia:output_type -> voipbin.mediastream.v1.ListExternalMediaResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	13, // 1: voipbin.mediastream.v1.ExternalMedia.format:type_name -> voipbin.mediastream.v1.AudioFormat
+	14, // 2: voipbin.mediastream.v1.ExternalMedia.direction:type_name -> voipbin.mediastream.v1.Direction
+	2,  // 3: voipbin.mediastream.v1.ExternalMedia.status:type_name -> voipbin.mediastream.v1.ExternalMediaStatus
+	15, // 4: voipbin.mediastream.v1.ExternalMedia.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 5: voipbin.mediastream.v1.ExternalMedia.on_bot_close:type_name -> voipbin.mediastream.v1.ExternalMediaOnBotClose
+	0,  // 6: voipbin.mediastream.v1.ExternalMedia.websocket_framing:type_name -> voipbin.mediastream.v1.ExternalMediaEncapsulation
+	0,  // 7: voipbin.mediastream.v1.StartExternalMediaRequest.encapsulation:type_name -> voipbin.mediastream.v1.ExternalMediaEncapsulation
+	13, // 8: voipbin.mediastream.v1.StartExternalMediaRequest.format:type_name -> voipbin.mediastream.v1.AudioFormat
+	14, // 9: voipbin.mediastream.v1.StartExternalMediaRequest.direction:type_name -> voipbin.mediastream.v1.Direction
+	12, // 10: voipbin.mediastream.v1.StartExternalMediaRequest.custom_parameters:type_name -> voipbin.mediastream.v1.StartExternalMediaRequest.CustomParametersEntry
+	1,  // 11: voipbin.mediastream.v1.StartExternalMediaRequest.on_bot_close:type_name -> voipbin.mediastream.v1.ExternalMediaOnBotClose
+	0,  // 12: voipbin.mediastream.v1.StartExternalMediaRequest.websocket_framing:type_name -> voipbin.mediastream.v1.ExternalMediaEncapsulation
+	3,  // 13: voipbin.mediastream.v1.StartExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
+	3,  // 14: voipbin.mediastream.v1.StopExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
+	3,  // 15: voipbin.mediastream.v1.GetExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
+	3,  // 16: voipbin.mediastream.v1.ListExternalMediaResponse.external_media:type_name -> voipbin.mediastream.v1.ExternalMedia
+	4,  // 17: voipbin.mediastream.v1.ExternalMediaService.StartExternalMedia:input_type -> voipbin.mediastream.v1.StartExternalMediaRequest
+	6,  // 18: voipbin.mediastream.v1.ExternalMediaService.StopExternalMedia:input_type -> voipbin.mediastream.v1.StopExternalMediaRequest
+	8,  // 19: voipbin.mediastream.v1.ExternalMediaService.GetExternalMedia:input_type -> voipbin.mediastream.v1.GetExternalMediaRequest
+	10, // 20: voipbin.mediastream.v1.ExternalMediaService.ListExternalMedia:input_type -> voipbin.mediastream.v1.ListExternalMediaRequest
+	5,  // 21: voipbin.mediastream.v1.ExternalMediaService.StartExternalMedia:output_type -> voipbin.mediastream.v1.StartExternalMediaResponse
+	7,  // 22: voipbin.mediastream.v1.ExternalMediaService.StopExternalMedia:output_type -> voipbin.mediastream.v1.StopExternalMediaResponse
+	9,  // 23: voipbin.mediastream.v1.ExternalMediaService.GetExternalMedia:output_type -> voipbin.mediastream.v1.GetExternalMediaResponse
+	11, // 24: voipbin.mediastream.v1.ExternalMediaService.ListExternalMedia:output_type -> voipbin.mediastream.v1.ListExternalMediaResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_voipbin_mediastream_v1_external_media_proto_init() }
@@ -1022,8 +1218,8 @@ func file_voipbin_mediastream_v1_external_media_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voipbin_mediastream_v1_external_media_proto_rawDesc), len(file_voipbin_mediastream_v1_external_media_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

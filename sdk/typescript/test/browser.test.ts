@@ -240,7 +240,7 @@ describe("browser MediaStreamSocket against the real shim", () => {
       return true;
     });
     await assert.rejects(collect(socket), MediaStreamSocketError);
-    const invalid = open({ callId: "not-a-uuid" });
+    const invalid = open({ callId: "not*an*id" });
     await assert.rejects(invalid.opened, (err: unknown) => err instanceof MediaStreamSocketError && err.httpStatus === 400 && err.errorReason === "INVALID_ID");
   });
 

@@ -14,7 +14,14 @@ from mediastream._proto import mediastream_pb2 as pb
 from mediastream.api.grpc_service import DIRECTIONS, FORMATS, FORMATS_OUT, enum_value
 from mediastream.api.status import unary_errors
 from mediastream.auth import Authenticator, Principal
-from mediastream.core.stream import Direction, Target, TargetKind, validate_target_id
+from mediastream.core.stream import (
+    Direction,
+    Encapsulation,
+    Target,
+    TargetKind,
+    validate_target_id,
+)
+from mediastream.dialout import OnBotClose
 from mediastream.errors import InvalidArgument, PermissionDenied
 from mediastream.external_media import (
     ExternalEncapsulation,
@@ -32,10 +39,27 @@ _ENCAPSULATIONS = {
     em_pb.EXTERNAL_MEDIA_ENCAPSULATION_RTP: ExternalEncapsulation.RTP,
     em_pb.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET: ExternalEncapsulation.AUDIOSOCKET,
     em_pb.EXTERNAL_MEDIA_ENCAPSULATION_SLN: ExternalEncapsulation.SLN,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET: ExternalEncapsulation.TWILIO_WEBSOCKET,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET: ExternalEncapsulation.VOIPBIN_WEBSOCKET,
 }
 _ENCAPSULATIONS_OUT = {
     v: k for k, v in _ENCAPSULATIONS.items() if k != em_pb.EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED
 }
+_FRAMINGS = {
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED: Encapsulation.RTP,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_RTP: Encapsulation.RTP,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_SLN: Encapsulation.SLN,
+    em_pb.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET: Encapsulation.AUDIOSOCKET,
+}
+_FRAMINGS_OUT = {
+    v: k for k, v in _FRAMINGS.items() if k != em_pb.EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED
+}
+_ON_BOT_CLOSE: dict[int, OnBotClose | None] = {
+    em_pb.EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED: None,
+    em_pb.EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP: OnBotClose.HANGUP,
+    em_pb.EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING: OnBotClose.NOTHING,
+}
+_ON_BOT_CLOSE_OUT = {v: k for k, v in _ON_BOT_CLOSE.items() if v is not None}
 _STATUS = {
     ExternalStatus.RUNNING: em_pb.EXTERNAL_MEDIA_STATUS_RUNNING,
     ExternalStatus.TERMINATING: em_pb.EXTERNAL_MEDIA_STATUS_TERMINATING,
@@ -73,7 +97,14 @@ def _to_proto(media: ExternalMedia) -> em_pb.ExternalMedia:
         status=_STATUS[media.status],
         create_time=created,
         end_reason=media.end_reason,
+        url=media.url,
+        stream_sid=media.stream_sid,
+        status_callback_url=media.status_callback_url,
     )
+    if media.on_bot_close is not None:
+        out.on_bot_close = _ON_BOT_CLOSE_OUT[media.on_bot_close]  # type: ignore[assignment]
+    if media.websocket_framing is not None:
+        out.websocket_framing = _FRAMINGS_OUT[media.websocket_framing]
     if media.target.kind is TargetKind.CALL:
         out.call_id = media.target.id
     else:
@@ -115,8 +146,41 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         fmt = enum_value(FORMATS, request.format, "format")
         direction = enum_value(DIRECTIONS, request.direction, "direction")
         encapsulation = enum_value(_ENCAPSULATIONS, request.encapsulation, "encapsulation")
-        media = await self._manager.start(
-            target, request.external_host, encapsulation, fmt, direction
+        if encapsulation.dial_out is None:
+            for name in ("url", "status_callback_url"):
+                if getattr(request, name):
+                    raise InvalidArgument(
+                        name,
+                        f"{name} is for the dial-out encapsulations "
+                        "(TWILIO_WEBSOCKET, VOIPBIN_WEBSOCKET)",
+                        reason="NOT_A_DIAL_OUT",
+                    )
+            media = await self._manager.start(
+                target, request.external_host, encapsulation, fmt, direction
+            )
+            return em_pb.StartExternalMediaResponse(external_media=_to_proto(media))
+        if request.external_host:
+            raise InvalidArgument(
+                "external_host",
+                "a dial-out names its bot in url; leave external_host empty",
+                reason="NOT_A_DIAL_OUT",
+            )
+        if not request.url:
+            raise InvalidArgument(
+                "url", "a dial-out needs the bot's ws:// or wss:// url", reason="INVALID_URL"
+            )
+        framing = enum_value(_FRAMINGS, request.websocket_framing, "websocket_framing")
+        media = await self._manager.start_dial_out(
+            target,
+            encapsulation,
+            request.url,
+            fmt=None if request.format == pb.AUDIO_FORMAT_UNSPECIFIED else fmt,
+            direction=direction,
+            framing=framing,
+            parameters=dict(request.custom_parameters),
+            on_bot_close=enum_value(_ON_BOT_CLOSE, request.on_bot_close, "on_bot_close"),
+            status_callback_url=request.status_callback_url,
+            account=principal.subject,
         )
         return em_pb.StartExternalMediaResponse(external_media=_to_proto(media))
 

@@ -88,7 +88,8 @@ def page_csp(html: str, host: str) -> str:
     """The page's Content-Security-Policy: its own inline code only, its own server only."""
     return (
         "default-src 'none'; "
-        f"script-src {_inline_hashes(html, 'script')}; "
+        # 'self' for the AudioWorklet module (/ui/mic-worklet.js): a worklet is a script.
+        f"script-src 'self' {_inline_hashes(html, 'script')}; "
         f"style-src {_inline_hashes(html, 'style')}; "
         f"connect-src 'self' ws://{host} wss://{host}; "
         "img-src 'self' data:; media-src 'self' blob:; "
@@ -350,7 +351,11 @@ class ShimServer:
         except MediaStreamError as exc:
             return self._refuse(exc, request)
         dialect = twilio.TwilioDialect(
-            ws, stream, self._streams, account=principal.subject, parameters=request.query
+            ws,
+            stream,
+            self._streams,
+            account=principal.subject,
+            parameters=twilio.custom_parameters(request.query),
         )
         return await self._serve(request, ws, stream, dialect)
 
@@ -440,9 +445,13 @@ class ShimServer:
             },
         )
 
-    @staticmethod
-    async def _worklet(request: web.Request) -> web.StreamResponse:
-        # The page's AudioWorklet module (microphone capture); public, like the page's code.
+    async def _worklet(self, request: web.Request) -> web.StreamResponse:
+        # The page's AudioWorklet module (microphone capture). Behind the same credentials
+        # as the page: the browser's module fetch is same-origin and carries its cookie.
+        try:
+            self._principal(request)
+        except MediaStreamError as exc:
+            return self._refuse(exc, request)
         return web.Response(
             text=_WORKLET.read_text(encoding="utf-8"),
             content_type="text/javascript",

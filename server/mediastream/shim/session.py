@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from typing import Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from mediastream.core.stream import Chunk, StopReason, StreamEvent
 from mediastream.errors import MediaStreamError
@@ -23,6 +24,12 @@ from mediastream.shim.errors import close_for_error, close_for_stop, close_reaso
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
 log = logging.getLogger(__name__)
+
+CLIENT_WENT_AWAY = "WebSocket client went away"
+"""The detail of a stream the session ended because its peer left."""
+
+PEER_END_WAIT_S = 1.0
+"""How long the reader gets to see the peer's end after the writer failed on a lost connection."""
 
 CLOSE_TIMEOUT_S = 5.0
 """How long the writer may take to report an error and close before it is cut off."""
@@ -46,19 +53,48 @@ class ShimWebSocket(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
 
+class WebSocketLike(Protocol):
+    """What a dialect needs of a connection.
+
+    Either side: an upgraded request, or a dial-out's `aiohttp.ClientWebSocketResponse`.
+    """
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed or closing."""
+
+    async def send_str(self, data: str, compress: int | None = None) -> None:
+        """Send a text message."""
+
+    async def send_bytes(self, data: bytes, compress: int | None = None) -> None:
+        """Send a binary message."""
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message, or a CLOSE/CLOSED/ERROR one."""
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool:
+        """Close the connection."""
+
+
 class Dialect(ABC):
     """How one wire dialect turns stream output into messages and messages into calls.
 
     Args:
-        ws: The upgraded connection.
+        ws: The connection (accepted, or dialled out).
         stream: The stream it carries.
         streams: The stream manager (for hang-up).
     """
 
-    def __init__(self, ws: ShimWebSocket, stream: Stream, streams: StreamManager) -> None:
+    def __init__(self, ws: WebSocketLike, stream: Stream, streams: StreamManager) -> None:
         self.ws = ws
         self.stream = stream
         self.streams = streams
+        self.peer_end: WSMessage | None = None
+        """The CLOSE, CLOSED or ERROR message that ended the session when the peer
+        ended it (not when the gateway closed first): how a dial-out tells why."""
+        self.wait_for_peer_end = False
+        """Give the reader PEER_END_WAIT_S to see the peer's end when the writer lost the
+        connection first (dial-outs report it; accepted connections need not wait)."""
 
     @abstractmethod
     async def opened(self) -> None:
@@ -93,10 +129,14 @@ class Dialect(ABC):
         """
 
 
-async def run_session(dialect: Dialect) -> None:
+async def run_session(dialect: Dialect, *, release: bool = True) -> None:
     """Carry `dialect`'s stream over its WebSocket until either side ends it.
 
-    The stream is always released before this returns.
+    Args:
+        dialect: The dialect over its connection.
+        release: Release the stream before returning (always, for accepted
+            connections); False: the caller does, or carries it on over a new
+            connection (a dial-out redialling a lost bot).
     """
     ws, stream = dialect.ws, dialect.stream
     closing = asyncio.Event()
@@ -108,9 +148,18 @@ async def run_session(dialect: Dialect) -> None:
         except ConnectionError:
             return  # the client left during the upgrade; the stream is released below
         writer = asyncio.create_task(_write(dialect, closing), name=f"ws-write-{stream.id}")
-        reader = asyncio.create_task(_read(dialect), name=f"ws-read-{stream.id}")
+        reader = asyncio.create_task(_read(dialect, closing), name=f"ws-read-{stream.id}")
         tasks += (writer, reader)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if (
+            dialect.wait_for_peer_end
+            and writer.done()
+            and not reader.done()
+            and not closing.is_set()
+        ):
+            # The writer lost the connection mid-send: the reader is about to see how
+            # (a close frame or none), which a dial-out reports.
+            await asyncio.wait({reader}, timeout=PEER_END_WAIT_S)
         if not writer.done() and (closing.is_set() or stream.error is not None):
             # The reader ended because the stream failed or the server is
             # closing: let the writer say why and finish the close handshake.
@@ -128,7 +177,8 @@ async def run_session(dialect: Dialect) -> None:
         if not ws.closed:
             with contextlib.suppress(ConnectionError):
                 await ws.close(code=code, message=reason.encode())
-        await dialect.streams.close(stream, StopReason.CLIENT_DONE, "WebSocket client went away")
+        if release:
+            await dialect.streams.close(stream, StopReason.CLIENT_DONE, CLIENT_WENT_AWAY)
 
 
 async def _write(dialect: Dialect, closing: asyncio.Event) -> None:
@@ -147,7 +197,7 @@ async def _write(dialect: Dialect, closing: asyncio.Event) -> None:
     await ws.close(code=code, message=close_reason(reason))
 
 
-async def _read(dialect: Dialect) -> None:
+async def _read(dialect: Dialect, closing: asyncio.Event) -> None:
     ws, stream = dialect.ws, dialect.stream
     try:
         while True:
@@ -159,6 +209,8 @@ async def _read(dialect: Dialect) -> None:
                 await dialect.on_text(msg.data)
             else:
                 # CLOSE, CLOSING, CLOSED or ERROR: the client is gone or going.
+                if not closing.is_set() and stream.error is None:
+                    dialect.peer_end = msg
                 return
     except MediaStreamError as exc:
         log.info("stream %s: client broke the contract: %s", stream.id, exc.reason)

@@ -21,6 +21,7 @@ from mediastream import metrics
 from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, AudioFormat
 from mediastream.core.stream import (
     Chunk,
+    Direction,
     Dtmf,
     Encapsulation,
     MarkReached,
@@ -31,7 +32,7 @@ from mediastream.core.stream import (
     Transport,
 )
 from mediastream.errors import InvalidArgument, MediaStreamError
-from mediastream.shim.session import Dialect, ShimWebSocket
+from mediastream.shim.session import Dialect, WebSocketLike
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -45,6 +46,21 @@ _PIECE_BYTES = AudioFormat.ULAW.bytes_for(MAX_CHUNK_MS)
 
 _RESERVED_PARAMETERS = frozenset({"token", "accesskey"})
 """Query parameters that are credentials, never echoed as customParameters."""
+
+
+def custom_parameters(query: Mapping[str, str]) -> dict[str, str]:
+    """A connection's query parameters as ``customParameters``, credentials left out."""
+    return {k: v for k, v in query.items() if k not in _RESERVED_PARAMETERS}
+
+
+TRACKS: Mapping[Direction, str] = {
+    Direction.BOTH: "inbound",
+    Direction.IN: "inbound",
+    Direction.OUT: "outbound",
+}
+"""Twilio's name of the track a stream hears: a two-way stream (``<Connect><Stream>``)
+hears the call as ``inbound``; a listen-only one (``<Start><Stream track=...>``) the
+track it names, ``inbound`` being the caller's side (the snoop's ``in``)."""
 
 
 def twilio_spec(target: Target, transport: Transport) -> StreamSpec:
@@ -74,12 +90,15 @@ class TwilioDialect(Dialect):
         stream: The stream it carries.
         streams: The stream manager.
         account: Who opened the stream (becomes ``accountSid``).
-        parameters: Query parameters, echoed as ``start.customParameters``.
+        parameters: Sent as ``start.customParameters``.
+
+    A listen-only stream (a dial-out's ``<Start><Stream>``) ignores the media,
+    marks and clears its peer sends, as Twilio's unidirectional streams do.
     """
 
     def __init__(
         self,
-        ws: ShimWebSocket,
+        ws: WebSocketLike,
         stream: Stream,
         streams: StreamManager,
         *,
@@ -91,7 +110,8 @@ class TwilioDialect(Dialect):
         self.account_sid = sid("AC", account)
         # Twilio's callSid names the call; here it is the call's (or conference's) ID.
         self.call_sid = stream.spec.target.id
-        self.parameters = {k: v for k, v in parameters.items() if k not in _RESERVED_PARAMETERS}
+        self.parameters = dict(parameters)
+        self.track = TRACKS[stream.spec.direction]
         self._sequence = 0
 
     async def _send(self, event: str, body: dict[str, object]) -> None:
@@ -117,7 +137,7 @@ class TwilioDialect(Dialect):
                     "accountSid": self.account_sid,
                     "streamSid": self.stream_sid,
                     "callSid": self.call_sid,
-                    "tracks": ["inbound"],
+                    "tracks": [self.track],
                     "customParameters": self.parameters,
                     "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
                 }
@@ -131,7 +151,7 @@ class TwilioDialect(Dialect):
             media = {
                 # The stream hears the call (both parties, as VoIPBIN's snoop
                 # does); Twilio calls what a stream hears from the call inbound.
-                "track": "inbound",
+                "track": self.track,
                 "chunk": str(item.sequence_number + 1),
                 "timestamp": str(item.sequence_number * FRAME_MS),
                 "payload": base64.b64encode(item.data).decode("ascii"),
@@ -186,6 +206,8 @@ class TwilioDialect(Dialect):
                 reason="WRONG_STREAM_SID",
             )
         event = message["event"]
+        if not self.stream.spec.bidirectional and event in ("media", "mark", "clear"):
+            return  # listen-only: nothing goes into the call
         if event == "media":
             await self._play(_object(message, "media", "MALFORMED_MEDIA").get("payload"))
         elif event == "mark":

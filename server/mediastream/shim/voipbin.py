@@ -24,7 +24,7 @@ from mediastream.core.stream import (
 )
 from mediastream.errors import InvalidArgument, MediaStreamError
 from mediastream.shim.errors import close_for_error
-from mediastream.shim.session import Dialect, ShimWebSocket
+from mediastream.shim.session import Dialect, WebSocketLike
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -109,13 +109,24 @@ class VoipbinDialect(Dialect):
         stream: The stream it carries.
         streams: The stream manager (for hang-up).
         events: Whether the JSON control channel is on.
+        parameters: A dial-out's custom parameters, sent in ``started.custom_parameters``;
+            None: no such field (an accepted connection has its own query string).
+
+    A listen-only stream (a dial-out's) ignores the audio its peer sends.
     """
 
     def __init__(
-        self, ws: ShimWebSocket, stream: Stream, streams: StreamManager, *, events: bool
+        self,
+        ws: WebSocketLike,
+        stream: Stream,
+        streams: StreamManager,
+        *,
+        events: bool,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         super().__init__(ws, stream, streams)
         self.events = events
+        self.parameters = parameters
 
     async def _send_json(self, message: dict[str, object]) -> None:
         await self.ws.send_str(json.dumps(message, separators=(",", ":")))
@@ -123,7 +134,10 @@ class VoipbinDialect(Dialect):
     async def opened(self) -> None:
         """Send ``started`` when the control channel is on."""
         if self.events:
-            await self._send_json(started_message(self.stream))
+            started = started_message(self.stream)
+            if self.parameters is not None:
+                started["custom_parameters"] = self.parameters
+            await self._send_json(started)
 
     async def send(self, item: Chunk | StreamEvent) -> None:
         """Audio as a binary message; events as text when the control channel is on."""
@@ -155,7 +169,8 @@ class VoipbinDialect(Dialect):
 
     async def on_binary(self, data: bytes) -> None:
         """Play one chunk of audio in the stream's encapsulation."""
-        self.stream.play(data)
+        if self.stream.spec.bidirectional:
+            self.stream.play(data)
 
     async def on_text(self, text: str) -> None:
         """Carry out a control message.

@@ -8,6 +8,7 @@ from mediastream_client.external_media import (
     ExternalMedia,
     ExternalMediaClient,
     ExternalStatus,
+    OnBotClose,
 )
 from mediastream_client.sync import SyncClient
 from mediastream_client.types import (
@@ -44,6 +45,7 @@ __all__ = [
     "MarkPlayed",
     "MediaStreamClient",
     "MediaStreamClientError",
+    "OnBotClose",
     "RPCError",
     "StopReason",
     "Stopped",

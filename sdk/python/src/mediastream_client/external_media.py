@@ -5,6 +5,11 @@ Example:
         media = await client.external_media.start(call_id=CALL, external_host="10.0.0.5:4000")
         ...
         await client.external_media.stop(media.id)
+
+    # Dial-out: the gateway connects to your bot's WebSocket server, as Twilio does.
+    media = await client.external_media.dial_out(
+        call_id=CALL, url="wss://bot.example/media", custom_parameters={"lang": "en"}
+    )
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ class ExternalEncapsulation(enum.Enum):
     RTP = "rtp"
     AUDIOSOCKET = "audiosocket"
     SLN = "sln"
+    TWILIO_WEBSOCKET = "twilio_websocket"
+    """Dial-out in Twilio Media Streams' protocol."""
+    VOIPBIN_WEBSOCKET = "voipbin_websocket"
+    """Dial-out in VoIPBIN's media_stream forms."""
+
+
+class OnBotClose(enum.Enum):
+    """What happens to the call when a dial-out's bot ends the WebSocket."""
+
+    HANGUP = "hangup"
+    NOTHING = "nothing"
 
 
 class ExternalStatus(enum.Enum):
@@ -57,12 +73,23 @@ class ExternalMedia:
     status: ExternalStatus
     created: datetime
     end_reason: str
+    url: str = ""
+    """A dial-out's bot URL."""
+    stream_sid: str = ""
+    """A dial-out's Twilio stream SID."""
+    on_bot_close: OnBotClose | None = None
 
 
 _ENC = {
     ExternalEncapsulation.RTP: em.EXTERNAL_MEDIA_ENCAPSULATION_RTP,
     ExternalEncapsulation.AUDIOSOCKET: em.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET,
     ExternalEncapsulation.SLN: em.EXTERNAL_MEDIA_ENCAPSULATION_SLN,
+    ExternalEncapsulation.TWILIO_WEBSOCKET: em.EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET,
+    ExternalEncapsulation.VOIPBIN_WEBSOCKET: em.EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET,
+}
+_ON_BOT_CLOSE = {
+    OnBotClose.HANGUP: em.EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP,
+    OnBotClose.NOTHING: em.EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING,
 }
 _STATUS = {
     em.EXTERNAL_MEDIA_STATUS_RUNNING: ExternalStatus.RUNNING,
@@ -87,6 +114,9 @@ def _from_proto(m: Any) -> ExternalMedia:
         status=_STATUS[m.status],
         created=datetime.fromtimestamp(m.create_time.ToNanoseconds() / 1e9, UTC),
         end_reason=m.end_reason,
+        url=m.url,
+        stream_sid=m.stream_sid,
+        on_bot_close=reverse(_ON_BOT_CLOSE).get(m.on_bot_close),
     )
 
 
@@ -132,6 +162,40 @@ class ExternalMediaClient:
             format=FORMATS[format],
             direction=DIRECTIONS[direction],
         )
+        if call_id is not None:
+            request.call_id = call_id
+        if conference_id is not None:
+            request.conference_id = conference_id
+        reply = await self._call(self._stub.StartExternalMedia, request)
+        return _from_proto(reply.external_media)
+
+    async def dial_out(
+        self,
+        *,
+        url: str,
+        call_id: str | None = None,
+        conference_id: str | None = None,
+        protocol: ExternalEncapsulation = ExternalEncapsulation.TWILIO_WEBSOCKET,
+        custom_parameters: dict[str, str] | None = None,
+        direction: Direction = Direction.BOTH,
+        on_bot_close: OnBotClose | None = None,
+        status_callback_url: str = "",
+    ) -> ExternalMedia:
+        """Have the gateway connect to the bot at `url` (``ws://``/``wss://``) and stream there.
+
+        Returns once the WebSocket is up. `direction` BOTH is two-way (Twilio's
+        ``<Connect><Stream>``), IN or OUT listen-only. `on_bot_close` None: hang up a
+        two-way stream's call when the bot closes, leave a listen-only one's alone.
+        """
+        request = em.StartExternalMediaRequest(
+            url=url,
+            encapsulation=_ENC[protocol],
+            direction=DIRECTIONS[direction],
+            custom_parameters=custom_parameters or {},
+            status_callback_url=status_callback_url,
+        )
+        if on_bot_close is not None:
+            request.on_bot_close = _ON_BOT_CLOSE[on_bot_close]
         if call_id is not None:
             request.call_id = call_id
         if conference_id is not None:

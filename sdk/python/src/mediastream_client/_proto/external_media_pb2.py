@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import mediastream_pb2 as voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+voipbin/mediastream/v1/external_media.proto\x12\x16voipbin.mediastream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(voipbin/mediastream/v1/mediastream.proto\"\xa0\x03\n\rExternalMedia\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x07\x63\x61ll_id\x18\x02 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x03 \x01(\tH\x00\x12\x15\n\rexternal_host\x18\x04 \x01(\t\x12I\n\rencapsulation\x18\x05 \x01(\x0e\x32\x32.voipbin.mediastream.v1.ExternalMediaEncapsulation\x12\x33\n\x06\x66ormat\x18\x06 \x01(\x0e\x32#.voipbin.mediastream.v1.AudioFormat\x12\x34\n\tdirection\x18\x07 \x01(\x0e\x32!.voipbin.mediastream.v1.Direction\x12;\n\x06status\x18\x08 \x01(\x0e\x32+.voipbin.mediastream.v1.ExternalMediaStatus\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\n \x01(\tB\x08\n\x06target\"\x9e\x02\n\x19StartExternalMediaRequest\x12\x11\n\x07\x63\x61ll_id\x18\x01 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x02 \x01(\tH\x00\x12\x15\n\rexternal_host\x18\x03 \x01(\t\x12I\n\rencapsulation\x18\x04 \x01(\x0e\x32\x32.voipbin.mediastream.v1.ExternalMediaEncapsulation\x12\x33\n\x06\x66ormat\x18\x05 \x01(\x0e\x32#.voipbin.mediastream.v1.AudioFormat\x12\x34\n\tdirection\x18\x06 \x01(\x0e\x32!.voipbin.mediastream.v1.DirectionB\x08\n\x06target\"[\n\x1aStartExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x01(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\"`\n\x18StopExternalMediaRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x63\x61ll_id\x18\x02 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x03 \x01(\tH\x00\x42\n\n\x08selector\"Z\n\x19StopExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x03(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\"%\n\x17GetExternalMediaRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Y\n\x18GetExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x01(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\"w\n\x18ListExternalMediaRequest\x12\x11\n\x07\x63\x61ll_id\x18\x01 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x02 \x01(\tH\x00\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\x08\n\x06target\"s\n\x19ListExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x03(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xc4\x01\n\x1a\x45xternalMediaEncapsulation\x12,\n(EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED\x10\x00\x12$\n EXTERNAL_MEDIA_ENCAPSULATION_RTP\x10\x01\x12,\n(EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET\x10\x02\x12$\n EXTERNAL_MEDIA_ENCAPSULATION_SLN\x10\x03*\xac\x01\n\x13\x45xternalMediaStatus\x12%\n!EXTERNAL_MEDIA_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1d\x45XTERNAL_MEDIA_STATUS_RUNNING\x10\x01\x12%\n!EXTERNAL_MEDIA_STATUS_TERMINATING\x10\x02\x12$\n EXTERNAL_MEDIA_STATUS_TERMINATED\x10\x03\x32\xfe\x03\n\x14\x45xternalMediaService\x12{\n\x12StartExternalMedia\x12\x31.voipbin.mediastream.v1.StartExternalMediaRequest\x1a\x32.voipbin.mediastream.v1.StartExternalMediaResponse\x12x\n\x11StopExternalMedia\x12\x30.voipbin.mediastream.v1.StopExternalMediaRequest\x1a\x31.voipbin.mediastream.v1.StopExternalMediaResponse\x12u\n\x10GetExternalMedia\x12/.voipbin.mediastream.v1.GetExternalMediaRequest\x1a\x30.voipbin.mediastream.v1.GetExternalMediaResponse\x12x\n\x11ListExternalMedia\x12\x30.voipbin.mediastream.v1.ListExternalMediaRequest\x1a\x31.voipbin.mediastream.v1.ListExternalMediaResponseBCZAgithub.com/voipbin/mediastream/sdk/go/mediastreamv1;mediastreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+voipbin/mediastream/v1/external_media.proto\x12\x16voipbin.mediastream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(voipbin/mediastream/v1/mediastream.proto\"\xf4\x04\n\rExternalMedia\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x07\x63\x61ll_id\x18\x02 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x03 \x01(\tH\x00\x12\x15\n\rexternal_host\x18\x04 \x01(\t\x12I\n\rencapsulation\x18\x05 \x01(\x0e\x32\x32.voipbin.mediastream.v1.ExternalMediaEncapsulation\x12\x33\n\x06\x66ormat\x18\x06 \x01(\x0e\x32#.voipbin.mediastream.v1.AudioFormat\x12\x34\n\tdirection\x18\x07 \x01(\x0e\x32!.voipbin.mediastream.v1.Direction\x12;\n\x06status\x18\x08 \x01(\x0e\x32+.voipbin.mediastream.v1.ExternalMediaStatus\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\n \x01(\t\x12\x0b\n\x03url\x18\x0b \x01(\t\x12\x45\n\x0con_bot_close\x18\x0c \x01(\x0e\x32/.voipbin.mediastream.v1.ExternalMediaOnBotClose\x12\x12\n\nstream_sid\x18\r \x01(\t\x12\x1b\n\x13status_callback_url\x18\x0e \x01(\t\x12M\n\x11websocket_framing\x18\x0f \x01(\x0e\x32\x32.voipbin.mediastream.v1.ExternalMediaEncapsulationB\x08\n\x06target\"\xfb\x04\n\x19StartExternalMediaRequest\x12\x11\n\x07\x63\x61ll_id\x18\x01 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x02 \x01(\tH\x00\x12\x15\n\rexternal_host\x18\x03 \x01(\t\x12I\n\rencapsulation\x18\x04 \x01(\x0e\x32\x32.voipbin.mediastream.v1.ExternalMediaEncapsulation\x12\x33\n\x06\x66ormat\x18\x05 \x01(\x0e\x32#.voipbin.mediastream.v1.AudioFormat\x12\x34\n\tdirection\x18\x06 \x01(\x0e\x32!.voipbin.mediastream.v1.Direction\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x62\n\x11\x63ustom_parameters\x18\x08 \x03(\x0b\x32G.voipbin.mediastream.v1.StartExternalMediaRequest.CustomParametersEntry\x12\x45\n\x0con_bot_close\x18\t \x01(\x0e\x32/.voipbin.mediastream.v1.ExternalMediaOnBotClose\x12\x1b\n\x13status_callback_url\x18\n \x01(\t\x12M\n\x11websocket_framing\x18\x0b \x01(\x0e\x32\x32.voipbin.mediastream.v1.ExternalMediaEncapsulation\x1a\x37\n\x15\x43ustomParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06target\"[\n\x1aStartExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x01(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\"`\n\x18StopExternalMediaRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x63\x61ll_id\x18\x02 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x03 \x01(\tH\x00\x42\n\n\x08selector\"Z\n\x19StopExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x03(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\"%\n\x17GetExternalMediaRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Y\n\x18GetExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x01(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\"w\n\x18ListExternalMediaRequest\x12\x11\n\x07\x63\x61ll_id\x18\x01 \x01(\tH\x00\x12\x17\n\rconference_id\x18\x02 \x01(\tH\x00\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\x08\n\x06target\"s\n\x19ListExternalMediaResponse\x12=\n\x0e\x65xternal_media\x18\x01 \x03(\x0b\x32%.voipbin.mediastream.v1.ExternalMedia\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xab\x02\n\x1a\x45xternalMediaEncapsulation\x12,\n(EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED\x10\x00\x12$\n EXTERNAL_MEDIA_ENCAPSULATION_RTP\x10\x01\x12,\n(EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET\x10\x02\x12$\n EXTERNAL_MEDIA_ENCAPSULATION_SLN\x10\x03\x12\x31\n-EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET\x10\x04\x12\x32\n.EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET\x10\x05*\x97\x01\n\x17\x45xternalMediaOnBotClose\x12+\n\'EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED\x10\x00\x12&\n\"EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP\x10\x01\x12\'\n#EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING\x10\x02*\xac\x01\n\x13\x45xternalMediaStatus\x12%\n!EXTERNAL_MEDIA_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1d\x45XTERNAL_MEDIA_STATUS_RUNNING\x10\x01\x12%\n!EXTERNAL_MEDIA_STATUS_TERMINATING\x10\x02\x12$\n EXTERNAL_MEDIA_STATUS_TERMINATED\x10\x03\x32\xfe\x03\n\x14\x45xternalMediaService\x12{\n\x12StartExternalMedia\x12\x31.voipbin.mediastream.v1.StartExternalMediaRequest\x1a\x32.voipbin.mediastream.v1.StartExternalMediaResponse\x12x\n\x11StopExternalMedia\x12\x30.voipbin.mediastream.v1.StopExternalMediaRequest\x1a\x31.voipbin.mediastream.v1.StopExternalMediaResponse\x12u\n\x10GetExternalMedia\x12/.voipbin.mediastream.v1.GetExternalMediaRequest\x1a\x30.voipbin.mediastream.v1.GetExternalMediaResponse\x12x\n\x11ListExternalMedia\x12\x30.voipbin.mediastream.v1.ListExternalMediaRequest\x1a\x31.voipbin.mediastream.v1.ListExternalMediaResponseBCZAgithub.com/voipbin/mediastream/sdk/go/mediastreamv1;mediastreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,28 +35,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voipbin.mediastream.v1.exte
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZAgithub.com/voipbin/mediastream/sdk/go/mediastreamv1;mediastreamv1'
-  _globals['_EXTERNALMEDIAENCAPSULATION']._serialized_start=1506
-  _globals['_EXTERNALMEDIAENCAPSULATION']._serialized_end=1702
-  _globals['_EXTERNALMEDIASTATUS']._serialized_start=1705
-  _globals['_EXTERNALMEDIASTATUS']._serialized_end=1877
+  _globals['_STARTEXTERNALMEDIAREQUEST_CUSTOMPARAMETERSENTRY']._loaded_options = None
+  _globals['_STARTEXTERNALMEDIAREQUEST_CUSTOMPARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_EXTERNALMEDIAENCAPSULATION']._serialized_start=2067
+  _globals['_EXTERNALMEDIAENCAPSULATION']._serialized_end=2366
+  _globals['_EXTERNALMEDIAONBOTCLOSE']._serialized_start=2369
+  _globals['_EXTERNALMEDIAONBOTCLOSE']._serialized_end=2520
+  _globals['_EXTERNALMEDIASTATUS']._serialized_start=2523
+  _globals['_EXTERNALMEDIASTATUS']._serialized_end=2695
   _globals['_EXTERNALMEDIA']._serialized_start=147
-  _globals['_EXTERNALMEDIA']._serialized_end=563
-  _globals['_STARTEXTERNALMEDIAREQUEST']._serialized_start=566
-  _globals['_STARTEXTERNALMEDIAREQUEST']._serialized_end=852
-  _globals['_STARTEXTERNALMEDIARESPONSE']._serialized_start=854
-  _globals['_STARTEXTERNALMEDIARESPONSE']._serialized_end=945
-  _globals['_STOPEXTERNALMEDIAREQUEST']._serialized_start=947
-  _globals['_STOPEXTERNALMEDIAREQUEST']._serialized_end=1043
-  _globals['_STOPEXTERNALMEDIARESPONSE']._serialized_start=1045
-  _globals['_STOPEXTERNALMEDIARESPONSE']._serialized_end=1135
-  _globals['_GETEXTERNALMEDIAREQUEST']._serialized_start=1137
-  _globals['_GETEXTERNALMEDIAREQUEST']._serialized_end=1174
-  _globals['_GETEXTERNALMEDIARESPONSE']._serialized_start=1176
-  _globals['_GETEXTERNALMEDIARESPONSE']._serialized_end=1265
-  _globals['_LISTEXTERNALMEDIAREQUEST']._serialized_start=1267
-  _globals['_LISTEXTERNALMEDIAREQUEST']._serialized_end=1386
-  _globals['_LISTEXTERNALMEDIARESPONSE']._serialized_start=1388
-  _globals['_LISTEXTERNALMEDIARESPONSE']._serialized_end=1503
-  _globals['_EXTERNALMEDIASERVICE']._serialized_start=1880
-  _globals['_EXTERNALMEDIASERVICE']._serialized_end=2390
+  _globals['_EXTERNALMEDIA']._serialized_end=775
+  _globals['_STARTEXTERNALMEDIAREQUEST']._serialized_start=778
+  _globals['_STARTEXTERNALMEDIAREQUEST']._serialized_end=1413
+  _globals['_STARTEXTERNALMEDIAREQUEST_CUSTOMPARAMETERSENTRY']._serialized_start=1348
+  _globals['_STARTEXTERNALMEDIAREQUEST_CUSTOMPARAMETERSENTRY']._serialized_end=1403
+  _globals['_STARTEXTERNALMEDIARESPONSE']._serialized_start=1415
+  _globals['_STARTEXTERNALMEDIARESPONSE']._serialized_end=1506
+  _globals['_STOPEXTERNALMEDIAREQUEST']._serialized_start=1508
+  _globals['_STOPEXTERNALMEDIAREQUEST']._serialized_end=1604
+  _globals['_STOPEXTERNALMEDIARESPONSE']._serialized_start=1606
+  _globals['_STOPEXTERNALMEDIARESPONSE']._serialized_end=1696
+  _globals['_GETEXTERNALMEDIAREQUEST']._serialized_start=1698
+  _globals['_GETEXTERNALMEDIAREQUEST']._serialized_end=1735
+  _globals['_GETEXTERNALMEDIARESPONSE']._serialized_start=1737
+  _globals['_GETEXTERNALMEDIARESPONSE']._serialized_end=1826
+  _globals['_LISTEXTERNALMEDIAREQUEST']._serialized_start=1828
+  _globals['_LISTEXTERNALMEDIAREQUEST']._serialized_end=1947
+  _globals['_LISTEXTERNALMEDIARESPONSE']._serialized_start=1949
+  _globals['_LISTEXTERNALMEDIARESPONSE']._serialized_end=2064
+  _globals['_EXTERNALMEDIASERVICE']._serialized_start=2698
+  _globals['_EXTERNALMEDIASERVICE']._serialized_end=3208
 # @@protoc_insertion_point(module_scope)

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file voipbin/mediastream/v1/external_media.proto.
  */
 export const file_voipbin_mediastream_v1_external_media: GenFile = /*@__PURE__*/
-  fileDesc("Cit2b2lwYmluL21lZGlhc3RyZWFtL3YxL2V4dGVybmFsX21lZGlhLnByb3RvEhZ2b2lwYmluLm1lZGlhc3RyZWFtLnYxIqADCg1FeHRlcm5hbE1lZGlhEgoKAmlkGAEgASgJEhEKB2NhbGxfaWQYAiABKAlIABIXCg1jb25mZXJlbmNlX2lkGAMgASgJSAASFQoNZXh0ZXJuYWxfaG9zdBgEIAEoCRJJCg1lbmNhcHN1bGF0aW9uGAUgASgOMjIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5FeHRlcm5hbE1lZGlhRW5jYXBzdWxhdGlvbhIzCgZmb3JtYXQYBiABKA4yIy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvRm9ybWF0EjQKCWRpcmVjdGlvbhgHIAEoDjIhLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRGlyZWN0aW9uEjsKBnN0YXR1cxgIIAEoDjIrLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYVN0YXR1cxIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZW5kX3JlYXNvbhgKIAEoCUIICgZ0YXJnZXQingIKGVN0YXJ0RXh0ZXJuYWxNZWRpYVJlcXVlc3QSEQoHY2FsbF9pZBgBIAEoCUgAEhcKDWNvbmZlcmVuY2VfaWQYAiABKAlIABIVCg1leHRlcm5hbF9ob3N0GAMgASgJEkkKDWVuY2Fwc3VsYXRpb24YBCABKA4yMi52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkV4dGVybmFsTWVkaWFFbmNhcHN1bGF0aW9uEjMKBmZvcm1hdBgFIAEoDjIjLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuQXVkaW9Gb3JtYXQSNAoJZGlyZWN0aW9uGAYgASgOMiEudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5EaXJlY3Rpb25CCAoGdGFyZ2V0IlsKGlN0YXJ0RXh0ZXJuYWxNZWRpYVJlc3BvbnNlEj0KDmV4dGVybmFsX21lZGlhGAEgASgLMiUudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5FeHRlcm5hbE1lZGlhImAKGFN0b3BFeHRlcm5hbE1lZGlhUmVxdWVzdBIMCgJpZBgBIAEoCUgAEhEKB2NhbGxfaWQYAiABKAlIABIXCg1jb25mZXJlbmNlX2lkGAMgASgJSABCCgoIc2VsZWN0b3IiWgoZU3RvcEV4dGVybmFsTWVkaWFSZXNwb25zZRI9Cg5leHRlcm5hbF9tZWRpYRgBIAMoCzIlLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYSIlChdHZXRFeHRlcm5hbE1lZGlhUmVxdWVzdBIKCgJpZBgBIAEoCSJZChhHZXRFeHRlcm5hbE1lZGlhUmVzcG9uc2USPQoOZXh0ZXJuYWxfbWVkaWEYASABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkV4dGVybmFsTWVkaWEidwoYTGlzdEV4dGVybmFsTWVkaWFSZXF1ZXN0EhEKB2NhbGxfaWQYASABKAlIABIXCg1jb25mZXJlbmNlX2lkGAIgASgJSAASEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAlCCAoGdGFyZ2V0InMKGUxpc3RFeHRlcm5hbE1lZGlhUmVzcG9uc2USPQoOZXh0ZXJuYWxfbWVkaWEYASADKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkV4dGVybmFsTWVkaWESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKsQBChpFeHRlcm5hbE1lZGlhRW5jYXBzdWxhdGlvbhIsCihFWFRFUk5BTF9NRURJQV9FTkNBUFNVTEFUSU9OX1VOU1BFQ0lGSUVEEAASJAogRVhURVJOQUxfTUVESUFfRU5DQVBTVUxBVElPTl9SVFAQARIsCihFWFRFUk5BTF9NRURJQV9FTkNBUFNVTEFUSU9OX0FVRElPU09DS0VUEAISJAogRVhURVJOQUxfTUVESUFfRU5DQVBTVUxBVElPTl9TTE4QAyqsAQoTRXh0ZXJuYWxNZWRpYVN0YXR1cxIlCiFFWFRFUk5BTF9NRURJQV9TVEFUVVNfVU5TUEVDSUZJRUQQABIhCh1FWFRFUk5BTF9NRURJQV9TVEFUVVNfUlVOTklORxABEiUKIUVYVEVSTkFMX01FRElBX1NUQVRVU19URVJNSU5BVElORxACEiQKIEVYVEVSTkFMX01FRElBX1NUQVRVU19URVJNSU5BVEVEEAMy/gMKFEV4dGVybmFsTWVkaWFTZXJ2aWNlEnsKElN0YXJ0RXh0ZXJuYWxNZWRpYRIxLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RhcnRFeHRlcm5hbE1lZGlhUmVxdWVzdBoyLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RhcnRFeHRlcm5hbE1lZGlhUmVzcG9uc2USeAoRU3RvcEV4dGVybmFsTWVkaWESMC52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0b3BFeHRlcm5hbE1lZGlhUmVxdWVzdBoxLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RvcEV4dGVybmFsTWVkaWFSZXNwb25zZRJ1ChBHZXRFeHRlcm5hbE1lZGlhEi8udm9pcGJpbi5tZWRpYXN0cmVhbS52MS5HZXRFeHRlcm5hbE1lZGlhUmVxdWVzdBowLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuR2V0RXh0ZXJuYWxNZWRpYVJlc3BvbnNlEngKEUxpc3RFeHRlcm5hbE1lZGlhEjAudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5MaXN0RXh0ZXJuYWxNZWRpYVJlcXVlc3QaMS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkxpc3RFeHRlcm5hbE1lZGlhUmVzcG9uc2VCQ1pBZ2l0aHViLmNvbS92b2lwYmluL21lZGlhc3RyZWFtL3Nkay9nby9tZWRpYXN0cmVhbXYxO21lZGlhc3RyZWFtdjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_voipbin_mediastream_v1_mediastream]);
+  fileDesc("Cit2b2lwYmluL21lZGlhc3RyZWFtL3YxL2V4dGVybmFsX21lZGlhLnByb3RvEhZ2b2lwYmluLm1lZGlhc3RyZWFtLnYxIvQECg1FeHRlcm5hbE1lZGlhEgoKAmlkGAEgASgJEhEKB2NhbGxfaWQYAiABKAlIABIXCg1jb25mZXJlbmNlX2lkGAMgASgJSAASFQoNZXh0ZXJuYWxfaG9zdBgEIAEoCRJJCg1lbmNhcHN1bGF0aW9uGAUgASgOMjIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5FeHRlcm5hbE1lZGlhRW5jYXBzdWxhdGlvbhIzCgZmb3JtYXQYBiABKA4yIy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvRm9ybWF0EjQKCWRpcmVjdGlvbhgHIAEoDjIhLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRGlyZWN0aW9uEjsKBnN0YXR1cxgIIAEoDjIrLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYVN0YXR1cxIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZW5kX3JlYXNvbhgKIAEoCRILCgN1cmwYCyABKAkSRQoMb25fYm90X2Nsb3NlGAwgASgOMi8udm9pcGJpbi5tZWRpYXN0cmVhbS52MS5FeHRlcm5hbE1lZGlhT25Cb3RDbG9zZRISCgpzdHJlYW1fc2lkGA0gASgJEhsKE3N0YXR1c19jYWxsYmFja191cmwYDiABKAkSTQoRd2Vic29ja2V0X2ZyYW1pbmcYDyABKA4yMi52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkV4dGVybmFsTWVkaWFFbmNhcHN1bGF0aW9uQggKBnRhcmdldCL7BAoZU3RhcnRFeHRlcm5hbE1lZGlhUmVxdWVzdBIRCgdjYWxsX2lkGAEgASgJSAASFwoNY29uZmVyZW5jZV9pZBgCIAEoCUgAEhUKDWV4dGVybmFsX2hvc3QYAyABKAkSSQoNZW5jYXBzdWxhdGlvbhgEIAEoDjIyLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYUVuY2Fwc3VsYXRpb24SMwoGZm9ybWF0GAUgASgOMiMudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5BdWRpb0Zvcm1hdBI0CglkaXJlY3Rpb24YBiABKA4yIS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkRpcmVjdGlvbhILCgN1cmwYByABKAkSYgoRY3VzdG9tX3BhcmFtZXRlcnMYCCADKAsyRy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0YXJ0RXh0ZXJuYWxNZWRpYVJlcXVlc3QuQ3VzdG9tUGFyYW1ldGVyc0VudHJ5EkUKDG9uX2JvdF9jbG9zZRgJIAEoDjIvLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYU9uQm90Q2xvc2USGwoTc3RhdHVzX2NhbGxiYWNrX3VybBgKIAEoCRJNChF3ZWJzb2NrZXRfZnJhbWluZxgLIAEoDjIyLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYUVuY2Fwc3VsYXRpb24aNwoVQ3VzdG9tUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IlsKGlN0YXJ0RXh0ZXJuYWxNZWRpYVJlc3BvbnNlEj0KDmV4dGVybmFsX21lZGlhGAEgASgLMiUudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5FeHRlcm5hbE1lZGlhImAKGFN0b3BFeHRlcm5hbE1lZGlhUmVxdWVzdBIMCgJpZBgBIAEoCUgAEhEKB2NhbGxfaWQYAiABKAlIABIXCg1jb25mZXJlbmNlX2lkGAMgASgJSABCCgoIc2VsZWN0b3IiWgoZU3RvcEV4dGVybmFsTWVkaWFSZXNwb25zZRI9Cg5leHRlcm5hbF9tZWRpYRgBIAMoCzIlLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRXh0ZXJuYWxNZWRpYSIlChdHZXRFeHRlcm5hbE1lZGlhUmVxdWVzdBIKCgJpZBgBIAEoCSJZChhHZXRFeHRlcm5hbE1lZGlhUmVzcG9uc2USPQoOZXh0ZXJuYWxfbWVkaWEYASABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkV4dGVybmFsTWVkaWEidwoYTGlzdEV4dGVybmFsTWVkaWFSZXF1ZXN0EhEKB2NhbGxfaWQYASABKAlIABIXCg1jb25mZXJlbmNlX2lkGAIgASgJSAASEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAlCCAoGdGFyZ2V0InMKGUxpc3RFeHRlcm5hbE1lZGlhUmVzcG9uc2USPQoOZXh0ZXJuYWxfbWVkaWEYASADKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkV4dGVybmFsTWVkaWESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKqsCChpFeHRlcm5hbE1lZGlhRW5jYXBzdWxhdGlvbhIsCihFWFRFUk5BTF9NRURJQV9FTkNBUFNVTEFUSU9OX1VOU1BFQ0lGSUVEEAASJAogRVhURVJOQUxfTUVESUFfRU5DQVBTVUxBVElPTl9SVFAQARIsCihFWFRFUk5BTF9NRURJQV9FTkNBUFNVTEFUSU9OX0FVRElPU09DS0VUEAISJAogRVhURVJOQUxfTUVESUFfRU5DQVBTVUxBVElPTl9TTE4QAxIxCi1FWFRFUk5BTF9NRURJQV9FTkNBUFNVTEFUSU9OX1RXSUxJT19XRUJTT0NLRVQQBBIyCi5FWFRFUk5BTF9NRURJQV9FTkNBUFNVTEFUSU9OX1ZPSVBCSU5fV0VCU09DS0VUEAUqlwEKF0V4dGVybmFsTWVkaWFPbkJvdENsb3NlEisKJ0VYVEVSTkFMX01FRElBX09OX0JPVF9DTE9TRV9VTlNQRUNJRklFRBAAEiYKIkVYVEVSTkFMX01FRElBX09OX0JPVF9DTE9TRV9IQU5HVVAQARInCiNFWFRFUk5BTF9NRURJQV9PTl9CT1RfQ0xPU0VfTk9USElORxACKqwBChNFeHRlcm5hbE1lZGlhU3RhdHVzEiUKIUVYVEVSTkFMX01FRElBX1NUQVRVU19VTlNQRUNJRklFRBAAEiEKHUVYVEVSTkFMX01FRElBX1NUQVRVU19SVU5OSU5HEAESJQohRVhURVJOQUxfTUVESUFfU1RBVFVTX1RFUk1JTkFUSU5HEAISJAogRVhURVJOQUxfTUVESUFfU1RBVFVTX1RFUk1JTkFURUQQAzL+AwoURXh0ZXJuYWxNZWRpYVNlcnZpY2USewoSU3RhcnRFeHRlcm5hbE1lZGlhEjEudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdGFydEV4dGVybmFsTWVkaWFSZXF1ZXN0GjIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdGFydEV4dGVybmFsTWVkaWFSZXNwb25zZRJ4ChFTdG9wRXh0ZXJuYWxNZWRpYRIwLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RvcEV4dGVybmFsTWVkaWFSZXF1ZXN0GjEudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdG9wRXh0ZXJuYWxNZWRpYVJlc3BvbnNlEnUKEEdldEV4dGVybmFsTWVkaWESLy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkdldEV4dGVybmFsTWVkaWFSZXF1ZXN0GjAudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5HZXRFeHRlcm5hbE1lZGlhUmVzcG9uc2USeAoRTGlzdEV4dGVybmFsTWVkaWESMC52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkxpc3RFeHRlcm5hbE1lZGlhUmVxdWVzdBoxLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuTGlzdEV4dGVybmFsTWVkaWFSZXNwb25zZUJDWkFnaXRodWIuY29tL3ZvaXBiaW4vbWVkaWFzdHJlYW0vc2RrL2dvL21lZGlhc3RyZWFtdjE7bWVkaWFzdHJlYW12MWIGcHJvdG8z", [file_google_protobuf_timestamp, file_voipbin_mediastream_v1_mediastream]);
 
 /**
  * ExternalMedia is one flow of audio to an external host.
@@ -100,6 +100,42 @@ export type ExternalMedia = Message<"voipbin.mediastream.v1.ExternalMedia"> & {
    * @generated from field: string end_reason = 10;
    */
   endReason: string;
+
+  /**
+   * Dial-out: the bot's WebSocket URL (ws:// or wss://).
+   *
+   * @generated from field: string url = 11;
+   */
+  url: string;
+
+  /**
+   * Dial-out: what happens to the call when the bot ends the WebSocket
+   * (never UNSPECIFIED: the default is resolved).
+   *
+   * @generated from field: voipbin.mediastream.v1.ExternalMediaOnBotClose on_bot_close = 12;
+   */
+  onBotClose: ExternalMediaOnBotClose;
+
+  /**
+   * Dial-out: the Twilio stream SID the bot sees (MZ + 32 hex digits).
+   *
+   * @generated from field: string stream_sid = 13;
+   */
+  streamSid: string;
+
+  /**
+   * Dial-out: where stream-started/stopped/error are POSTed, if anywhere.
+   *
+   * @generated from field: string status_callback_url = 14;
+   */
+  statusCallbackUrl: string;
+
+  /**
+   * VOIPBIN_WEBSOCKET dial-out: the binary framing (RTP, SLN or AUDIOSOCKET).
+   *
+   * @generated from field: voipbin.mediastream.v1.ExternalMediaEncapsulation websocket_framing = 15;
+   */
+  websocketFraming: ExternalMediaEncapsulation;
 };
 
 /**
@@ -160,11 +196,53 @@ export type StartExternalMediaRequest = Message<"voipbin.mediastream.v1.StartExt
   format: AudioFormat;
 
   /**
-   * Whose audio of a call is sent. Conferences always send the mix.
+   * Whose audio of a call is sent. Conferences always send the mix. For a
+   * dial-out, BOTH (or unset) is two-way like Twilio's <Connect><Stream>; IN
+   * or OUT is listen-only like <Start><Stream> on that track.
    *
    * @generated from field: voipbin.mediastream.v1.Direction direction = 6;
    */
   direction: Direction;
+
+  /**
+   * Dial-out (TWILIO_WEBSOCKET, VOIPBIN_WEBSOCKET): the bot's WebSocket URL,
+   * ws:// or wss://; its host must be allowed by the allow-list (a name is
+   * resolved and every address checked). external_host stays empty.
+   *
+   * @generated from field: string url = 7;
+   */
+  url: string;
+
+  /**
+   * Dial-out: Twilio's customParameters, sent in `start.customParameters`
+   * (VoIPBIN: in `started.custom_parameters`).
+   *
+   * @generated from field: map<string, string> custom_parameters = 8;
+   */
+  customParameters: { [key: string]: string };
+
+  /**
+   * Dial-out: what happens to the call when the bot ends the WebSocket.
+   *
+   * @generated from field: voipbin.mediastream.v1.ExternalMediaOnBotClose on_bot_close = 9;
+   */
+  onBotClose: ExternalMediaOnBotClose;
+
+  /**
+   * Dial-out: an http(s) URL POSTed form-encoded on stream-started,
+   * stream-stopped and stream-error (Twilio's statusCallback fields).
+   *
+   * @generated from field: string status_callback_url = 10;
+   */
+  statusCallbackUrl: string;
+
+  /**
+   * VOIPBIN_WEBSOCKET dial-out: the binary framing of each audio message,
+   * as media_stream's `encapsulation`: RTP (or unset), SLN or AUDIOSOCKET.
+   *
+   * @generated from field: voipbin.mediastream.v1.ExternalMediaEncapsulation websocket_framing = 11;
+   */
+  websocketFraming: ExternalMediaEncapsulation;
 };
 
 /**
@@ -417,6 +495,25 @@ export enum ExternalMediaEncapsulation {
    * @generated from enum value: EXTERNAL_MEDIA_ENCAPSULATION_SLN = 3;
    */
   SLN = 3,
+
+  /**
+   * Dial-out: the gateway connects to `url` and speaks Twilio Media Streams
+   * (connected, start, media, dtmf, mark, stop; accepts media, mark, clear),
+   * as Twilio does when it connects to an application. mu-law 8 kHz.
+   *
+   * @generated from enum value: EXTERNAL_MEDIA_ENCAPSULATION_TWILIO_WEBSOCKET = 4;
+   */
+  TWILIO_WEBSOCKET = 4,
+
+  /**
+   * Dial-out: the gateway connects to `url` and speaks VoIPBIN's media_stream
+   * forms: binary audio framed as `websocket_framing` says, and the JSON
+   * control channel (started, mark, cleared, dtmf, stopped; accepts mark,
+   * clear, dtmf, hangup, done), as docs/websocket.md describes.
+   *
+   * @generated from enum value: EXTERNAL_MEDIA_ENCAPSULATION_VOIPBIN_WEBSOCKET = 5;
+   */
+  VOIPBIN_WEBSOCKET = 5,
 }
 
 /**
@@ -424,6 +521,42 @@ export enum ExternalMediaEncapsulation {
  */
 export const ExternalMediaEncapsulationSchema: GenEnum<ExternalMediaEncapsulation> = /*@__PURE__*/
   enumDesc(file_voipbin_mediastream_v1_external_media, 0);
+
+/**
+ * ExternalMediaOnBotClose is what happens to the call when a dial-out's bot
+ * ends the WebSocket (closes it, drops it, breaks the protocol, stops reading).
+ *
+ * @generated from enum voipbin.mediastream.v1.ExternalMediaOnBotClose
+ */
+export enum ExternalMediaOnBotClose {
+  /**
+   * Not set: HANGUP when the stream is two-way (direction both), NOTHING when
+   * it is listen-only.
+   *
+   * @generated from enum value: EXTERNAL_MEDIA_ON_BOT_CLOSE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Hang up the call (a conference is left alone: it cannot be hung up).
+   *
+   * @generated from enum value: EXTERNAL_MEDIA_ON_BOT_CLOSE_HANGUP = 1;
+   */
+  HANGUP = 1,
+
+  /**
+   * Leave the call alone.
+   *
+   * @generated from enum value: EXTERNAL_MEDIA_ON_BOT_CLOSE_NOTHING = 2;
+   */
+  NOTHING = 2,
+}
+
+/**
+ * Describes the enum voipbin.mediastream.v1.ExternalMediaOnBotClose.
+ */
+export const ExternalMediaOnBotCloseSchema: GenEnum<ExternalMediaOnBotClose> = /*@__PURE__*/
+  enumDesc(file_voipbin_mediastream_v1_external_media, 1);
 
 /**
  * ExternalMediaStatus is where an external media is in its life.
@@ -464,7 +597,7 @@ export enum ExternalMediaStatus {
  * Describes the enum voipbin.mediastream.v1.ExternalMediaStatus.
  */
 export const ExternalMediaStatusSchema: GenEnum<ExternalMediaStatus> = /*@__PURE__*/
-  enumDesc(file_voipbin_mediastream_v1_external_media, 1);
+  enumDesc(file_voipbin_mediastream_v1_external_media, 2);
 
 /**
  * ExternalMediaService sends a call's or conference's audio to a host the
