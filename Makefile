@@ -71,7 +71,7 @@ typecheck: setup
 	$(UV) run --frozen mypy
 	$(UV) run --frozen mypy bench
 
-test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds
+test: setup check-generated proto-lint proto-breaking lint typecheck check-generated-sdks sdk-test bench-go-test browser asterisk-builds proxies deploy-tools grpcurl
 	$(UV) run --frozen pytest
 
 # The suite on a busy machine (docs/testing.md): `make test` RUNS times (default 3) on a
@@ -99,6 +99,17 @@ asterisk-builds:
 real-asterisk: setup asterisk-builds
 	$(UV) run --frozen pytest -m real_asterisk tests/real_asterisk $(PYTEST_ARGS)
 
+# --- Real proxies (tests/real_proxy; docs/operations.md "Behind nginx, HAProxy or Envoy") ---
+# nginx and HAProxy from Debian's packages (root or password-less sudo; otherwise one line
+# and the real_proxy tests skip, saying why). The tests run their own on free ports.
+.PHONY: proxies real-proxy
+proxies:
+	@scripts/proxies/install.sh
+
+# Only the real-proxy suite (every scenario behind nginx and behind HAProxy).
+real-proxy: setup proxies
+	$(UV) run --frozen pytest -m real_proxy tests/real_proxy $(PYTEST_ARGS)
+
 # --- Go and TypeScript SDKs (sdk/go, sdk/typescript) and the conformance suite -------
 # Pinned protoc plugins for Go, installed into sdk/go/.tools/bin (gitignored there);
 # protoc-gen-es and the TypeScript toolchain come from sdk/typescript/package-lock.json.
@@ -120,6 +131,16 @@ $(SDK_TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp:
 
 $(SDK_TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp:
 	GOBIN=$(CURDIR)/$(SDK_TOOLS)/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
+# grpcurl, for tests/integration/test_grpc_conventions.py: a generic gRPC client through
+# reflection, as a newcomer would try the gateway.
+GRPCURL_VERSION := v1.9.3
+.PHONY: grpcurl
+grpcurl: $(SDK_TOOLS)/grpcurl-$(GRPCURL_VERSION).stamp
+
+$(SDK_TOOLS)/grpcurl-$(GRPCURL_VERSION).stamp:
+	GOBIN=$(CURDIR)/$(SDK_TOOLS)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	@touch $@
 
 $(SDK_TOOLS)/go-mod.stamp: sdk/go/go.mod sdk/go/go.sum

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
 import pytest
@@ -42,14 +42,23 @@ def free_port_settings(**overrides: object) -> Settings:
     return Settings(**{**FREE_PORTS, **overrides}).validate()  # type: ignore[arg-type]
 
 
-def own_connection(target: str) -> MediaStreamClient:
+def own_connection(target: str, allowed_instances: Iterable[str] = ()) -> MediaStreamClient:
     """A client on a TCP connection of its own.
 
     Channels to one target in one process share a connection; a balancer (or the
     kernel, for worker processes) spreads connections, not streams.
+
+    Args:
+        target: The gateway's address.
+        allowed_instances: Instances a RESUME_WRONG_INSTANCE refusal may send the
+            client to (`MediaStreamClient`'s argument).
     """
     channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-    return MediaStreamClient(channel=channel, instance_channel=grpc.aio.insecure_channel)
+    return MediaStreamClient(
+        channel=channel,
+        instance_channel=grpc.aio.insecure_channel,
+        allowed_instances=allowed_instances,
+    )
 
 
 @dataclasses.dataclass

@@ -107,6 +107,8 @@ BAD = [
     Bad("ws_max_pending_per_address", "-1", "ws_max_pending_per_address must be 0 (no limit)"),
     Bad("ws_header_timeout_s", "0", "ws_header_timeout_s must be between 0.1 and 3600 s"),
     Bad("ws_header_timeout_s", "inf", "ws_header_timeout_s must be a number of seconds"),
+    Bad("play_buffer_s", "0", "play_buffer_s must be between 1 and 600"),
+    Bad("play_buffer_s", "601", "play_buffer_s must be between 1 and 600"),
     Bad("resume_grace_s", "-1", "resume_grace_s must not be negative"),
     Bad("resume_grace_s", "inf", "resume_grace_s must be a number of seconds"),
     Bad("drain_timeout_s", "-0.5", "drain_timeout_s must not be negative"),

@@ -264,6 +264,14 @@ func (l *audioSocketLeg) run(got func([]byte)) {
 			p := payload[:n]
 			for len(p) > 0 {
 				m := min(len(p), 2*frameBytes)
+				if m == 2*frameBytes && allZero(p[:m]) {
+					// The gateway's keep-fed silence (server/mediastream/asterisk/audiosocket.py):
+					// sent when nothing else was for 40 ms, as on a loaded machine when a
+					// client's frame comes late. Every frame the load generator sends is
+					// stamped, so an all-zero frame is never one of them.
+					p = p[m:]
+					continue
+				}
 				if m == 2*frameBytes && ulawFromSlin(ulaw, p[:m]) {
 					got(ulaw)
 				} else {
@@ -276,6 +284,16 @@ func (l *audioSocketLeg) run(got func([]byte)) {
 }
 
 func (l *audioSocketLeg) close() { _ = l.conn.Close() }
+
+// allZero reports whether b holds only zero bytes (a frame of slin silence).
+func allZero(b []byte) bool {
+	for _, v := range b {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
+}
 
 func parseUUID(s string) ([16]byte, error) {
 	var u [16]byte

@@ -7,11 +7,13 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
@@ -21,6 +23,47 @@ import (
 // gateway instance other than the one holding the stream; its metadata
 // "instance_address" names the holder.
 const reasonWrongInstance = "RESUME_WRONG_INSTANCE"
+
+// reasonDraining is the ErrorInfo reason with which a draining instance refuses
+// a new stream that reached it on a connection it is closing.
+const reasonDraining = "DRAINING"
+
+// TargetHeader is sent with every stream: "call:<id>" or "conference:<id>". A
+// proxy that hashes on it (deploy/nginx, deploy/haproxy) sends every stream of
+// a call, and its resumes, to one instance, so that per-call limits hold across
+// instances and a resume needs no second hop.
+const TargetHeader = "x-mediastream-target"
+
+// withTarget adds TargetHeader for config's call or conference to ctx.
+func withTarget(ctx context.Context, config *pb.StreamConfig) context.Context {
+	switch {
+	case config.GetCallId() != "":
+		return metadata.AppendToOutgoingContext(ctx, TargetHeader, "call:"+config.GetCallId())
+	case config.GetConferenceId() != "":
+		return metadata.AppendToOutgoingContext(ctx, TargetHeader, "conference:"+config.GetConferenceId())
+	}
+	return ctx
+}
+
+// DefaultOpenRetries is how many times a stream refused before it started is
+// opened again, unless WithOpenRetries says otherwise.
+const DefaultOpenRetries = 3
+
+const (
+	openRetryBackoff = 50 * time.Millisecond // the first pause; it doubles
+	openRetryConnect = 2 * time.Second       // the wait for the connection, at most
+)
+
+// RefusedBeforeStart reports whether err, from opening a stream, means the
+// stream never started, so that opening it again is safe: Unavailable with the
+// reason DRAINING (a draining instance took it on a connection it is closing)
+// or with no reason at all (nothing answered: connection refused or reset, a
+// proxy with no server to send it to). An Unavailable the gateway gave a
+// reason for (ASTERISK_UNAVAILABLE) is an answer, not a refusal.
+func RefusedBeforeStart(err error) bool {
+	var e *RPCError
+	return errors.As(err, &e) && e.Code == codes.Unavailable && (e.Reason == "" || e.Reason == reasonDraining)
+}
 
 // Client is a connection to the gateway. It is safe for concurrent use.
 //
@@ -47,6 +90,9 @@ type Client struct {
 	instances map[string]*grpc.ClientConn
 	closed    bool
 	allowed   map[string]bool // where a RESUME_WRONG_INSTANCE may send a resume
+
+	own         *grpc.ClientConn // the own connection, when it is a *grpc.ClientConn
+	openRetries int
 }
 
 // DialOption configures Dial.
@@ -56,12 +102,18 @@ type dialOptions struct {
 	grpc      []grpc.DialOption
 	noWaiting bool
 	allowed   []string
+	client    []ClientOption
 }
 
 // WithAllowedInstances names the gateway instances (host:port) a
 // RESUME_WRONG_INSTANCE refusal may send a resume to; see AllowInstances.
 func WithAllowedInstances(addresses ...string) DialOption {
 	return func(o *dialOptions) { o.allowed = append(o.allowed, addresses...) }
+}
+
+// WithClientOptions applies ClientOptions (WithOpenRetries) to the Client Dial makes.
+func WithClientOptions(opts ...ClientOption) DialOption {
+	return func(o *dialOptions) { o.client = append(o.client, opts...) }
 }
 
 // WithGRPCDialOptions passes options to grpc.NewClient, after the default
@@ -116,7 +168,8 @@ func Dial(ctx context.Context, target string, opts ...DialOption) (*Client, erro
 	// service dialled here, so the authority (and TLS server name) stays target's.
 	// The caller's own options come after and win.
 	instanceOpts := append([]grpc.DialOption{grpc.WithAuthority(authorityOf(target))}, o.grpc...)
-	c := NewClient(conn, WithInstanceDialOptions(instanceOpts...), AllowInstances(o.allowed...))
+	clientOpts := append([]ClientOption{WithInstanceDialOptions(instanceOpts...), AllowInstances(o.allowed...)}, o.client...)
+	c := NewClient(conn, clientOpts...)
 	c.conn, c.target = conn, target
 	return c, nil
 }
@@ -151,12 +204,23 @@ func AllowInstances(addresses ...string) ClientOption {
 	}
 }
 
+// WithOpenRetries sets how many times a stream refused before it started (see
+// RefusedBeforeStart) is opened again, each after a pause that doubles from
+// 50 ms and a wait of at most 2 s for the connection to be ready again: a
+// draining instance closes its listener and sends GOAWAY, so the next attempt
+// goes out on a new connection, which a proxy or a Kubernetes Service sends to
+// another instance. Default DefaultOpenRetries; 0: never.
+func WithOpenRetries(n int) ClientOption {
+	return func(c *Client) { c.openRetries = max(n, 0) }
+}
+
 // NewClient makes a Client on a connection the caller owns (Close leaves it
 // open). If conn is a *grpc.ClientConn, its target counts as the client's own.
 func NewClient(conn grpc.ClientConnInterface, opts ...ClientOption) *Client {
-	c := &Client{media: pb.NewMediaStreamServiceClient(conn), external: pb.NewExternalMediaServiceClient(conn)}
+	c := &Client{media: pb.NewMediaStreamServiceClient(conn), external: pb.NewExternalMediaServiceClient(conn),
+		openRetries: DefaultOpenRetries}
 	if cc, ok := conn.(*grpc.ClientConn); ok {
-		c.target = cc.Target()
+		c.target, c.own = cc.Target(), cc
 	}
 	for _, opt := range opts {
 		opt(c)
@@ -211,15 +275,25 @@ func (c *Client) mediaAt(address string) (pb.MediaStreamServiceClient, error) {
 // open runs open on the instance a stream belongs on: the client's own target
 // for a new stream; for a resume, resume.InstanceAddress, and once more at the
 // instance a RESUME_WRONG_INSTANCE refusal names, if it is allowed.
-func (c *Client) open(resume *Resume, open func(pb.MediaStreamServiceClient) error) error {
+func (c *Client) open(ctx context.Context, resume *Resume, open func(pb.MediaStreamServiceClient) error) error {
 	if resume == nil {
-		return open(c.media)
+		return c.retrying(ctx, "", func() error { return open(c.media) })
 	}
 	media, err := c.mediaAt(resume.InstanceAddress)
 	if err != nil {
 		return err
 	}
-	err = open(media)
+	if media != c.media {
+		// Once at the instance: when it cannot be reached from here (NAT, a client
+		// outside the cluster), through the client's own target, which a proxy
+		// routes by call (TargetHeader) to the holder, or reaches an instance that
+		// names it (RESUME_WRONG_INSTANCE).
+		if err = open(media); RefusedBeforeStart(err) {
+			err = c.retrying(ctx, "", func() error { return open(c.media) })
+		}
+	} else {
+		err = c.retrying(ctx, resume.InstanceAddress, func() error { return open(media) })
+	}
 	var rpcErr *RPCError
 	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.NotFound || rpcErr.Reason != reasonWrongInstance {
 		return err
@@ -233,7 +307,49 @@ func (c *Client) open(resume *Resume, open func(pb.MediaStreamServiceClient) err
 	if media, err = c.mediaAt(holder); err != nil {
 		return err
 	}
-	return open(media)
+	return c.retrying(ctx, holder, func() error { return open(media) })
+}
+
+// retrying runs open, and again (up to openRetries times) while it fails with
+// a refusal before the stream started, waiting for the connection to address
+// ("" : the own one) to be ready before each new attempt.
+func (c *Client) retrying(ctx context.Context, address string, open func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := open()
+		if err == nil || attempt >= c.openRetries || !RefusedBeforeStart(err) {
+			return err
+		}
+		select {
+		case <-time.After(openRetryBackoff << attempt):
+		case <-ctx.Done():
+			return err
+		}
+		c.waitReady(ctx, address)
+	}
+}
+
+// waitReady waits, at most openRetryConnect, until the connection to address
+// is ready: past gRPC's own reconnect backoff after a refused connection.
+func (c *Client) waitReady(ctx context.Context, address string) {
+	conn := c.own
+	if address != "" && address != c.target {
+		c.mu.Lock()
+		if in := c.instances[address]; in != nil {
+			conn = in
+		}
+		c.mu.Unlock()
+	}
+	if conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, openRetryConnect)
+	defer cancel()
+	conn.Connect()
+	for state := conn.GetState(); state != connectivity.Ready; state = conn.GetState() {
+		if !conn.WaitForStateChange(ctx, state) {
+			return
+		}
+	}
 }
 
 // Listen opens a listen-only stream of a call or conference and waits until
@@ -246,7 +362,7 @@ func (c *Client) Listen(ctx context.Context, cfg Config, opts ...grpc.CallOption
 		return nil, err
 	}
 	var s *Stream
-	err = c.open(cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
+	err = c.open(ctx, cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
 		s, err = listen(ctx, media, config, opts)
 		return err
 	})
@@ -257,7 +373,7 @@ func (c *Client) Listen(ctx context.Context, cfg Config, opts ...grpc.CallOption
 }
 
 func listen(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*Stream, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(withTarget(ctx, config))
 	rpc, err := media.ListenMedia(ctx, &pb.ListenMediaRequest{Config: config}, opts...)
 	if err != nil {
 		cancel()
@@ -287,7 +403,7 @@ func (c *Client) Stream(ctx context.Context, cfg Config, opts ...grpc.CallOption
 		return nil, err
 	}
 	var d *DuplexStream
-	err = c.open(cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
+	err = c.open(ctx, cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
 		d, err = stream(ctx, media, config, opts)
 		return err
 	})
@@ -298,7 +414,7 @@ func (c *Client) Stream(ctx context.Context, cfg Config, opts ...grpc.CallOption
 }
 
 func stream(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*DuplexStream, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(withTarget(ctx, config))
 	rpc, err := media.StreamMedia(ctx, opts...)
 	if err != nil {
 		cancel()

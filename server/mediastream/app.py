@@ -4,7 +4,13 @@
 Asterisk is configured), the ARI client (events first), then the gRPC server
 with health and reflection. Health is SERVING only while ARI's events
 WebSocket is up, so orchestrators do not send streams to a gateway whose
-Asterisk is gone.
+Asterisk is gone; the same answer is served over plain HTTP (``/readyz``,
+``/livez``) on the metrics and WebSocket ports, for proxies and probes that
+cannot speak gRPC health.
+
+A drain (`Gateway.stop`) closes the listeners first and sends HTTP/2 GOAWAY,
+so that a proxy or client opens its next stream elsewhere instead of being
+refused here, while the streams already running keep their drain time.
 """
 
 from __future__ import annotations
@@ -18,12 +24,12 @@ from dataclasses import dataclass
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import generate_latest
 
 from mediastream import metrics
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
+from mediastream.api import conventions
 from mediastream.api.grpc_external_media import SERVICE_NAME as EXTERNAL_MEDIA_SERVICE
 from mediastream.api.grpc_external_media import ExternalMediaServicer
 from mediastream.api.grpc_service import SERVICE_NAME, MediaStreamServicer
@@ -33,6 +39,7 @@ from mediastream.asterisk.legs import LegFactory
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.auth import Authenticator
 from mediastream.config import Settings
+from mediastream.core.formats import AudioFormat
 from mediastream.dialout import DialOutSettings
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
@@ -41,6 +48,17 @@ from mediastream.streams import StreamLimits, StreamManager
 from mediastream.target_counts import SharedTargetCounts, TargetCounts
 
 log = logging.getLogger(__name__)
+
+_GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+_MESSAGE_OVERHEAD = 64 * 1024
+"""Room in a gRPC message besides its samples (framing, a mark, a config)."""
+
+
+def _max_receive_bytes(play_buffer_s: int) -> int:
+    """The receive limit for gRPC: its default, or room for the play buffer in one chunk."""
+    audio = AudioFormat.SLIN16.bytes_for(play_buffer_s * 1000)
+    return max(_GRPC_DEFAULT_MAX_RECEIVE, audio + _MESSAGE_OVERHEAD)
+
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -86,7 +104,7 @@ class Gateway:
         self._aris: list[AriClient] = []
         self._pool: AsteriskPool | None = None
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = conventions.HealthServicer()
         self._streams: StreamManager | None = None
         self._audiosocket: AudioSocketServer | None = None
         self._external: ExternalMediaManager | None = None
@@ -94,6 +112,8 @@ class Gateway:
         self._metrics_runner: web.AppRunner | None = None
         self._shim: ShimServer | None = None
         self._shared_counts: SharedTargetCounts | None = None
+        self._draining = False
+        self._grpc_stopped: asyncio.Task[None] | None = None
         self.endpoints: Endpoints | None = None
 
     async def start(self) -> Endpoints:
@@ -128,6 +148,7 @@ class Gateway:
             max_streams_per_target=s.max_streams_per_target,
             max_streams_per_client=s.max_streams_per_client,
             resume_grace_s=s.resume_grace_s,
+            play_buffer_ms=s.play_buffer_s * 1000,
         )
         counts: TargetCounts | None = None
         if self.worker is not None:
@@ -157,6 +178,8 @@ class Gateway:
             log.warning("authentication is off: set api_keys or jwt_key before exposing this")
 
         server = grpc.aio.server(
+            # A request that does not parse: INVALID_ARGUMENT, not UNKNOWN and a traceback.
+            interceptors=[conventions.ClientMistakes()],
             options=[
                 # Workers share the port; a lone gateway must fail on a port in use.
                 ("grpc.so_reuseport", 1 if self.worker is not None else 0),
@@ -169,7 +192,9 @@ class Gateway:
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-            ]
+                # One AudioChunk may carry the whole play buffer (of slin16, the widest).
+                ("grpc.max_receive_message_length", _max_receive_bytes(s.play_buffer_s)),
+            ],
         )
         pb_grpc.add_MediaStreamServiceServicer_to_server(
             MediaStreamServicer(self._streams, s.transport, auth), server
@@ -178,9 +203,8 @@ class Gateway:
             ExternalMediaServicer(self._external, auth), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
+        conventions.enable_reflection(
+            (SERVICE_NAME, EXTERNAL_MEDIA_SERVICE, health.SERVICE_NAME), server
         )
         port = self._bind(server, s.grpc_listen)
         if self.worker is not None:
@@ -201,6 +225,7 @@ class Gateway:
             heartbeat_s=s.keepalive_time_s,
             header_timeout_s=s.ws_header_timeout_s,
             max_pending_per_address=s.ws_max_pending_per_address,
+            readiness=self.readiness,
         )
         ws_address = await self._shim.start(
             s.ws_listen, reuse_port=self.worker is not None, ssl_context=self._ws_tls()
@@ -220,9 +245,20 @@ class Gateway:
             return generate_latest(metrics.REGISTRY)
 
         self._metrics_runner, address = await metrics.serve(
-            s.metrics_listen, s.metrics_token, render
+            s.metrics_listen, s.metrics_token, render, self.readiness
         )
         return address
+
+    async def readiness(self) -> str:
+        """Why this instance should get no new streams now; "" when it should.
+
+        The HTTP form of gRPC health's answer for MediaStreamService (``/readyz``).
+        """
+        if self._draining:
+            return "draining"
+        if self._pool is None or not self._pool.connected:
+            return "no Asterisk reachable"
+        return ""
 
     @property
     def emulator(self) -> Emulator | None:
@@ -289,16 +325,38 @@ class Gateway:
             await self._health.set(service, status)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Drain: NOT_SERVING first, let streams finish, end the rest, stop everything."""
+        """Drain: take no new connections, let streams finish, end the rest, stop everything.
+
+        From the first moment: health NOT_SERVING (gRPC and ``/readyz``), the gRPC and
+        WebSocket listeners closed, and HTTP/2 GOAWAY on every gRPC connection, so
+        that proxies (connection refused: their next upstream) and clients (a new
+        connection) put new streams elsewhere instead of being refused here; a
+        stream that still arrives on a connection before its GOAWAY is refused with
+        ``DRAINING``, which the SDKs retry on a new connection. Streams running get
+        ``drain_timeout_s`` to end, then end with SERVER_SHUTDOWN.
+        """
+        self._draining = True
         await self._health.enter_graceful_shutdown()
+        if self._shim is not None:
+            self._shim.stop_accepting()
+        if self._server is not None and self._grpc_stopped is None:
+            # gRPC's graceful stop: listeners closed and GOAWAY now, running calls go
+            # on; the grace only bounds calls still running after the drain below.
+            self._grpc_stopped = asyncio.create_task(
+                self._server.stop(self.settings.drain_timeout_s + grace)
+            )
+            # Let it close the listeners before the stream manager starts refusing: a
+            # connection refused is retried by every proxy, a DRAINING refusal by none.
+            await asyncio.sleep(0)
         if self._streams is not None:
             await self._streams.drain(self.settings.drain_timeout_s)
         if self._external is not None:
             await self._external.close_all()
         if self._shim is not None:
             await self._shim.stop()
-        if self._server is not None:
-            await self._server.stop(grace)
+        if self._grpc_stopped is not None:
+            # Returns once the calls the drain ended are over, `grace` after it at most.
+            await self._grpc_stopped
         if self._audiosocket is not None:
             await self._audiosocket.close()
         for ari in self._aris:

@@ -37,6 +37,9 @@ _MAX_GRPC_MS = 2**31 - 1
 
 _MAX_WORKERS = 64
 
+_MAX_PLAY_BUFFER_S = 600
+"""Ten minutes: 19 MB of slin16 per stream, and a message size gRPC's int limit holds."""
+
 
 class ConfigError(ValueError):
     """A setting has a value the gateway cannot run with.
@@ -85,6 +88,11 @@ class Settings:
         ws_max_pending_per_address: Connections to ws_listen one client address (IPv6:
             /64) may hold before their WebSocket upgrade; 0: no limit.
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
+        play_buffer_s: Seconds of a client's audio not yet played that a stream holds,
+            and the most one message may carry; a message past it fails the stream
+            with BUFFER_FULL. Memory per stream is bounded by this much audio in the
+            format sent to Asterisk (8 kB/s mu-law, 16 kB/s slin, 32 kB/s slin16)
+            plus one message being read.
         drain_timeout_s: Seconds streams get to finish on SIGTERM.
         external_media_allow: Comma-separated networks external media may be sent to
             (dial-out bots and their status callbacks too).
@@ -136,6 +144,7 @@ class Settings:
     ws_header_timeout_s: float = 10.0
     ws_max_pending_per_address: int = 64
     resume_grace_s: float = 10.0
+    play_buffer_s: int = 120
     drain_timeout_s: float = 30.0
     external_media_allow: str = "127.0.0.0/8,::1/128"
     dial_out_connect_timeout_s: float = 10.0
@@ -239,6 +248,12 @@ class Settings:
                 "ws_header_timeout_s must be between 0.1 and 3600 s, "
                 f"got {self.ws_header_timeout_s}",
                 "ws_header_timeout_s",
+            )
+        if not 1 <= self.play_buffer_s <= _MAX_PLAY_BUFFER_S:
+            raise ConfigError(
+                f"play_buffer_s must be between 1 and {_MAX_PLAY_BUFFER_S}, "
+                f"got {self.play_buffer_s}",
+                "play_buffer_s",
             )
         for name in ("resume_grace_s", "drain_timeout_s"):
             if getattr(self, name) < 0:

@@ -107,9 +107,59 @@ MALFORMED_INPUT = Counter(
     registry=REGISTRY,
 )
 
+CLIENT_MESSAGES_IGNORED = Counter(
+    "mediastream_client_messages_ignored_total",
+    "Client messages ignored because the dialect ignores them (e.g. a Twilio client's stop).",
+    ["dialect", "event"],
+    registry=REGISTRY,
+)
+"""event: a name the dialect defines, or ``other``."""
+CLIENT_MESSAGES_TOLERATED = Counter(
+    "mediastream_client_messages_tolerated_total",
+    "Client messages carried out although they break a rule of their dialect, by rule.",
+    ["dialect", "rule"],
+    registry=REGISTRY,
+)
+
+
+Readiness = Callable[[], Awaitable[str]]
+"""Why the gateway should get no new streams now ("" : it should): see `add_probes`."""
+
+
+def add_probes(app: web.Application, readiness: Readiness) -> None:
+    """Add ``GET /livez`` and ``GET /readyz``: health for probes that speak only HTTP.
+
+    gRPC health is the same answer for gRPC-aware probes; nginx OSS cannot send a gRPC
+    check, HAProxy 2.6 cannot put the gRPC frame in its check body, and a kubelet
+    ``httpGet`` probe is the common default. No credentials, as for gRPC health: the
+    answers say nothing but up or not.
+
+    * ``/livez``: 200 while the process serves HTTP at all (a restart would not help
+      with anything else).
+    * ``/readyz``: 200 ``ready`` when new streams are welcome; 503 with the reason
+      (``draining``, no Asterisk reachable) otherwise, as gRPC health's NOT_SERVING.
+    """
+
+    async def livez(request: web.Request) -> web.Response:
+        return web.Response(text="live\n", headers={"Cache-Control": "no-store"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        why = await readiness()
+        if why:
+            return web.Response(
+                status=503, text=f"not ready: {why}\n", headers={"Cache-Control": "no-store"}
+            )
+        return web.Response(text="ready\n", headers={"Cache-Control": "no-store"})
+
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+
 
 async def serve(
-    listen: str, token: str, render: Callable[[], Awaitable[bytes]]
+    listen: str,
+    token: str,
+    render: Callable[[], Awaitable[bytes]],
+    readiness: Readiness | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve ``GET /metrics`` on `listen` (``host:port``, port 0: any free port).
 
@@ -117,6 +167,7 @@ async def serve(
         listen: Where to listen.
         token: Bearer token a scrape must present; empty: none.
         render: Produces the exposition text of one scrape.
+        readiness: When given, ``/livez`` and ``/readyz`` too (`add_probes`).
 
     Returns:
         The runner (clean it up to stop) and the bound ``host:port``.
@@ -131,6 +182,8 @@ async def serve(
 
     app = web.Application()
     app.router.add_get("/metrics", scrape)
+    if readiness is not None:
+        add_probes(app, readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = listen.rpartition(":")

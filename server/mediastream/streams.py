@@ -25,7 +25,7 @@ from mediastream import logs, metrics
 from mediastream.asterisk.legs import Leg, LegEnd
 from mediastream.asterisk.pool import AsteriskPool
 from mediastream.core.dtmf import DIGITS, dtmf_tones
-from mediastream.core.formats import FRAME_MS, AudioFormat
+from mediastream.core.formats import FRAME_MS, PLAY_BUFFER_MS, AudioFormat
 from mediastream.core.pacer import Cleared, InputFinished, MarkPlayed, Pacer, Xoff, Xon
 from mediastream.core.pcm import Transcoder, silence
 from mediastream.core.stream import (
@@ -93,10 +93,13 @@ class StreamLimits:
     """Sizes and times that bound a stream.
 
     Attributes:
-        play_buffer_ms: Client audio the gateway holds for playing; past it the
-            gateway stops reading the client's messages (gRPC flow control).
-        pause_at_ms: Buffered audio at which the client is told to pause.
-        resume_at_ms: Buffered audio below which the client is told to resume.
+        play_buffer_ms: Client audio not yet played that a stream holds, and the
+            most one client message may carry. The gateway always keeps reading
+            the client's messages, so a control message never waits behind audio;
+            a message that would take the held audio past this is refused whole
+            and fails the stream (``BUFFER_FULL``, RESOURCE_EXHAUSTED).
+        pause_at_ms: Buffered audio at which the client is advised to pause.
+        resume_at_ms: Buffered audio below which the client is advised to resume.
         replay_ms: Audio kept for a slow or reconnecting client.
         resume_grace_s: How long a stream whose client vanished waits for it.
         max_streams: Concurrent streams in this process.
@@ -104,7 +107,7 @@ class StreamLimits:
         max_streams_per_client: Concurrent streams of one client (0: no limit).
     """
 
-    play_buffer_ms: int = 10_000
+    play_buffer_ms: int = PLAY_BUFFER_MS
     pause_at_ms: int = 8_000
     resume_at_ms: int = 4_000
     replay_ms: int = 5_000
@@ -136,19 +139,19 @@ class Stream:
         self._downlink = Downlink(spec)
         self._buffer = DownlinkBuffer(max(1, limits.replay_ms // spec.chunk_ms))
         self._ready = asyncio.Event()
-        self._uplink = Uplink(spec) if spec.bidirectional else None
+        self._uplink = Uplink(spec, limits.play_buffer_ms) if spec.bidirectional else None
         fmt = spec.asterisk_format
+        self._play_limit_ms = limits.play_buffer_ms
+        # The cap is checked here, in bytes of the leg's format, before each push;
+        # the pacer's own whole-frame limit (one more frame) then never refuses.
+        self._play_limit_bytes = fmt.bytes_for(limits.play_buffer_ms)
         self._pacer = Pacer(
             fmt.frame_bytes,
             silence=silence(fmt),
-            max_frames=limits.play_buffer_ms // FRAME_MS,
+            max_frames=limits.play_buffer_ms // FRAME_MS + 1,
             high_water=limits.pause_at_ms // FRAME_MS,
             low_water=limits.resume_at_ms // FRAME_MS,
         )
-        # Room for one more client message (at most 200 ms) before reading it.
-        self._room_frames = self._pacer.max_frames - 10
-        self._room = asyncio.Event()
-        self._room.set()
         self._clock = clock
         # Frame counters go to Prometheus in batches: its counters take a lock.
         self._frames_in = 0
@@ -300,32 +303,39 @@ class Stream:
         if chunks:
             FRAMES_DROPPED.inc(chunks * (self.spec.chunk_ms // FRAME_MS))  # in 20 ms frames
 
-    async def wait_for_room(self) -> None:
-        """Return when the play buffer can take one more client message.
-
-        Raises:
-            MediaStreamError: the stream has failed; nothing more is read.
-        """
-        if self.error is not None:
-            raise self.error
-        while self._pacer.depth > self._room_frames:
-            self._room.clear()
-            await self._room.wait()
+    @property
+    def buffered_ms(self) -> int:
+        """Client audio queued and not yet played, in ms (whole frames)."""
+        return self._pacer.depth * FRAME_MS
 
     def play(self, data: bytes) -> None:
         """Queue one client chunk for playing into the call.
 
+        Never waits: the caller can read the client's next message at once.
+
         Raises:
             FailedPrecondition: the stream is listen-only or its input has ended.
             InvalidArgument: the chunk is malformed or too large.
-            ResourceExhausted: the play buffer is full.
+            ResourceExhausted: the chunk would take the play buffer past its cap
+                (``BUFFER_FULL``); nothing of it is queued.
         """
         self._check_input()
         assert self._uplink is not None
-        audio = self._uplink.decode(data)
-        if not self._pacer.push(audio, self._clock.align(time.monotonic())):
-            FRAMES_REFUSED.inc()
-            raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
+        self._push(self._uplink.decode(data))
+
+    def _push(self, audio: bytes) -> None:
+        if self._pacer.queued_bytes + len(audio) > self._play_limit_bytes:
+            frame_bytes = self._pacer.frame_bytes
+            FRAMES_REFUSED.inc(-(-len(audio) // frame_bytes))
+            raise ResourceExhausted(
+                f"at most {self._play_limit_ms / 1000:g} s of audio may wait to play "
+                f"({self.buffered_ms / 1000:g} s do): wait for a mark or flow resume before "
+                "sending more",
+                reason="BUFFER_FULL",
+                metadata={"limit_ms": str(self._play_limit_ms)},
+            )
+        if not self._pacer.push(audio, self._clock.align(time.monotonic())):  # pragma: no cover
+            raise AssertionError("the pacer refused audio within the play buffer's cap")
         self._kick()
 
     def send_dtmf(self, digits: str, duration_ms: int) -> None:
@@ -335,6 +345,7 @@ class Stream:
             InvalidArgument: a digit is not 0-9, *, #, A-D, or the duration is
                 outside 40-2000 ms.
             FailedPrecondition: the stream is listen-only or its input has ended.
+            ResourceExhausted: the tones would take the play buffer past its cap.
         """
         if len(digits) > MAX_DTMF_DIGITS:
             raise InvalidArgument(
@@ -355,10 +366,7 @@ class Stream:
         self._check_input()
         fmt = self.spec.asterisk_format
         pcm = dtmf_tones(digits, fmt.sample_rate, duration_ms)
-        audio = pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm)
-        if not self._pacer.push(audio, self._clock.align(time.monotonic())):
-            raise ResourceExhausted("play buffer full: send at real time", reason="BUFFER_FULL")
-        self._kick()
+        self._push(pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm))
 
     def mark(self, name: str) -> None:
         """Report `name` once everything sent before it has played.
@@ -397,7 +405,6 @@ class Stream:
         cleared: Cleared = self._pacer.clear(time.monotonic())
         self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
         self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
-        self._room.set()
         self._kick()
 
     def end_input(self) -> None:
@@ -475,8 +482,6 @@ class Stream:
             elif isinstance(event, InputFinished):
                 self._finish(StreamStopped(StopReason.CLIENT_DONE, "input ended and played"))
                 return None
-        if self._pacer.depth <= self._room_frames:
-            self._room.set()
         return self._pacer.next_deadline()
 
     @property

@@ -265,9 +265,18 @@ class Supervisor:
             return generate_latest(registry)
 
         self._metrics_runner, address = await metrics.serve(
-            s.metrics_listen, s.metrics_token, render
+            s.metrics_listen, s.metrics_token, render, self.readiness
         )
         return address
+
+    async def readiness(self) -> str:
+        """Ready while any worker is (the shared ports reach whichever the kernel picks)."""
+        if self._stopping:
+            return "draining"
+        answers = await asyncio.gather(*(_fetch_readiness(w) for w in self._workers))
+        if any(a == "" for a in answers):
+            return ""
+        return "; ".join(sorted(set(answers))) or "no worker"
 
     async def run_until_signal(self) -> None:
         """Serve until SIGINT or SIGTERM, then drain every worker and stop."""
@@ -314,6 +323,24 @@ class Supervisor:
         with contextlib.suppress(OSError):
             os.unlink(self._counts_path)
             os.rmdir(self._dir)
+
+
+async def _fetch_readiness(worker: _Worker) -> str:
+    """A worker's ``/readyz`` on its own metrics port: "" when ready, else why not."""
+    address = worker.ready.get("metrics")
+    if not address:
+        return "worker not started"
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://{address}/readyz", timeout=aiohttp.ClientTimeout(total=2)
+            ) as reply,
+        ):
+            text = (await reply.text()).strip()
+            return "" if reply.status == 200 else text.removeprefix("not ready: ")
+    except (aiohttp.ClientError, TimeoutError):
+        return "worker not answering"
 
 
 async def _fetch_metrics(worker: _Worker, token: str) -> str:

@@ -26,6 +26,7 @@ from mediastream.core.stream import (
     validate_target_id,
 )
 from mediastream.errors import InvalidArgument
+from tests.audio_checks import sine
 
 CALL = Target(TargetKind.CALL, "c1")
 
@@ -128,30 +129,66 @@ def test_uplink_audiosocket_must_be_audio() -> None:
     assert up.decode(audiosocket.encode(audiosocket.Kind.AUDIO, b"\x00\x01" * 160)) == (
         b"\x00\x01" * 160
     )
-    with pytest.raises(InvalidArgument, match="not audio"):
+    with pytest.raises(InvalidArgument, match="kind 0x03 is not audio"):
         up.decode(audiosocket.encode(audiosocket.Kind.DTMF, b"1"))
-    with pytest.raises(InvalidArgument, match="truncated"):
+    with pytest.raises(InvalidArgument, match="declares 320 bytes but 97 follow"):
         up.decode(audiosocket.encode(audiosocket.Kind.AUDIO, b"\x00" * 320)[:100])
 
 
-def test_uplink_refuses_oversized_chunk_whole() -> None:
-    up = Uplink(spec(format=AudioFormat.ULAW))
-    assert len(up.decode(b"\xff" * 1600)) == 1600
+AUDIOSOCKET_FIX = "AudioSocket messages start with a 3-byte header: kind 0x10 and a 16-bit length"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes(320),  # silence: reads as a hang-up (kind 0x00) then a run of them
+        sine(440, 0.02, 8000)[:320],  # a tone: its first bytes read as some header
+        b"\x10\x01",  # shorter than a header
+        b"\x10\x00\x00",  # an audio header with no samples
+    ],
+    ids=["silence", "tone", "short", "empty-audio"],
+)
+def test_uplink_audiosocket_refusal_says_how_a_message_is_built(data: bytes) -> None:
+    up = Uplink(spec(format=AudioFormat.SLIN, encapsulation=Encapsulation.AUDIOSOCKET))
     with pytest.raises(InvalidArgument) as err:
-        up.decode(b"\xff" * 1601)
+        up.decode(data)
+    assert err.value.reason == "MALFORMED_CHUNK" and err.value.field == "audio.data"
+    assert err.value.message.startswith(AUDIOSOCKET_FIX)
+    assert "encapsulation sln" in err.value.message
+
+
+def test_uplink_takes_any_amount_up_to_its_cap_and_refuses_more_whole() -> None:
+    up = Uplink(spec(format=AudioFormat.ULAW), max_ms=60_000)
+    assert len(up.decode(b"\xff" * 480_000)) == 480_000  # 60 s in one message
+    assert len(up.decode(b"\xff" * 8000)) == 8000  # 1 s
+    with pytest.raises(InvalidArgument) as err:
+        up.decode(b"\xff" * 480_001)
     assert err.value.reason == "CHUNK_TOO_LARGE" and err.value.field == "audio.data"
+    assert err.value.message.startswith(
+        "split the audio into messages of at most 480000 bytes (60 s of ulaw)"
+    )
+
+
+def test_uplink_default_cap_is_two_minutes() -> None:
+    up = Uplink(spec(format=AudioFormat.SLIN))
+    assert len(up.decode(bytes(16_000 * 120))) == 16_000 * 120
+    with pytest.raises(InvalidArgument) as err:
+        up.decode(bytes(16_000 * 120 + 2))
+    assert err.value.reason == "CHUNK_TOO_LARGE"
 
 
 def test_uplink_refuses_partial_sample() -> None:
     with pytest.raises(InvalidArgument) as err:
         Uplink(spec(format=AudioFormat.SLIN)).decode(b"\x00" * 321)
     assert err.value.reason == "PARTIAL_SAMPLE"
+    assert "send an even number of bytes" in err.value.message
 
 
 def test_uplink_rejects_garbage_rtp() -> None:
     up = Uplink(spec(format=AudioFormat.ULAW, encapsulation=Encapsulation.RTP))
-    with pytest.raises(InvalidArgument, match="not an RTP packet"):
+    with pytest.raises(InvalidArgument, match="not an RTP packet") as err:
         up.decode(b"\x00" * 5)
+    assert "12-byte header (first byte 0x80)" in err.value.message
 
 
 # --- DownlinkBuffer: bounded replay for slow and reconnecting readers -------------

@@ -31,8 +31,6 @@ ENVOY = DEPLOY / "envoy"
 CONFIG = ENVOY / "envoy.yaml"
 VALIDATE = ENVOY / "validate"
 
-KUSTOMIZE_VERSION = "v5.8.2"
-
 HCM = (
     "type.googleapis.com/"
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -45,22 +43,8 @@ GO_ENV = {"GOFLAGS": "-buildvcs=false", "GOWORK": "off"}
 # --- tools ------------------------------------------------------------------------------
 
 
-@cache
 def _kustomize() -> Path:
-    """The kustomize binary (go install from the module proxy), like kubeconform."""
-    target = tools.TOOLS / f"kustomize-{KUSTOMIZE_VERSION}"
-    binary = target / "kustomize"
-    if binary.exists():
-        return binary
-    go = shutil.which("go")
-    if go is None:
-        raise tools.ToolUnavailable("kustomize: no Go toolchain (`go`) to install it with")
-    tools._run(
-        [go, "install", f"sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}"],
-        "go install kustomize",
-        env={"GOBIN": str(target), **GO_ENV},
-    )
-    return binary
+    return tools.kustomize()
 
 
 @pytest.fixture(scope="module")

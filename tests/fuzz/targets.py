@@ -313,9 +313,6 @@ class FakeStream:
         if not 40 <= (duration_ms or 100) <= 2000:
             raise InvalidArgument("dtmf.duration_ms", "bad duration", reason="INVALID_DTMF")
 
-    async def wait_for_room(self) -> None:
-        pass
-
 
 class FakeStreams:
     """Enough of `streams.StreamManager` for the VoIPBIN dialect's hang-up."""

@@ -10,7 +10,7 @@ import pytest
 from mediastream import metrics
 from mediastream.core.stream import StopReason
 from mediastream.emulator import TONE_CALL_ID
-from mediastream_client import RPCError
+from mediastream_client import MediaStreamClient, RPCError
 from tests.harness import Harness
 
 
@@ -30,7 +30,8 @@ async def test_a_stream_drained_while_its_leg_is_made_is_undone(
     monkeypatch.setattr(legs, "open", slow_open)
     active = metrics.STREAMS_ACTIVE.labels("call", "rtp", "sln", "listen")
     before = active._value.get()
-    async with harness.client() as client:
+    # No retry: a retried open would find the gateway serving (close_all is no drain).
+    async with MediaStreamClient(harness.grpc, open_retries=0) as client:
         stream = client.listen(call_id=TONE_CALL_ID)
         opening = asyncio.create_task(stream.__aenter__())
         await entered.wait()

@@ -76,14 +76,17 @@ async def test_second_config_is_failed_precondition(harness: Harness) -> None:
     assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CONFIG_NOT_FIRST")
 
 
-async def test_oversized_chunk_is_refused_whole(harness: Harness) -> None:
+@pytest.mark.settings(play_buffer_s=1)
+async def test_chunk_over_the_play_buffer_is_refused_whole(harness: Harness) -> None:
+    config = pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_ULAW)
     err = await raw_stream_error(
         harness,
-        pb.StreamMediaRequest(config=pb.StreamConfig(call_id=ECHO_CALL_ID)),
-        pb.StreamMediaRequest(audio=pb.AudioChunk(data=b"\xff" * 1601)),
+        pb.StreamMediaRequest(config=config),
+        pb.StreamMediaRequest(audio=pb.AudioChunk(data=b"\xff" * 8001)),  # 1 s is 8000
     )
     assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CHUNK_TOO_LARGE")
     assert [v.field for v in err.field_violations] == ["audio.data"]
+    assert err.message.startswith("split the audio into messages of at most 8000 bytes")
 
 
 async def test_hangup_of_a_conference_is_failed_precondition(harness: Harness) -> None:

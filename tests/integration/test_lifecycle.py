@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import aiohttp
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mediastream_client import MediaStreamClient, RPCError, StopReason
@@ -26,23 +28,48 @@ async def health(target: str, service: str) -> int:
         return int(reply.status)
 
 
+async def http_status(address: str, path: str) -> int | None:
+    """The status of a plain GET, or None when nothing takes the connection."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{address}{path}", timeout=aiohttp.ClientTimeout(total=5)) as r,
+        ):
+            return r.status
+    except aiohttp.ClientConnectionError:
+        return None
+
+
 async def test_sigterm_drains_streams_then_exits() -> None:
     gw = start_gateway(env={"MEDIASTREAM_DRAIN_TIMEOUT_S": "1.5"})
     try:
         for service in SERVICES:
             assert await health(gw.grpc, service) == health_pb2.HealthCheckResponse.SERVING
+        for address in (gw.metrics, gw.websocket):
+            assert await http_status(address, "/readyz") == 200
+            assert await http_status(address, "/livez") == 200
         async with (
-            MediaStreamClient(gw.grpc) as client,
+            MediaStreamClient(gw.grpc, open_retries=0) as client,
             client.listen(call_id=gw.demo["tone_call"]) as stream,
         ):
             gw.process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.2)
-            assert await health(gw.grpc, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+            # The drain takes no new connection, on the WebSocket port as on gRPC's,
+            async with asyncio.timeout(5):
+                while await http_status(gw.websocket, "/readyz") is not None:
+                    await asyncio.sleep(0.05)
+            with pytest.raises(grpc.aio.AioRpcError) as probed:
+                await health(gw.grpc, "")
+            assert probed.value.code() is grpc.StatusCode.UNAVAILABLE
+            # and says why on the metrics port, which stays up for the probes.
+            assert await http_status(gw.metrics, "/readyz") == 503
+            assert await http_status(gw.metrics, "/livez") == 200
+            # A new stream on the old connection (GOAWAY'd) is refused before it starts.
             try:
                 async with client.listen(call_id=gw.demo["tone_call"]):
                     raise AssertionError("a new stream was accepted while draining")
             except RPCError as exc:
-                assert (exc.code, exc.reason) == (grpc.StatusCode.UNAVAILABLE, "DRAINING")
+                assert exc.code is grpc.StatusCode.UNAVAILABLE, exc
+                assert exc.reason in ("", "DRAINING"), exc
             chunks = 0
             async with asyncio.timeout(5):
                 async for _ in stream.audio():

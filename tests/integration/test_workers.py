@@ -160,9 +160,11 @@ async def test_a_resume_through_the_shared_port_reaches_the_holding_worker(
     holder, token = stream.info.instance_address, stream.info.resume_token
     await stream.aclose()
     await owner._channel.close()
-    # Each resume comes in on a new connection, which may reach either worker.
+    # Each resume comes in on a new connection, which may reach either worker. A client
+    # that resumes a token it did not open itself names the holder it was told of (the
+    # SDK follows a wrong-instance refusal only there: a forged token must not steer it).
     for _ in range(4):
-        client = own_connection(gw.grpc)
+        client = own_connection(gw.grpc, allowed_instances=[holder])
         try:
             async with client.listen(call_id=TONE_CALL_ID, resume_token=token) as resumed:
                 assert resumed.info is not None and resumed.info.resumed

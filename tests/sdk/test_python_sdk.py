@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any
 
 import numpy as np
 import pytest
 
 from mediastream.core.g711 import ulaw_decode
 from mediastream.emulator import TONE_CALL_ID
-from mediastream_client import AudioFormat, MediaStreamClient, SyncClient, from_numpy, to_numpy
+from mediastream.errors import Unavailable
+from mediastream_client import (
+    AudioFormat,
+    MediaStreamClient,
+    RPCError,
+    SyncClient,
+    from_numpy,
+    to_numpy,
+)
 from tests.audio_checks import dominant_hz
 from tests.harness import Harness
 
@@ -256,3 +266,114 @@ async def test_wait_stopped_reads_the_events_itself(harness: Harness) -> None:
             with pytest.raises(TimeoutError):
                 await endless.wait_stopped(0.05)  # input not ended: the stream goes on
             assert await endless.wait_stopped(1) is None  # the timeout cancelled it
+
+
+async def _refusing_first(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, reason: str, times: int
+) -> list[str]:
+    """Make the gateway refuse the first `times` opens with UNAVAILABLE/`reason`."""
+    manager = harness.gateway.streams
+    original = manager.open
+    seen: list[str] = []
+
+    async def open_(*args: Any, **kwargs: Any) -> Any:
+        seen.append(reason)
+        if len(seen) <= times:
+            raise Unavailable("refused for the test", reason=reason)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "open", open_)
+    return seen
+
+
+async def test_a_stream_refused_by_a_draining_instance_is_opened_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = await _refusing_first(harness, monkeypatch, "DRAINING", 2)
+    async with harness.client() as client, client.listen(call_id=TONE_CALL_ID) as stream:
+        assert stream.info is not None
+    assert len(seen) == 3  # two refusals, then the stream
+
+
+async def test_opening_again_is_bounded(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = await _refusing_first(harness, monkeypatch, "DRAINING", 100)
+    async with MediaStreamClient(harness.grpc, open_retries=2) as client:
+        with pytest.raises(RPCError) as caught:
+            await client.listen(call_id=TONE_CALL_ID).__aenter__()
+    assert caught.value.reason == "DRAINING"
+    assert len(seen) == 3  # the first attempt and two more
+
+
+async def test_a_reasoned_unavailable_is_not_opened_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gateway answered (its Asterisk is gone): another attempt would only wait.
+    seen = await _refusing_first(harness, monkeypatch, "ASTERISK_UNAVAILABLE", 1)
+    async with harness.client() as client:
+        with pytest.raises(RPCError) as caught:
+            await client.listen(call_id=TONE_CALL_ID).__aenter__()
+    assert caught.value.reason == "ASTERISK_UNAVAILABLE"
+    assert len(seen) == 1
+
+
+async def test_a_refused_connection_is_tried_again_until_the_gateway_listens(
+    harness: Harness,
+) -> None:
+    # Nothing listens at first (an instance gone, a proxy restarting); then a relay
+    # to the gateway does, on the same port: the SDK's next attempt reaches it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    relay = CuttableProxy(harness.grpc)
+
+    async def listen_later() -> None:
+        await asyncio.sleep(0.2)
+        relay.server = await asyncio.start_server(relay._handle, "127.0.0.1", port)
+
+    later = asyncio.create_task(listen_later())
+    try:
+        async with (
+            MediaStreamClient(f"127.0.0.1:{port}", open_retries=3) as client,
+            client.listen(call_id=TONE_CALL_ID) as stream,
+        ):
+            assert stream.info is not None
+    finally:
+        await later
+        await relay.close()
+
+
+async def test_every_stream_names_its_call_for_the_proxy() -> None:
+    # A proxy hashing on the header keeps a call's streams (and resumes) on one instance.
+    async with MediaStreamClient("127.0.0.1:1", token="t") as client:
+        call = client.listen(call_id="c1")
+        conference = client.stream(conference_id="f1")
+        assert ("x-mediastream-target", "call:c1") in call._metadata
+        assert ("x-mediastream-target", "conference:f1") in conference._metadata
+        assert ("authorization", "Bearer t") in call._metadata
+
+
+@pytest.mark.settings(advertise_address="127.0.0.1:1", resume_grace_s=0.5)
+async def test_a_resume_goes_through_the_balancer_when_the_instance_cannot_be_reached(
+    harness: Harness,
+) -> None:
+    # The gateway advertises an address nothing listens on (NAT, outside the cluster):
+    # the resume falls back to the client's own target, which reaches the holder.
+    relay = CuttableProxy(harness.grpc)
+    address = await relay.start()
+    seqs: list[int] = []
+    try:
+        async with (
+            MediaStreamClient(address) as client,
+            client.listen(call_id=TONE_CALL_ID, auto_resume=True) as stream,
+        ):
+            assert stream.info is not None and stream.info.instance_address == "127.0.0.1:1"
+            async for chunk in stream.audio():
+                seqs.append(chunk.sequence_number)
+                if len(seqs) == 20:
+                    relay.cut()
+                if len(seqs) == 80:
+                    break
+            assert stream.resumes == 1
+    finally:
+        await relay.close()
+    assert seqs == list(range(80))

@@ -190,18 +190,22 @@ async def test_token_scoped_to_another_call_is_403(shim: Shim) -> None:
 # --- after the upgrade -----------------------------------------------------------------
 
 
+@pytest.mark.settings(play_buffer_s=1)
 async def test_message_over_the_cap_is_1009_with_a_reason(shim: Shim) -> None:
+    # 1 s of slin (16 000 bytes) plus 64 KiB for headers and control messages.
     async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln")) as ws:
-        await ws.send_bytes(b"\x00" * 20_000)
+        await ws.send_bytes(b"\x00" * 90_000)
         code, reason = await closed(ws)
-    assert code == 1009 and "16384 bytes" in reason
+    assert code == 1009 and "81536 bytes" in reason and "split the audio" in reason
 
 
-async def test_chunk_over_200_ms_is_1009(shim: Shim) -> None:
+@pytest.mark.settings(play_buffer_s=1)
+async def test_chunk_over_the_play_buffer_is_1009_and_names_the_fix(shim: Shim) -> None:
     async with shim.ws(shim.url(ECHO_CALL_ID, encapsulation="sln")) as ws:
-        await ws.send_bytes(b"\x00" * 3202)  # 200 ms of slin is 3200 bytes
+        await ws.send_bytes(b"\x00" * 16_002)  # 1 s of slin is 16 000 bytes
         code, reason = await closed(ws)
     assert code == 1009 and reason.startswith("CHUNK_TOO_LARGE: ")
+    assert "split the audio into messages of at most 16000 bytes" in reason
 
 
 @pytest.mark.parametrize(

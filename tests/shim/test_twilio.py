@@ -12,7 +12,9 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
+from mediastream import metrics
 from mediastream.core.formats import AudioFormat
 from mediastream.core.pcm import Transcoder
 from mediastream.emulator import DTMF_CALL_ID, ECHO_CALL_ID, TONE_CALL_ID
@@ -165,7 +167,6 @@ async def test_dtmf_and_stop(shim: Shim) -> None:
 async def test_what_twilio_would_reject_closes_the_stream(shim: Shim) -> None:
     cases = [
         (b"\x00" * 160, 1003, "UNSUPPORTED_DATA"),
-        ('{"event":"mute"}', 1008, "UNKNOWN_EVENT"),
         ('{"event":"media","media":{"payload":"***"}}', 1008, "MALFORMED_MEDIA"),
         ('{"event":"mark","mark":"my label"}', 1008, "MALFORMED_MARK"),
         ('{"event":"clear","streamSid":"MZ0"}', 1008, "WRONG_STREAM_SID"),
@@ -182,3 +183,31 @@ async def test_what_twilio_would_reject_closes_the_stream(shim: Shim) -> None:
             assert msg.type is aiohttp.WSMsgType.CLOSE
             assert (msg.data, str(msg.extra).split(":")[0]) == (code, reason)
             assert last["event"] == "stop"
+
+
+def ignored(event: str) -> float:
+    labels = {"dialect": "twilio", "event": event}
+    return (
+        metrics.REGISTRY.get_sample_value("mediastream_client_messages_ignored_total", labels)
+        or 0.0
+    )
+
+
+async def test_a_client_stop_or_unknown_event_is_ignored_logged_and_counted(
+    shim: Shim, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = {e: ignored(e) for e in ("stop", "other")}
+    async with shim.ws(shim.url(ECHO_CALL_ID, "twilio")) as ws:
+        client = TwilioClient(ws)
+        await client.handshake()
+        # Twilio ignores what it does not expect from the application: the stream goes on.
+        await client.send("stop")
+        await client.send("stop")
+        await client.send("mute")
+        await client.send("mark", mark={"name": "still-here"})
+        mark = await client.next("mark", timeout=3)
+        assert mark["mark"] == {"name": "still-here"}
+    assert ignored("stop") - before["stop"] == 2
+    assert ignored("other") - before["other"] == 1
+    warnings = [r for r in caplog.records if "ignored a Twilio" in r.getMessage()]
+    assert [r.levelname for r in warnings] == ["WARNING", "WARNING"]  # once per event kind

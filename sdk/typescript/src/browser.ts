@@ -504,7 +504,7 @@ export class MediaStreamSocket implements AsyncIterable<SocketMessage> {
     }
   }
 
-  /** Sends one chunk of audio now, in the stream's uplink format and encapsulation (20 to 200 ms). */
+  /** Sends one chunk of audio now, in the stream's uplink format and encapsulation (any length up to the gateway's `play_buffer_s`, 120 s by default). */
   send(chunk: Uint8Array): void {
     this.checkOpen();
     this.ws.send(chunk);

@@ -78,10 +78,39 @@ export interface ClientOptions {
    * credentials there.
    */
   allowedInstances?: Iterable<string>;
+  /**
+   * How many times a stream refused before it started (see
+   * {@link refusedBeforeStart}) is opened again, after a pause that doubles
+   * from 50 ms: a draining instance closes its listener and sends GOAWAY, so the
+   * next attempt goes out on a new connection, which a proxy or a Kubernetes
+   * Service sends to another instance. Default {@link DEFAULT_OPEN_RETRIES}; 0: never.
+   */
+  openRetries?: number;
 }
+
+/** Default of {@link ClientOptions.openRetries}. */
+export const DEFAULT_OPEN_RETRIES = 3;
+
+/** The first pause before opening a refused stream again, in milliseconds; it doubles. */
+const OPEN_RETRY_BACKOFF_MS = 50;
 
 /** ErrorInfo reason of a resume that reached an instance other than the stream's. */
 const WRONG_INSTANCE = "RESUME_WRONG_INSTANCE";
+
+/** ErrorInfo reason with which a draining instance refuses a new stream. */
+const DRAINING = "DRAINING";
+
+/**
+ * Whether an error opening a stream means it never started, so that opening it
+ * again is safe: UNAVAILABLE with the reason `DRAINING` (a draining instance
+ * took it on a connection it is closing) or with no reason at all (nothing
+ * answered: connection refused or reset, a proxy with no server to send it
+ * to). An UNAVAILABLE the gateway gave a reason for (`ASTERISK_UNAVAILABLE`)
+ * is an answer, not a refusal.
+ */
+export function refusedBeforeStart(err: unknown): boolean {
+  return err instanceof RPCError && err.code === Code.Unavailable && (err.reason === "" || err.reason === DRAINING);
+}
 
 /** Options of one stream. */
 export interface StreamOptions {
@@ -130,6 +159,7 @@ export class MediaStreamClient {
   private readonly instances = new Map<string, Instance>();
   private readonly allowed: ReadonlySet<string>;
   private closed = false;
+  private readonly openRetries: number;
   /** The ExternalMediaService on the same connection. */
   readonly externalMedia: ExternalMediaClient;
 
@@ -140,6 +170,7 @@ export class MediaStreamClient {
   constructor(target: string, options: ClientOptions = {}) {
     this.target = target;
     this.allowed = new Set(options.allowedInstances ?? []);
+    this.openRetries = Math.max(0, options.openRetries ?? DEFAULT_OPEN_RETRIES);
     let transport = options.transport;
     if (!transport) {
       const scheme = options.scheme ?? "http";
@@ -198,7 +229,7 @@ export class MediaStreamClient {
   async listen(config: StreamConfig, options: StreamOptions = {}): Promise<ListenStream> {
     const pb = toProto(config);
     return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options);
+      const call = callOptions(options, config);
       const responses = rpc.listenMedia({ config: pb }, call.options);
       const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
       await stream.start();
@@ -214,7 +245,7 @@ export class MediaStreamClient {
   async stream(config: StreamConfig, options: StreamOptions = {}): Promise<DuplexStream> {
     const pb = toProto(config);
     return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options);
+      const call = callOptions(options, config);
       const requests = new RequestQueue<StreamMediaRequest>();
       requests.push(request({ case: "config", value: pb })).catch(() => {}); // a failure is reported by start()
       const responses = rpc.streamMedia(requests, call.options);
@@ -236,11 +267,25 @@ export class MediaStreamClient {
    */
   private async open<T>(resume: Resume | undefined, open: (rpc: MediaRPC) => Promise<T>): Promise<T> {
     if (!resume) {
-      return open(this.rpc);
+      return this.retrying(() => open(this.rpc));
     }
     const tried = resume.instanceAddress ?? "";
     try {
-      return await open(this.rpcAt(tried));
+      const rpc = this.rpcAt(tried);
+      if (rpc === this.rpc) {
+        return await this.retrying(() => open(rpc));
+      }
+      try {
+        return await open(rpc); // once: the fallback below is the retry
+      } catch (err) {
+        if (!refusedBeforeStart(err)) {
+          throw err;
+        }
+        // The instance cannot be reached from here (NAT, a client outside the
+        // cluster): through the client's own target, which a proxy routes by call
+        // (TARGET_HEADER) to the holder, or reaches an instance that names it.
+        return await this.retrying(() => open(this.rpc));
+      }
     } catch (err) {
       const holder = err instanceof RPCError ? (err.metadata.instance_address ?? "") : "";
       if (
@@ -255,7 +300,21 @@ export class MediaStreamClient {
       }
       // Behind a load balancer: the resume reached another instance, which
       // named the one holding the stream. Go there directly.
-      return open(this.rpcAt(holder));
+      return this.retrying(() => open(this.rpcAt(holder)));
+    }
+  }
+
+  /** Runs `attempt`, and again (up to `openRetries` times) while refused before the stream started. */
+  private async retrying<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let n = 0; ; n++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (n >= this.openRetries || !refusedBeforeStart(err)) {
+          throw err;
+        }
+      }
+      await new Promise((res) => setTimeout(res, OPEN_RETRY_BACKOFF_MS * 2 ** n));
     }
   }
 
@@ -280,7 +339,25 @@ export class MediaStreamClient {
   }
 }
 
-function callOptions(options: StreamOptions): { options: CallOptions; abort: AbortController } {
+/**
+ * Sent with every stream: `call:<id>` or `conference:<id>`. A proxy that hashes
+ * on it (deploy/nginx, deploy/haproxy) sends every stream of a call, and its
+ * resumes, to one instance, so that per-call limits hold across instances and
+ * a resume needs no second hop.
+ */
+export const TARGET_HEADER = "x-mediastream-target";
+
+function targetHeader(config: StreamConfig): Record<string, string> {
+  if (config.callId) {
+    return { [TARGET_HEADER]: `call:${config.callId}` };
+  }
+  if (config.conferenceId) {
+    return { [TARGET_HEADER]: `conference:${config.conferenceId}` };
+  }
+  return {};
+}
+
+function callOptions(options: StreamOptions, config: StreamConfig): { options: CallOptions; abort: AbortController } {
   const abort = new AbortController();
   if (options.signal) {
     if (options.signal.aborted) {
@@ -288,7 +365,7 @@ function callOptions(options: StreamOptions): { options: CallOptions; abort: Abo
     }
     options.signal.addEventListener("abort", () => abort.abort(options.signal?.reason), { once: true });
   }
-  return { options: { signal: abort.signal, timeoutMs: options.timeoutMs }, abort };
+  return { options: { signal: abort.signal, timeoutMs: options.timeoutMs, headers: targetHeader(config) }, abort };
 }
 
 type RequestInit = NonNullable<MessageInitShape<typeof StreamMediaRequestSchema>["payload"]>;

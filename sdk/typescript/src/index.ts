@@ -2,7 +2,7 @@
  * TypeScript client for the mediastream gateway: the live audio of Asterisk
  * calls and conferences over gRPC. For browsers, see `@voipbin/mediastream/browser`.
  */
-export { MediaStreamClient, ListenStream, DuplexStream } from "./client.js";
+export { MediaStreamClient, ListenStream, DuplexStream, DEFAULT_OPEN_RETRIES, refusedBeforeStart, TARGET_HEADER } from "./client.js";
 export type { ClientOptions, StreamOptions } from "./client.js";
 export { RPCError, Code, codeName } from "./errors.js";
 export type { FieldViolation } from "./errors.js";

@@ -300,10 +300,11 @@ describe("browser MediaStreamSocket against the real shim", () => {
     });
   });
 
-  it("is closed with 1009 for a message over 16 KiB, and for a frame over 200 ms (with the error message's reason)", LIMIT, async () => {
+  it("is closed with 1009 for a message over the size cap, and for one with more than play_buffer_s of audio (with the error message's reason)", LIMIT, async () => {
     const big = open({ callId: shim.demo.echo_call!, format: "slin" });
     await big.opened;
-    big.send(new Uint8Array(20 * 1024));
+    // The cap is play_buffer_s (120 s by default) of the stream's audio plus 64 KiB: 1985536 bytes of slin.
+    big.send(new Uint8Array(2_100_000));
     await assert.rejects(collect(big), (err: unknown) => {
       assert.ok(err instanceof MediaStreamSocketError);
       assert.deepEqual([err.code, err.errorReason, err.httpStatus], [1009, "MESSAGE_TOO_BIG", undefined]);
@@ -312,7 +313,7 @@ describe("browser MediaStreamSocket against the real shim", () => {
     });
     const long = open({ callId: shim.demo.echo_call!, format: "slin", events: true });
     await long.opened;
-    long.send(new Uint8Array(4000)); // 250 ms of slin
+    long.send(new Uint8Array(1_920_002)); // 120 s of slin and one sample more
     await assert.rejects(collect(long), (err: unknown) => {
       assert.ok(err instanceof MediaStreamSocketError);
       assert.deepEqual([err.code, err.errorReason], [1009, "CHUNK_TOO_LARGE"]);

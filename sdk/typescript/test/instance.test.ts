@@ -210,6 +210,15 @@ describe("behind a load balancer", () => {
     stream.close();
   });
 
+  it("resumes through its own target when the instance cannot be reached", async () => {
+    // The instance advertises an address nothing listens on (NAT, outside the cluster).
+    const lb = await startInstance();
+    const stream = await client(lb.addr).listen({ callId: "c", resume: { token: "t", instanceAddress: "127.0.0.1:1" } });
+    assert.equal(stream.info.resumed, true);
+    assert.deepEqual(lb.resumes, ["t"]);
+    stream.close();
+  });
+
   it("retries a resume that reached the wrong instance where the server says", async () => {
     const { lb, holder } = await cluster();
     const c = client(lb.addr, { token: "secret", allowedInstances: [holder.addr] });
@@ -273,5 +282,74 @@ describe("behind a load balancer", () => {
     assert.equal(stream.info.instanceAddress, holder.addr);
     assert.deepEqual(made, [holder.addr]);
     stream.close();
+  });
+});
+
+describe("a stream refused before it started", () => {
+  /** A fake gateway refusing its first `refuse` streams with UNAVAILABLE and `reason`. */
+  async function refusing(refuse: number, reason: string): Promise<{ addr: string; calls: () => number; targets: string[] }> {
+    let calls = 0;
+    const targets: string[] = [];
+    const server = createServer(
+      connectNodeAdapter({
+        routes: (router) =>
+          router.service(MediaStreamService, {
+            listenMedia: async function* (_req, ctx) {
+              calls++;
+              targets.push(ctx.requestHeader.get("x-mediastream-target") ?? "");
+              if (calls <= refuse) {
+                throw new ConnectError("refused for the test", Code.Unavailable, undefined, [
+                  { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: "test" }) },
+                ]);
+              }
+              yield create(ListenMediaResponseSchema, {
+                payload: { case: "started", value: create(StreamStartedSchema, { streamId: "s", sampleRateHz: 8000, frameBytes: 160, chunkMs: 20 }) },
+              });
+              await aborted(ctx);
+            },
+          }),
+      }),
+    );
+    const sessions = new Set<Http2Session>();
+    server.on("session", (s: Http2Session) => {
+      sessions.add(s);
+      s.once("close", () => sessions.delete(s));
+    });
+    await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+    running.push({
+      stop: async () => {
+        for (const s of sessions) {
+          s.destroy();
+        }
+        await new Promise((res) => server.close(res));
+      },
+    } as unknown as Instance);
+    return { addr: `127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls, targets };
+  }
+
+  it("is opened again when a draining instance refused it", async () => {
+    const fake = await refusing(2, "DRAINING");
+    const client = new MediaStreamClient(fake.addr);
+    clients.push(client);
+    const stream = await client.listen({ callId: "call" });
+    stream.close();
+    assert.equal(fake.calls(), 3, "two refusals, then the stream");
+    assert.deepEqual(fake.targets, ["call:call", "call:call", "call:call"], "every attempt names the call for the proxy");
+  });
+
+  it("is opened again a bounded number of times", async () => {
+    const fake = await refusing(100, "DRAINING");
+    const client = new MediaStreamClient(fake.addr, { openRetries: 2 });
+    clients.push(client);
+    await assert.rejects(client.listen({ callId: "call" }), (err: unknown) => err instanceof RPCError && err.reason === "DRAINING");
+    assert.equal(fake.calls(), 3, "the first attempt and two more");
+  });
+
+  it("is not opened again after an UNAVAILABLE the gateway gave a reason for", async () => {
+    const fake = await refusing(1, "ASTERISK_UNAVAILABLE");
+    const client = new MediaStreamClient(fake.addr);
+    clients.push(client);
+    await assert.rejects(client.listen({ callId: "call" }), (err: unknown) => err instanceof RPCError && err.reason === "ASTERISK_UNAVAILABLE");
+    assert.equal(fake.calls(), 1);
   });
 });

@@ -85,6 +85,15 @@ def _target(message: Any, oneof: str, *, required: bool) -> Target | None:
     return None
 
 
+def _media_id(media_id: str) -> str:
+    """An external media ID as sent: an empty one is the client's mistake, not an unknown ID."""
+    if not media_id:
+        raise InvalidArgument(
+            "id", "set id to the id StartExternalMedia returned", reason="MISSING_ID"
+        )
+    return media_id
+
+
 def _to_proto(media: ExternalMedia) -> em_pb.ExternalMedia:
     created = timestamp_pb2.Timestamp()
     created.FromNanoseconds(int(media.created * 1e9))
@@ -193,7 +202,7 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         """Stop one external media, or all of a call or conference."""
         principal = self._principal(context)
         if request.WhichOneof("selector") == "id":
-            media = self._manager.get(request.id)
+            media = self._manager.get(_media_id(request.id))
             self._authorize(principal, media.target)
             stopped = [await self._manager.stop(request.id)]
         else:
@@ -211,7 +220,7 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
     ) -> em_pb.GetExternalMediaResponse:
         """One external media."""
         principal = self._principal(context)
-        media = self._manager.get(request.id)
+        media = self._manager.get(_media_id(request.id))
         self._authorize(principal, media.target)
         return em_pb.GetExternalMediaResponse(external_media=_to_proto(media))
 

@@ -326,9 +326,11 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
     ) -> None:
         try:
             while True:
-                # Stop reading while the play buffer is full: gRPC flow control
-                # then holds the client back, and nothing it sent is lost.
-                await stream.wait_for_room()
+                # Always reading, never waiting for the play buffer to drain: a clear,
+                # mark, DTMF or hang-up behind a burst of audio takes effect at once.
+                # The buffer's cap bounds what the stream holds (Stream.play).
+                if stream.error is not None:
+                    return  # failed (e.g. EVENT_BACKLOG): nothing more is read
                 request = await anext(requests, None)
                 if request is None:
                     break

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -54,18 +54,7 @@ def unary_errors(handler: _Handler) -> _Handler:
         try:
             return await handler(self, request, context)
         except errors.MediaStreamError as exc:
-            # The audit trail, as for the streaming RPCs: peer, never the credential.
-            metrics.STREAM_ERRORS.labels(exc.reason).inc()
-            log.warning(
-                "%s refused for %s%s: %s (%s)",
-                handler.__name__,
-                context.peer(),
-                logs.who(),
-                exc.message,
-                exc.reason,
-            )
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("abort_with_status returned") from exc
+            await abort(context, handler.__name__, exc)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
@@ -79,6 +68,28 @@ def unary_errors(handler: _Handler) -> _Handler:
             raise AssertionError("abort_with_status returned") from exc
 
     return cast(_Handler, wrapper)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: errors.MediaStreamError
+) -> NoReturn:
+    """End the call with `error`'s status: what the client did wrong, never a traceback.
+
+    Logged at WARNING with the peer, the caller's identity once authenticated (never
+    the credential) and the reason, and counted in ``mediastream_stream_errors_total``
+    by reason: the audit trail, as for the streaming RPCs.
+    """
+    metrics.STREAM_ERRORS.labels(error.reason).inc()
+    log.warning(
+        "%s refused for %s%s: %s (%s)",
+        method,
+        context.peer(),
+        logs.who(),
+        error.message,
+        error.reason,
+    )
+    await context.abort_with_status(to_status(error))
+    raise AssertionError("abort_with_status returned") from error
 
 
 def to_status(error: errors.MediaStreamError) -> grpc.Status:

@@ -12,7 +12,10 @@ FRAME_MS = 20
 """Duration of one frame: Asterisk's ptime for every format used here."""
 
 MAX_CHUNK_MS = 200
-"""Longest chunk a client may ask for (ten frames)."""
+"""Longest chunk a client may ask the gateway to send (ten frames)."""
+
+PLAY_BUFFER_MS = 120_000
+"""Default cap on a stream's client audio not yet played, and on the audio in one message."""
 
 
 class AudioFormat(enum.Enum):

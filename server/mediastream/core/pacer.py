@@ -272,6 +272,11 @@ class Pacer:
         return len(self._remainder)
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting to be emitted: whole frames queued plus a partial remainder."""
+        return len(self._queue) * self.frame_bytes + len(self._remainder)
+
+    @property
     def xoff(self) -> bool:
         """Whether an Xoff is in force."""
         return self._xoff

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from mediastream.core import audiosocket
-from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, AudioFormat
+from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, PLAY_BUFFER_MS, AudioFormat
 from mediastream.core.pcm import Transcoder, swap16
 from mediastream.core.rtp import PT_VOIPBIN, RtpError, RtpSequencer, parse_rtp
 from mediastream.errors import InvalidArgument
@@ -244,20 +244,30 @@ class Downlink:
 
 
 class Uplink:
-    """Client chunks -> audio in the Asterisk leg's format."""
+    """Client chunks -> audio in the Asterisk leg's format.
 
-    def __init__(self, spec: StreamSpec) -> None:
+    A chunk may hold any amount of audio up to `max_ms` (a whole number of 20 ms
+    frames or not: a partial frame waits in the pacer for the rest).
+
+    Args:
+        spec: The stream.
+        max_ms: Most audio one chunk may carry.
+    """
+
+    def __init__(self, spec: StreamSpec, max_ms: int = PLAY_BUFFER_MS) -> None:
         self._spec = spec
         self._format = spec.input_format
         self._transcoder = Transcoder(self._format, spec.asterisk_format)
-        self._max_bytes = self._format.bytes_for(MAX_CHUNK_MS)
+        self._max_ms = max_ms
+        self._max_bytes = self._format.bytes_for(max_ms)
 
     def decode(self, data: bytes) -> bytes:
         """Unwrap and convert one client chunk.
 
         Raises:
-            InvalidArgument: the chunk is not in the stream's encapsulation, is
-                larger than 200 ms of audio, or has a partial sample.
+            InvalidArgument: the chunk is not in the stream's encapsulation, holds
+                more than `max_ms` of audio, or has a partial sample. The message
+                says how to send it right.
         """
         enc = self._spec.encapsulation
         if enc is Encapsulation.RTP:
@@ -265,7 +275,11 @@ class Uplink:
                 packet = parse_rtp(data)
             except RtpError as exc:
                 raise InvalidArgument(
-                    "audio.data", f"not an RTP packet: {exc.reason}", reason="MALFORMED_CHUNK"
+                    "audio.data",
+                    "with encapsulation rtp each message is one RTP packet: a 12-byte header "
+                    f"(first byte 0x80), then the samples (not an RTP packet: {exc.reason}; "
+                    "send bare samples with encapsulation sln)",
+                    reason="MALFORMED_CHUNK",
                 ) from exc
             samples = packet.payload
             if self._format.is_linear and not self._spec.voipbin_rtp and len(samples) % 2 == 0:
@@ -277,17 +291,35 @@ class Uplink:
         if len(samples) > self._max_bytes:
             raise InvalidArgument(
                 "audio.data",
-                f"chunk carries {len(samples)} bytes of audio; at most {self._max_bytes} "
-                f"({MAX_CHUNK_MS} ms of {self._format.value}) are accepted",
+                f"split the audio into messages of at most {self._max_bytes} bytes "
+                f"({self._max_ms / 1000:g} s of {self._format.value}); this one carries "
+                f"{len(samples)}",
                 reason="CHUNK_TOO_LARGE",
+                metadata={"max_bytes": str(self._max_bytes)},
             )
         if len(samples) % self._format.sample_width:
             raise InvalidArgument(
                 "audio.data",
-                f"{len(samples)} bytes is not a whole number of 16-bit samples",
+                f"{len(samples)} bytes is not a whole number of 16-bit samples: "
+                "send an even number of bytes",
                 reason="PARTIAL_SAMPLE",
             )
         return self._transcoder.convert(samples)
+
+
+AUDIOSOCKET_HINT = (
+    "AudioSocket messages start with a 3-byte header: kind 0x10 and a 16-bit length "
+    "(big-endian), then that many bytes of samples"
+)
+"""How an AudioSocket-encapsulated message is built; every refusal of one starts with it."""
+
+
+def _audiosocket_refusal(detail: str) -> InvalidArgument:
+    return InvalidArgument(
+        "audio.data",
+        f"{AUDIOSOCKET_HINT}; {detail} (to send bare samples, use encapsulation sln)",
+        reason="MALFORMED_CHUNK",
+    )
 
 
 def _audiosocket_audio(data: bytes) -> bytes:
@@ -295,21 +327,23 @@ def _audiosocket_audio(data: bytes) -> bytes:
     try:
         messages = decoder.feed(data)
     except audiosocket.AudioSocketError as exc:
-        raise InvalidArgument(
-            "audio.data", f"not an AudioSocket message: {exc}", reason="MALFORMED_CHUNK"
-        ) from exc
+        raise _audiosocket_refusal(str(exc)) from exc
     if decoder.pending:
-        raise InvalidArgument(
-            "audio.data", "AudioSocket message is truncated", reason="MALFORMED_CHUNK"
-        )
+        at = len(data) - decoder.pending
+        rest = data[at:]
+        if len(rest) < audiosocket.HEADER_SIZE:
+            detail = f"this {len(data)}-byte message ends {len(rest)} bytes into a header"
+        else:
+            declared = int.from_bytes(rest[1:3], "big")
+            detail = (
+                f"the header at byte {at} (kind 0x{rest[0]:02x}) declares {declared} bytes "
+                f"but {len(rest) - audiosocket.HEADER_SIZE} follow"
+            )
+        raise _audiosocket_refusal(detail)
     out = bytearray()
     for m in messages:
         if m.kind != audiosocket.Kind.AUDIO:
-            raise InvalidArgument(
-                "audio.data",
-                f"AudioSocket kind 0x{m.kind:02x} is not audio (0x10)",
-                reason="MALFORMED_CHUNK",
-            )
+            raise _audiosocket_refusal(f"kind 0x{m.kind:02x} is not audio")
         out += m.payload
     return bytes(out)
 

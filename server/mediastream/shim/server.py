@@ -7,6 +7,8 @@ Routes:
 * ``GET /v1.0/streams``: the gateway's active streams (any adapter), as JSON.
 * ``GET /v1.0/demo``: the embedded emulator's demo calls, as JSON.
 * ``GET /ui/`` (and ``/``): a page to listen to and talk into any call.
+* ``GET /readyz``, ``GET /livez``: the gateway's readiness and liveness over plain HTTP
+  (`mediastream.metrics.add_probes`), for proxies that check the port they send to.
 
 Every refusal before the upgrade goes through `mediastream.shim.errors`.
 """
@@ -178,6 +180,8 @@ class ShimServer:
             (`mediastream.shim.gate`).
         max_pending_per_address: Connections one address may hold before their upgrade
             (0: no limit).
+        readiness: The gateway's readiness (`mediastream.metrics.Readiness`): serves
+            ``/readyz`` and ``/livez`` when given.
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class ShimServer:
         heartbeat_s: float = HEARTBEAT_S,
         header_timeout_s: float = HEADER_TIMEOUT_S,
         max_pending_per_address: int = MAX_PENDING_PER_ADDRESS,
+        readiness: metrics.Readiness | None = None,
     ) -> None:
         self._streams = streams
         self._auth = auth
@@ -201,6 +206,8 @@ class ShimServer:
         self._refusals: OrderedDict[tuple[str, str], tuple[float, MediaStreamError]] = OrderedDict()
         self.heartbeat_s = heartbeat_s
         self.gate = ConnectionGate(header_timeout_s, max_pending_per_address)
+        self._readiness = readiness
+        self._site: web.BaseSite | None = None
         self.address = ""
 
     def _app(self) -> web.Application:
@@ -215,6 +222,8 @@ class ShimServer:
         app.router.add_get("/ui/mic-worklet.js", self._worklet)
         app.router.add_get("/ui", self._root)
         app.router.add_get("/", self._root)
+        if self._readiness is not None:
+            metrics.add_probes(app, self._readiness)
         return app
 
     async def start(
@@ -241,10 +250,21 @@ class ShimServer:
             ssl_context=ssl_context,
         )
         await site.start()
+        self._site = site
         bound = self._runner.addresses[0]
         self.address = f"{host}:{bound[1]}"
         log.info("WebSocket endpoints on %s://%s", "https" if ssl_context else "http", self.address)
         return self.address
+
+    def stop_accepting(self) -> None:
+        """Close the listener (a drain); open WebSockets and their streams go on.
+
+        New connections are refused, so that a proxy tries its next server.
+        """
+        if self._site is not None and self._site._server is not None:
+            # The site's own stop() also unregisters it, which cleanup() then skips;
+            # closing the asyncio server alone keeps the open connections.
+            self._site._server.close()
 
     async def stop(self) -> None:
         """Close every open WebSocket (1001) and stop listening."""
@@ -320,7 +340,11 @@ class ShimServer:
         self._refusals[key] = (time.monotonic(), error)
         while len(self._refusals) > REFUSALS_KEPT:
             self._refusals.popitem(last=False)
-        return error_response(error)
+        response = error_response(error)
+        if error.reason == "DRAINING":
+            # A kept-alive connection (a proxy's) must not bring its next upgrade here.
+            response.force_close()
+        return response
 
     async def _media_stream(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -329,7 +353,10 @@ class ShimServer:
             target = self._target(request)
             parsed = parse_media_stream(target, request.query, self._transport)
             principal.check(target)
-            ws = self._websocket(request, voipbin.MAX_MESSAGE_BYTES)
+            ws = self._websocket(
+                request,
+                voipbin.max_message_bytes(parsed.spec, self._streams.limits.play_buffer_ms),
+            )
             stream = await self._streams.open(
                 parsed.spec, client_id(principal, request.remote or "")
             )
@@ -343,7 +370,9 @@ class ShimServer:
             principal = self._principal(request)
             target = self._target(request)
             principal.check(target)
-            ws = self._websocket(request, twilio.MAX_MESSAGE_BYTES)
+            ws = self._websocket(
+                request, twilio.max_message_bytes(self._streams.limits.play_buffer_ms)
+            )
             stream = await self._streams.open(
                 twilio.twilio_spec(target, self._transport),
                 client_id(principal, request.remote or ""),

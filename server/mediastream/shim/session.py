@@ -3,9 +3,11 @@
 A session runs two tasks. The writer relays what `Stream.output()` yields,
 through the dialect, and when the stream ends it says why and closes the
 socket: it is the only one that closes. The reader hands each client message
-to the dialect, waiting for room in the play buffer first so that a client
-sending faster than real time is held back by TCP, not cut off. A message that
-breaks the contract fails the stream (`Stream.fail`), which ends the writer.
+to the dialect as soon as it arrives and never waits for the play buffer to
+drain, so a control message (clear, mark, hang-up) behind a burst of audio
+takes effect at once; the play buffer's cap bounds what a stream holds. A
+message that breaks the contract fails the stream (`Stream.fail`), which ends
+the writer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from mediastream import metrics
 from mediastream.core.stream import Chunk, StopReason, StreamEvent
 from mediastream.errors import MediaStreamError
 from mediastream.shim.errors import close_for_error, close_for_stop, close_reason
@@ -48,7 +51,8 @@ class ShimWebSocket(web.WebSocketResponse):
         """Close the connection (see `aiohttp.web.WebSocketResponse.close`)."""
         if code == WSCloseCode.MESSAGE_TOO_BIG and not message:
             message = close_reason(
-                f"MESSAGE_TOO_BIG: a message may hold at most {self._max_msg_size} bytes"
+                f"MESSAGE_TOO_BIG: a message may hold at most {self._max_msg_size} bytes; "
+                "split the audio into smaller messages"
             )
         return await super().close(code=code, message=message, drain=drain)
 
@@ -200,8 +204,7 @@ async def _write(dialect: Dialect, closing: asyncio.Event) -> None:
 async def _read(dialect: Dialect, closing: asyncio.Event) -> None:
     ws, stream = dialect.ws, dialect.stream
     try:
-        while True:
-            await stream.wait_for_room()
+        while stream.error is None:  # a failed stream (e.g. EVENT_BACKLOG) is not read
             msg = await ws.receive()
             if msg.type is WSMsgType.BINARY:
                 await dialect.on_binary(msg.data)
@@ -213,5 +216,9 @@ async def _read(dialect: Dialect, closing: asyncio.Event) -> None:
                     dialect.peer_end = msg
                 return
     except MediaStreamError as exc:
-        log.info("stream %s: client broke the contract: %s", stream.id, exc.reason)
+        # The client's mistake (or a limit it ran into): a WARNING and a count, as on gRPC.
+        metrics.STREAM_ERRORS.labels(exc.reason).inc()
+        log.warning(
+            "stream %s refused the client's message: %s (%s)", stream.id, exc.message, exc.reason
+        )
         stream.fail(exc)

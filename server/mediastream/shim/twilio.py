@@ -5,20 +5,23 @@ WebSocket Messages" reference names them. The gateway sends ``connected``,
 ``start``, ``media`` (base64 mu-law 8 kHz, 20 ms each), ``dtmf``, ``mark``
 and ``stop``; it accepts ``media``, ``mark`` and ``clear``, like a
 bidirectional (``<Connect><Stream>``) Twilio stream. As Twilio does, a
-``clear`` sends back the marks whose audio it dropped.
+``clear`` sends back the marks whose audio it dropped, and any other event
+(a client's ``stop``, an unknown one) is ignored: logged once per stream and
+event, and counted in ``mediastream_client_messages_ignored_total``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from mediastream import metrics
-from mediastream.core.formats import FRAME_MS, MAX_CHUNK_MS, AudioFormat
+from mediastream.core.formats import FRAME_MS, PLAY_BUFFER_MS, AudioFormat
 from mediastream.core.stream import (
     Chunk,
     Direction,
@@ -35,17 +38,30 @@ from mediastream.errors import InvalidArgument, MediaStreamError
 from mediastream.shim.session import Dialect, WebSocketLike
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
-MAX_MESSAGE_BYTES = 256 * 1024
-"""Largest text message accepted: about 24 s of base64 mu-law."""
+log = logging.getLogger(__name__)
+
+ENVELOPE_BYTES = 64 * 1024
+"""Room in a message for the JSON around the base64 payload (and for mark and clear)."""
 
 PROTOCOL_VERSION = "1.0.0"
 """``connected.version``, as Twilio sends it."""
 
-_PIECE_BYTES = AudioFormat.ULAW.bytes_for(MAX_CHUNK_MS)
-"""A media payload is played in pieces of at most this many bytes (the core's chunk cap)."""
+_ACCEPTED = ("media", "mark", "clear")
+_TWILIO_EVENTS = frozenset({"connected", "start", "media", "dtmf", "mark", "clear", "stop"})
+"""Events Twilio defines; any other name is counted as ``other`` (bounded metric labels)."""
 
 _RESERVED_PARAMETERS = frozenset({"token", "accesskey"})
 """Query parameters that are credentials, never echoed as customParameters."""
+
+
+def max_message_bytes(play_buffer_ms: int) -> int:
+    """Largest text message accepted: one ``media`` with the whole play buffer of mu-law."""
+    audio = AudioFormat.ULAW.bytes_for(play_buffer_ms)
+    return 4 * -(-audio // 3) + ENVELOPE_BYTES
+
+
+MAX_MESSAGE_BYTES = max_message_bytes(PLAY_BUFFER_MS)
+"""`max_message_bytes` at the default play buffer (a dial-out's receive limit)."""
 
 
 def custom_parameters(query: Mapping[str, str]) -> dict[str, str]:
@@ -113,6 +129,7 @@ class TwilioDialect(Dialect):
         self.parameters = dict(parameters)
         self.track = TRACKS[stream.spec.direction]
         self._sequence = 0
+        self._noted: set[str] = set()
 
     async def _send(self, event: str, body: dict[str, object]) -> None:
         # Every message after `connected` is numbered from 1, as Twilio numbers them.
@@ -190,26 +207,48 @@ class TwilioDialect(Dialect):
         )
 
     async def on_text(self, text: str) -> None:
-        """Carry out ``media``, ``mark`` or ``clear``.
+        """Carry out ``media``, ``mark`` or ``clear``; ignore any other event, as Twilio does.
 
         Raises:
-            InvalidArgument: not JSON, an unknown event, another stream's SID,
-                or a malformed payload.
+            InvalidArgument: not JSON, another stream's SID, or a malformed
+                ``media`` or ``mark``.
             MediaStreamError: what the stream refuses.
         """
         message = _parse(text)
+        event = message["event"]
+        if event not in _ACCEPTED:
+            # Twilio ignores what it does not expect from the application (its own
+            # `stop` included): the application ends a stream by closing the socket.
+            label = event if event in _TWILIO_EVENTS else "other"
+            metrics.CLIENT_MESSAGES_IGNORED.labels("twilio", label).inc()
+            self._note_once(
+                f"ignored:{label}",
+                "stream %s: ignored a Twilio %r event from the client (only media, mark and "
+                "clear are carried out)",
+                event[:64],
+            )
+            return
         stream_sid = message.get("streamSid")
-        if stream_sid is not None and stream_sid != self.stream_sid:
+        if stream_sid is None:
+            # Twilio requires it on messages to Twilio; being liberal costs nothing here,
+            # since a connection carries one stream.
+            metrics.CLIENT_MESSAGES_TOLERATED.labels("twilio", "missing_stream_sid").inc()
+            self._note_once(
+                "missing_stream_sid",
+                "stream %s: a %r message without streamSid was carried out; Twilio requires it",
+                event,
+            )
+        elif stream_sid != self.stream_sid:
             raise InvalidArgument(
                 "streamSid",
-                f"streamSid {stream_sid!r} is not this stream's ({self.stream_sid})",
+                f"streamSid {stream_sid!r} is not this stream's: send {self.stream_sid}, "
+                "the streamSid of the start message",
                 reason="WRONG_STREAM_SID",
             )
-        event = message["event"]
-        if not self.stream.spec.bidirectional and event in ("media", "mark", "clear"):
+        if not self.stream.spec.bidirectional:
             return  # listen-only: nothing goes into the call
         if event == "media":
-            await self._play(_object(message, "media", "MALFORMED_MEDIA").get("payload"))
+            self._play(_object(message, "media", "MALFORMED_MEDIA").get("payload"))
         elif event == "mark":
             name = _object(message, "mark", "MALFORMED_MARK").get("name")
             if not isinstance(name, str) or not name:
@@ -217,32 +256,33 @@ class TwilioDialect(Dialect):
                     "mark.name", "mark.name must be a non-empty string", reason="INVALID_MARK"
                 )
             self.stream.mark(name)
-        elif event == "clear":
-            self.stream.clear()
         else:
-            raise InvalidArgument(
-                "event",
-                f"unknown event {event!r}: a stream accepts media, mark and clear",
-                reason="UNKNOWN_EVENT",
-            )
+            self.stream.clear()
 
-    async def _play(self, payload: object) -> None:
+    def _note_once(self, key: str, text: str, *args: object) -> None:
+        """Log a WARNING the first time `key` happens on this stream (the metric counts all)."""
+        if key not in self._noted:
+            self._noted.add(key)
+            log.warning(text, self.stream.id, *args)
+
+    def _play(self, payload: object) -> None:
         if not isinstance(payload, str):
             raise InvalidArgument(
-                "media.payload", "media.payload must be a base64 string", reason="MALFORMED_MEDIA"
+                "media.payload",
+                "media.payload must be a string: base64 of mu-law 8 kHz samples",
+                reason="MALFORMED_MEDIA",
             )
         try:
             audio = base64.b64decode(payload, validate=True)
         except ValueError:  # binascii.Error, or a non-ASCII character in the string
             raise InvalidArgument(
-                "media.payload", "media.payload is not valid base64", reason="MALFORMED_MEDIA"
+                "media.payload",
+                "media.payload is not valid base64: encode the mu-law bytes with standard "
+                "base64 (A-Z a-z 0-9 + /, = padding)",
+                reason="MALFORMED_MEDIA",
             ) from None
-        # Twilio takes payloads of any length; the core takes at most 200 ms
-        # at a time, so a long one is played in pieces, each when there is room.
-        for start in range(0, len(audio), _PIECE_BYTES):
-            if start:
-                await self.stream.wait_for_room()
-            self.stream.play(audio[start : start + _PIECE_BYTES])
+        # Twilio takes payloads of any length; so does the stream, up to its play buffer.
+        self.stream.play(audio)
 
 
 def _parse(text: str) -> dict[str, Any]:

@@ -27,8 +27,13 @@ from mediastream.shim.errors import close_for_error
 from mediastream.shim.session import Dialect, WebSocketLike
 from mediastream.streams import Stream, StreamManager, StreamStopped
 
-MAX_MESSAGE_BYTES = 16 * 1024
-"""Largest message accepted; a valid one holds at most 200 ms of audio (6412 bytes)."""
+OVERHEAD_BYTES = 64 * 1024
+"""Room in a message besides its samples: RTP and AudioSocket headers, control messages."""
+
+
+def max_message_bytes(spec: StreamSpec, play_buffer_ms: int) -> int:
+    """Largest message accepted: the play buffer's worth of the client's samples, with headers."""
+    return spec.input_format.bytes_for(play_buffer_ms) + OVERHEAD_BYTES
 
 
 def started_message(stream: Stream) -> dict[str, object]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -75,6 +75,23 @@ RESUMABLE = frozenset(
 FINAL_REASONS = frozenset({"ASTERISK_FAILURE", "DRAINING"})
 """Reasons of an UNAVAILABLE that a resume cannot mend: the stream is gone."""
 
+REFUSED_BEFORE_START = "DRAINING"
+"""The reason of an UNAVAILABLE with which a draining instance refuses a new stream."""
+
+DEFAULT_OPEN_RETRIES = 3
+"""How many times a stream refused before it started is opened again (`MediaStreamClient`)."""
+
+OPEN_RETRY_BACKOFF_S = 0.05
+"""The first pause before opening again; it doubles with each attempt."""
+
+OPEN_RETRY_CONNECT_S = 2.0
+"""How long an attempt waits, at most, for its channel to connect again before it is made."""
+
+TARGET_HEADER = "x-mediastream-target"
+"""Sent with every stream: ``call:<id>`` or ``conference:<id>``. A proxy that hashes on it
+(deploy/nginx, deploy/haproxy) sends every stream of a call, and its resumes, to one
+instance, so that per-call limits hold across instances and a resume needs no second hop."""
+
 WRONG_INSTANCE = "RESUME_WRONG_INSTANCE"
 """A resume reached a gateway instance other than the one holding the stream."""
 
@@ -88,6 +105,21 @@ only lengthen the estimate of what is left to play, which is the safe side."""
 
 StubFor = Callable[[str], pb_grpc.MediaStreamServiceStub]
 """The stub for a gateway instance's own address ("" : the client's target)."""
+
+WaitConnected = Callable[[str, float], Awaitable[None]]
+"""Waits (at most the seconds given) until the channel to an address ("" : the client's
+target) has connected again."""
+
+
+def refused_before_start(error: RPCError) -> bool:
+    """Whether an error opening a stream means it never started, so opening it again is safe.
+
+    An UNAVAILABLE with reason DRAINING (the instance took the stream on a connection
+    it is closing) or with no reason at all (no gateway answered: connection refused
+    or reset, a proxy's 502 or 503 without an upstream). A reasoned UNAVAILABLE from
+    the gateway (ASTERISK_FAILURE) is an answer, not a refusal to try elsewhere.
+    """
+    return error.code is grpc.StatusCode.UNAVAILABLE and error.reason in ("", REFUSED_BEFORE_START)
 
 
 def _config(
@@ -116,6 +148,15 @@ def _config(
         assert conference_id is not None
         config.conference_id = conference_id
     return config
+
+
+def _target_metadata(config: pb.StreamConfig) -> tuple[tuple[str, str], ...]:
+    kind = config.WhichOneof("target")
+    if kind == "call_id":
+        return ((TARGET_HEADER, f"call:{config.call_id}"),)
+    if kind == "conference_id":
+        return ((TARGET_HEADER, f"conference:{config.conference_id}"),)
+    return ()
 
 
 def _with_resume(
@@ -174,9 +215,15 @@ class _Stream:
         auto_resume: bool,
         instance_address: str = "",
         allowed_instances: frozenset[str] = frozenset(),
+        open_retries: int = 0,
+        wait_connected: WaitConnected | None = None,
     ) -> None:
         self._stub_for = stub_for
+        metadata = metadata + _target_metadata(config)
         self._stub = stub_for(instance_address)
+        self._address = instance_address  # of `_stub`: "" is the client's target
+        self._open_retries = open_retries
+        self._wait_connected = wait_connected
         # Where a RESUME_WRONG_INSTANCE refusal may send this stream: the address the
         # server advertised for it, or one the application allows. A forged token can
         # make a server name any address; credentials must not follow it there.
@@ -199,9 +246,9 @@ class _Stream:
     def _open_call(self, config: pb.StreamConfig) -> Any:
         raise NotImplementedError
 
-    async def _start(self, config: pb.StreamConfig) -> None:
+    async def _start(self, config: pb.StreamConfig, retries: int | None = None) -> None:
         try:
-            first = await self._open(config)
+            first = await self._open_retrying(config, retries)
         except RPCError as error:
             holder = error.metadata.get("instance_address", "")
             if error.reason != WRONG_INSTANCE or not holder:
@@ -211,11 +258,37 @@ class _Stream:
                 raise
             # Behind a load balancer: the resume landed on another instance,
             # which names the one holding the stream. Go there directly.
-            self._stub = self._stub_for(holder)
-            first = await self._open(config)
+            self._stub, self._address = self._stub_for(holder), holder
+            first = await self._open_retrying(config)
         if first is grpc.aio.EOF or first.WhichOneof("payload") != "started":
             raise RPCError(grpc.StatusCode.INTERNAL, "server did not confirm the stream", None)
         self.info = _info(first.started)
+
+    async def _open_retrying(self, config: pb.StreamConfig, retries: int | None = None) -> Any:
+        """`_open`, again (up to `open_retries` times) while refused before it started.
+
+        A draining instance closes its listeners and sends GOAWAY, so the channel's
+        next attempt goes out on a new connection (to another instance behind a
+        proxy or Service): a pause that doubles, then a bounded wait for the
+        channel to connect (past gRPC's own reconnect backoff after a refusal).
+        """
+        attempt = 0
+        while True:
+            try:
+                return await self._open(config)
+            except RPCError as error:
+                limit = self._open_retries if retries is None else retries
+                if attempt >= limit or not refused_before_start(error):
+                    raise
+                log.info(
+                    "stream refused before it started (%s%s); opening it again",
+                    error.code.name,
+                    f"/{error.reason}" if error.reason else "",
+                )
+            await asyncio.sleep(OPEN_RETRY_BACKOFF_S * 2**attempt)
+            attempt += 1
+            if self._wait_connected is not None:
+                await self._wait_connected(self._address, OPEN_RETRY_CONNECT_S)
 
     async def _open(self, config: pb.StreamConfig) -> Any:
         try:
@@ -257,8 +330,30 @@ class _Stream:
         if self._last_sequence is not None:
             config.resume.last_sequence_number = self._last_sequence
         # The stream lives on one instance; the load balancer may pick another.
-        self._stub = self._stub_for(self.info.instance_address)
-        await self._start(config)
+        self._address = self.info.instance_address
+        self._stub = self._stub_for(self._address)
+        if not self._address or self._stub is self._stub_for(""):
+            await self._start(config)
+        else:
+            try:
+                # Once: the balancer below is the retry, and it is quick to reach.
+                await self._start(config, retries=0)
+            except RPCError as error:
+                if not refused_before_start(error):
+                    raise
+                # The advertised address cannot be reached from here (NAT, a client
+                # outside the cluster): through the balancer, which routes by call
+                # (x-mediastream-target) to the holder, or reaches an instance that
+                # names it (RESUME_WRONG_INSTANCE).
+                log.info(
+                    "stream %s: instance %s unreachable (%s); resuming through %s",
+                    self.info.stream_id,
+                    self._address,
+                    error.code.name,
+                    "the client's target",
+                )
+                self._address, self._stub = "", self._stub_for("")
+                await self._start(config)
         self.resumes += 1
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -540,6 +635,9 @@ class MediaStreamClient:
             may send a resume to, besides the instance the server advertised for
             the stream (StreamInfo.instance_address); any other is not followed
             and the refusal is raised.
+        open_retries: How many times a stream refused before it started (UNAVAILABLE
+            with reason DRAINING, or with none: connection refused) is opened again,
+            each on the channel's next connection; 0: never.
     """
 
     def __init__(
@@ -553,7 +651,11 @@ class MediaStreamClient:
         channel: grpc.aio.Channel | None = None,
         instance_channel: Callable[[str], grpc.aio.Channel] | None = None,
         allowed_instances: Iterable[str] = (),
+        open_retries: int = DEFAULT_OPEN_RETRIES,
     ) -> None:
+        if open_retries < 0:
+            raise ValueError("open_retries must be 0 or more")
+        self._open_retries = open_retries
         self._own = channel is None
         self._allowed_instances = frozenset(allowed_instances)
         self._target_host = target.rpartition(":")[0].strip("[]")
@@ -618,6 +720,13 @@ class MediaStreamClient:
             self._instances[instance_address] = known
         return known[1]
 
+    async def _wait_connected(self, instance_address: str, timeout: float) -> None:
+        """Wait (at most `timeout` s) for the channel a stub of `_stub_for` uses to connect."""
+        known = self._instances.get(instance_address) if instance_address else None
+        channel = known[0] if known is not None else self._channel
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.channel_ready(), timeout)
+
     async def close(self) -> None:
         """Close the connection (if this client opened it), and any to single instances."""
         for channel, _ in self._instances.values():
@@ -672,6 +781,8 @@ class MediaStreamClient:
             auto_resume,
             instance_address or "",
             self._allowed_instances,
+            self._open_retries,
+            self._wait_connected,
         )
 
     def stream(
@@ -726,5 +837,7 @@ class MediaStreamClient:
             auto_resume,
             instance_address or "",
             self._allowed_instances,
+            self._open_retries,
+            self._wait_connected,
             close_grace=close_grace,
         )
