@@ -410,10 +410,13 @@ async def test_no_secret_and_no_audio_in_debug_logs(tmp_path: Path, log_format: 
     jwt_key = secrets.token_hex(24)
     ari_password = f"ari-{secrets.token_hex(8)}"
     metrics_token = f"metrics-{secrets.token_hex(8)}"
-    jwt_token = jwt.encode(
-        {"exp": int(time.time()) + 60, "sub": "log-test"}, jwt_key, algorithm="HS256"
-    )
-    bad_jwt = jwt.encode({"exp": int(time.time()) + 60}, "another-key-" * 3, algorithm="HS256")
+    # The tokens must outlive the whole test, however loaded the machine: the test's own
+    # bound is pytest's timeout (120 s, pyproject.toml), so an hour is never what ends
+    # it (an expiry 60 s out made the test fail once under load).
+    # (bad_jwt must fail on its signature, not on its expiry.)
+    exp = int(time.time()) + 3600
+    jwt_token = jwt.encode({"exp": exp, "sub": "log-test"}, jwt_key, algorithm="HS256")
+    bad_jwt = jwt.encode({"exp": exp}, "another-key-" * 3, algorithm="HS256")
     secret_texts = [key, wrong_key, jwt_key, ari_password, metrics_token, jwt_token, bad_jwt]
     # ARI's basic auth, as it would show if a header were logged.
     secret_texts.append(base64.b64encode(f"asterisk:{ari_password}".encode()).decode())
