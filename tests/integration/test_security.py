@@ -107,6 +107,10 @@ def shim_paths(harness: Harness) -> list[str]:
     return paths
 
 
+PROBES = {"/livez": "live\n", "/readyz": "ready\n"}
+"""The HTTP probes on the WebSocket port, open to anyone, and their answers when ready."""
+
+
 @pytest.mark.settings(api_keys=KEY, jwt_key=SECRET, metrics_token=METRICS_TOKEN)
 async def test_every_entry_point_refuses_a_caller_without_credentials(harness: Harness) -> None:
     unauthenticated = (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
@@ -146,13 +150,19 @@ async def test_every_entry_point_refuses_a_caller_without_credentials(harness: H
     assert harness.gateway.endpoints is not None
     base = f"http://{harness.gateway.endpoints.websocket}"
     paths = shim_paths(harness)
-    assert {"/ui/", "/v1.0/streams", "/v1.0/demo"} <= set(paths), paths
+    assert {"/ui/", "/v1.0/streams", "/v1.0/demo", *PROBES} <= set(paths), paths
     async with aiohttp.ClientSession() as http:
         for path in paths:
             async with http.get(base + path, headers=UPGRADE, allow_redirects=False) as r:
                 if path in ("/", "/ui"):
                     assert r.status == 302  # to /ui/, which asks for credentials itself
                     assert r.headers["Location"].split("?")[0] == "/ui/", path
+                    continue
+                if path in PROBES:
+                    # Open, as gRPC health is (SERVING above): HTTP probes carry no
+                    # token. The answer says up or ready, and nothing else.
+                    assert r.status == 200, path
+                    assert await r.text() == PROBES[path], path
                     continue
                 assert r.status == 401, path
                 assert (await r.json())["error"]["reason"] == "TOKEN_MISSING", path
