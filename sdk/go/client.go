@@ -74,7 +74,10 @@ func RefusedBeforeStart(err error) bool {
 // (TLS, token, ...) and keeps the connection for later resumes until Close.
 // When a resume reaches the wrong instance anyway (NotFound,
 // RESUME_WRONG_INSTANCE, with the holder's address in the metadata), the
-// client tries once more at the instance the server names. Other streams and
+// client tries once more at the instance the server names, if the application
+// allows that address (WithAllowedInstances, AllowInstances): a forged resume
+// token can make a server name any address, and the client would send its
+// credentials there. Otherwise the refusal is returned. Other streams and
 // ExternalMedia always use the client's own target.
 type Client struct {
 	conn     *grpc.ClientConn // nil when the caller owns the connection
@@ -86,6 +89,7 @@ type Client struct {
 	mu        sync.Mutex        // guards instances and closed
 	instances map[string]*grpc.ClientConn
 	closed    bool
+	allowed   map[string]bool // where a RESUME_WRONG_INSTANCE may send a resume
 
 	own         *grpc.ClientConn // the own connection, when it is a *grpc.ClientConn
 	openRetries int
@@ -97,7 +101,14 @@ type DialOption func(*dialOptions)
 type dialOptions struct {
 	grpc      []grpc.DialOption
 	noWaiting bool
+	allowed   []string
 	client    []ClientOption
+}
+
+// WithAllowedInstances names the gateway instances (host:port) a
+// RESUME_WRONG_INSTANCE refusal may send a resume to; see AllowInstances.
+func WithAllowedInstances(addresses ...string) DialOption {
+	return func(o *dialOptions) { o.allowed = append(o.allowed, addresses...) }
 }
 
 // WithClientOptions applies ClientOptions (WithOpenRetries) to the Client Dial makes.
@@ -157,7 +168,8 @@ func Dial(ctx context.Context, target string, opts ...DialOption) (*Client, erro
 	// service dialled here, so the authority (and TLS server name) stays target's.
 	// The caller's own options come after and win.
 	instanceOpts := append([]grpc.DialOption{grpc.WithAuthority(authorityOf(target))}, o.grpc...)
-	c := NewClient(conn, append([]ClientOption{WithInstanceDialOptions(instanceOpts...)}, o.client...)...)
+	clientOpts := append([]ClientOption{WithInstanceDialOptions(instanceOpts...), AllowInstances(o.allowed...)}, o.client...)
+	c := NewClient(conn, clientOpts...)
 	c.conn, c.target = conn, target
 	return c, nil
 }
@@ -173,6 +185,22 @@ type ClientOption func(*Client)
 func WithInstanceDialOptions(opts ...grpc.DialOption) ClientOption {
 	return func(c *Client) {
 		c.dialOpts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	}
+}
+
+// AllowInstances names the gateway instances (host:port) a RESUME_WRONG_INSTANCE
+// refusal may send a resume to. The instance a Resume names (InstanceAddress,
+// which Stream.ResumeFrom copies from the server's StreamInfo) is tried first
+// anyway; a refusal naming any address not allowed here is returned, not
+// followed, so that a forged token cannot steer the client's credentials.
+func AllowInstances(addresses ...string) ClientOption {
+	return func(c *Client) {
+		if c.allowed == nil {
+			c.allowed = map[string]bool{}
+		}
+		for _, a := range addresses {
+			c.allowed[a] = true
+		}
 	}
 }
 
@@ -246,7 +274,7 @@ func (c *Client) mediaAt(address string) (pb.MediaStreamServiceClient, error) {
 
 // open runs open on the instance a stream belongs on: the client's own target
 // for a new stream; for a resume, resume.InstanceAddress, and once more at the
-// instance a RESUME_WRONG_INSTANCE refusal names.
+// instance a RESUME_WRONG_INSTANCE refusal names, if it is allowed.
 func (c *Client) open(ctx context.Context, resume *Resume, open func(pb.MediaStreamServiceClient) error) error {
 	if resume == nil {
 		return c.retrying(ctx, "", func() error { return open(c.media) })
@@ -271,7 +299,7 @@ func (c *Client) open(ctx context.Context, resume *Resume, open func(pb.MediaStr
 		return err
 	}
 	holder := rpcErr.Metadata["instance_address"]
-	if holder == "" || holder == resume.InstanceAddress {
+	if holder == "" || holder == resume.InstanceAddress || !c.allowed[holder] {
 		return err
 	}
 	// Behind a load balancer: the resume reached another instance, which

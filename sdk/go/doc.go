@@ -70,7 +70,9 @@
 // [Stream.ResumeFrom] copies it into [Resume].InstanceAddress. A Listen or
 // Stream with that Resume dials the instance directly, with the client's dial
 // options, and keeps the connection until [Client.Close]; a resume refused
-// with RESUME_WRONG_INSTANCE is retried once at the instance the server names:
+// with RESUME_WRONG_INSTANCE is retried once at the instance the server names,
+// if [WithAllowedInstances] (or [AllowInstances]) allows that address; a forged
+// token can make a server name any address:
 //
 //	resume := stream.ResumeFrom()
 //	again, err := client.Listen(ctx, mediastream.Config{CallID: id, Resumable: true, Resume: resume})

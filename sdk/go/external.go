@@ -139,7 +139,8 @@ type ListFilter struct {
 	ConferenceID string
 }
 
-// List returns external media, newest first.
+// List returns external media, newest first. The gateway answers a page at a time
+// (at most 1000 each); List follows the pages.
 func (c *ExternalMediaClient) List(ctx context.Context, filter ListFilter, opts ...grpc.CallOption) ([]*ExternalMedia, error) {
 	req := &pb.ListExternalMediaRequest{}
 	switch {
@@ -150,11 +151,18 @@ func (c *ExternalMediaClient) List(ctx context.Context, filter ListFilter, opts 
 	case filter.ConferenceID != "":
 		req.Target = &pb.ListExternalMediaRequest_ConferenceId{ConferenceId: filter.ConferenceID}
 	}
-	resp, err := c.rpc.ListExternalMedia(ctx, req, opts...)
-	if err != nil {
-		return nil, AsRPCError(err)
+	out := []*ExternalMedia{}
+	for {
+		resp, err := c.rpc.ListExternalMedia(ctx, req, opts...)
+		if err != nil {
+			return nil, AsRPCError(err)
+		}
+		out = append(out, externalMediaList(resp.GetExternalMedia())...)
+		if resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
 	}
-	return externalMediaList(resp.GetExternalMedia()), nil
 }
 
 func externalMedia(m *pb.ExternalMedia) *ExternalMedia {

@@ -54,11 +54,11 @@ func advertisingGateways(t *testing.T, n int) []*gatewaytest.Gateway {
 	return gws
 }
 
-func dialAt(t *testing.T, addr string) *mediastream.Client {
+func dialAt(t *testing.T, addr string, opts ...mediastream.DialOption) *mediastream.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	client, err := mediastream.Dial(ctx, addr)
+	client, err := mediastream.Dial(ctx, addr, opts...)
 	if err != nil {
 		t.Fatalf("Dial(%s): %v", addr, err)
 	}
@@ -106,7 +106,7 @@ func TestGatewayResumeReachesTheAdvertisedInstance(t *testing.T) {
 	stream.Close() // the client vanishes; the stream waits for a resume
 
 	// A client of the "load balancer" sends the resume to the holder itself.
-	client := dialAt(t, other.GRPC)
+	client := dialAt(t, other.GRPC, mediastream.WithAllowedInstances(holder.GRPC))
 	cfg.Resume = resume
 	resumed, err := client.Listen(ctx, cfg)
 	if err != nil {
@@ -122,7 +122,7 @@ func TestGatewayResumeReachesTheAdvertisedInstance(t *testing.T) {
 	resumed.Close()
 
 	// Without the address the resume reaches the other instance, which names
-	// the holder (RESUME_WRONG_INSTANCE); the client follows it.
+	// the holder (RESUME_WRONG_INSTANCE); the client follows it, as it allows that address.
 	cfg.Resume = resumed.ResumeFrom()
 	cfg.Resume.InstanceAddress = ""
 	again, err := client.Listen(ctx, cfg)

@@ -271,7 +271,7 @@ func TestResumeAtTheOwnTargetUsesTheOwnConnection(t *testing.T) {
 
 func TestResumeAtTheWrongInstanceIsRetriedWhereTheServerSays(t *testing.T) {
 	lb, holder := cluster(t)
-	client := dialInstance(t, lb.addr, mediastream.WithToken("secret"))
+	client := dialInstance(t, lb.addr, mediastream.WithToken("secret"), mediastream.WithAllowedInstances(holder.addr))
 	for _, resume := range []*mediastream.Resume{
 		{Token: "tok1"}, // from a server that advertises no address, or an old client
 		{Token: "tok2", InstanceAddress: lb.addr},
@@ -296,7 +296,7 @@ func TestResumeAtTheWrongInstanceIsRetriedWhereTheServerSays(t *testing.T) {
 func TestResumeIsRetriedOnlyOnce(t *testing.T) {
 	a, b := startInstance(t), startInstance(t)
 	a.redirect, b.redirect = b.addr, a.addr // each names the other
-	client := dialInstance(t, a.addr)
+	client := dialInstance(t, a.addr, mediastream.WithAllowedInstances(a.addr, b.addr))
 	_, err := client.Listen(testContext(t), mediastream.Config{CallID: "c", Resume: &mediastream.Resume{Token: "t"}})
 	var rpcErr *mediastream.RPCError
 	if !errors.As(err, &rpcErr) || rpcErr.Code != codes.NotFound || rpcErr.Reason != "RESUME_WRONG_INSTANCE" ||
@@ -307,6 +307,38 @@ func TestResumeIsRetriedOnlyOnce(t *testing.T) {
 	_, _, refusedB := b.counts()
 	if refusedA != 1 || refusedB != 1 {
 		t.Errorf("refusals: %d at the target, %d at the named instance; want 1 and 1", refusedA, refusedB)
+	}
+}
+
+// A forged token can make a server name any address: the client follows only
+// to instances the application allows, and sends its credentials nowhere else.
+func TestResumeIsNotFollowedToAnAddressNotAllowed(t *testing.T) {
+	lb, holder := cluster(t)
+	client := dialInstance(t, lb.addr, mediastream.WithToken("secret"), mediastream.WithAllowedInstances("other.example:443"))
+	_, err := client.Listen(testContext(t), mediastream.Config{CallID: "c", Resume: &mediastream.Resume{Token: "forged"}})
+	var rpcErr *mediastream.RPCError
+	if !errors.As(err, &rpcErr) || rpcErr.Reason != "RESUME_WRONG_INSTANCE" || rpcErr.Metadata["instance_address"] != holder.addr {
+		t.Fatalf("err = %v, want the load balancer's RESUME_WRONG_INSTANCE naming %s", err, holder.addr)
+	}
+	if accepted, _ := holder.lis.conns(); accepted != 0 {
+		t.Errorf("the named instance accepted %d connections, want none", accepted)
+	}
+	// NewClient's AllowInstances is the same rule.
+	conn, err := grpc.NewClient(lb.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, allowed := range [][]string{nil, {holder.addr}} {
+		c := mediastream.NewClient(conn, mediastream.WithInstanceDialOptions(), mediastream.AllowInstances(allowed...))
+		stream, err := c.Listen(testContext(t), mediastream.Config{CallID: "c", Resume: &mediastream.Resume{Token: "t"}})
+		if (err == nil) != (allowed != nil) {
+			t.Errorf("allowed %v: err = %v", allowed, err)
+		}
+		if stream != nil {
+			stream.Close()
+		}
+		c.Close()
 	}
 }
 

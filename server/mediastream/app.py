@@ -223,6 +223,8 @@ class Gateway:
             s.transport,
             embedded=embedded,
             heartbeat_s=s.keepalive_time_s,
+            header_timeout_s=s.ws_header_timeout_s,
+            max_pending_per_address=s.ws_max_pending_per_address,
             readiness=self.readiness,
         )
         ws_address = await self._shim.start(

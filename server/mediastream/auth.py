@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from mediastream import logs
 from mediastream.core.stream import Target, TargetKind, validate_target_id
 from mediastream.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
@@ -137,6 +138,8 @@ class Authenticator:
         Raises:
             Unauthenticated: authentication is on and the token is missing or invalid.
         """
+        # Per request: an aiohttp connection handles its requests in one task.
+        logs.identity.set("-")
         if not self.enabled:
             return ANONYMOUS
         if not token:
@@ -145,6 +148,7 @@ class Authenticator:
         for key in self._keys:
             if hmac.compare_digest(candidate, key):
                 name = hashlib.sha256(key).hexdigest()[:8]
+                logs.set_identity(f"api-key:{name}")
                 return Principal(f"api-key:{name}", client=f"key:{name}")
         if not self._jwt_key:
             raise Unauthenticated("unknown API key", reason="TOKEN_INVALID")
@@ -162,8 +166,10 @@ class Authenticator:
             raise Unauthenticated(
                 f"invalid token: {self._jwt_problem(exc)}", reason="TOKEN_INVALID"
             ) from None
-        scope = _scope(claims)
         subject = claims.get("sub")
+        # Signed by the issuer: who it is is known, even if its scope claim is refused.
+        logs.set_identity(f"jwt:{subject}" if isinstance(subject, str) and subject else "jwt")
+        scope = _scope(claims)
         if not isinstance(subject, str) or not subject:
             # No subject: such tokens are not one client; each counts by its peer.
             return Principal("jwt", scope)

@@ -83,6 +83,10 @@ class Settings:
         max_streams_per_client: Concurrent streams one client may hold (0: no limit);
             a client is a JWT subject, an API key, or (with authentication off) a
             peer address.
+        ws_header_timeout_s: Seconds a connection to ws_listen has to send a complete
+            request head (and, over TLS, to finish its handshake); then 408 and closed.
+        ws_max_pending_per_address: Connections to ws_listen one client address (IPv6:
+            /64) may hold before their WebSocket upgrade; 0: no limit.
         resume_grace_s: Seconds a dropped stream waits for its client to resume.
         play_buffer_s: Seconds of a client's audio not yet played that a stream holds,
             and the most one message may carry; a message past it fails the stream
@@ -137,6 +141,8 @@ class Settings:
     max_streams: int = 1000
     max_streams_per_target: int = 5
     max_streams_per_client: int = 0
+    ws_header_timeout_s: float = 10.0
+    ws_max_pending_per_address: int = 64
     resume_grace_s: float = 10.0
     play_buffer_s: int = 120
     drain_timeout_s: float = 30.0
@@ -230,6 +236,18 @@ class Settings:
                 "max_streams_per_client must be 0 (no limit) or more, "
                 f"got {self.max_streams_per_client}",
                 "max_streams_per_client",
+            )
+        if self.ws_max_pending_per_address < 0:
+            raise ConfigError(
+                "ws_max_pending_per_address must be 0 (no limit) or more, "
+                f"got {self.ws_max_pending_per_address}",
+                "ws_max_pending_per_address",
+            )
+        if not 0.1 <= self.ws_header_timeout_s <= 3600:
+            raise ConfigError(
+                "ws_header_timeout_s must be between 0.1 and 3600 s, "
+                f"got {self.ws_header_timeout_s}",
+                "ws_header_timeout_s",
             )
         if not 1 <= self.play_buffer_s <= _MAX_PLAY_BUFFER_S:
             raise ConfigError(

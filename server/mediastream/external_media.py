@@ -14,10 +14,13 @@ VoIPBIN's protocol; every address of the URL's host must be in the allow-list.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import enum
 import ipaddress
+import json
 import logging
 import socket
 import time
@@ -59,6 +62,12 @@ MAX_HOST_CHARS = 64
 
 MAX_TERMINATED_KEPT = 1000
 """Terminated external media kept for reading; past it the oldest are forgotten."""
+
+MAX_PAGE_SIZE = 1000
+"""Most external media one List reply carries (also the default): about 150 KB."""
+
+MAX_PAGE_TOKEN_CHARS = 256
+"""Longest page token accepted; the gateway's own are under 200 characters."""
 
 
 class ExternalEncapsulation(enum.Enum):
@@ -648,7 +657,45 @@ class ExternalMediaManager:
         """External media of `target` (all if None), newest first."""
         self._expire()
         items = [m for m in self._items.values() if target is None or m.target == target]
-        return sorted(items, key=lambda m: m.created, reverse=True)
+        # The ID breaks ties of equal creation times, so that pages follow one order.
+        return sorted(items, key=lambda m: (m.created, m.id), reverse=True)
+
+    def page(
+        self, target: Target | None, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[ExternalMedia], str]:
+        """One page of `list_for(target)` and the token of the next ("" after the last).
+
+        A token is a cursor (the last item's creation time and ID), not an offset: items
+        started or forgotten between two pages neither repeat nor shift the next one.
+
+        Args:
+            target: Whose external media (all if None); a token is valid only with
+                the target it was made for.
+            page_size: At most this many; 0 or more than MAX_PAGE_SIZE: MAX_PAGE_SIZE.
+            page_token: The previous page's next token; "" for the first page.
+
+        Raises:
+            InvalidArgument: a negative page_size, or a page_token this listing did not make.
+        """
+        if page_size < 0:
+            raise InvalidArgument(
+                "page_size",
+                f"page_size must be 0 (the default, {MAX_PAGE_SIZE}) or more",
+                reason="INVALID_PAGE_SIZE",
+                metadata={"limit": str(MAX_PAGE_SIZE)},
+            )
+        size = min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+        scope = "" if target is None else f"{target.kind.value}:{target.id}"
+        items = self.list_for(target)
+        if page_token:
+            created, last_id = _decode_page_token(page_token, scope)
+            items = [m for m in items if (m.created, m.id) < (created, last_id)]
+        page, rest = items[:size], items[size:]
+        if not rest:
+            return page, ""
+        cursor = {"t": scope, "c": page[-1].created, "i": page[-1].id}
+        token = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
+        return page, token
 
     async def stop(self, media_id: str) -> ExternalMedia:
         """Stop one external media.
@@ -674,3 +721,27 @@ class ExternalMediaManager:
         await asyncio.gather(*(c.flush(self._dial_out.callback_timeout_s) for c in callbacks))
         for c in callbacks:
             c.cancel()
+
+
+def _decode_page_token(token: str, scope: str) -> tuple[float, str]:
+    """The cursor in a page token made for `scope`."""
+    refusal = InvalidArgument(
+        "page_token",
+        "page_token must be the next_page_token of a previous reply listing the same"
+        " call or conference; leave it empty for the first page",
+        reason="INVALID_PAGE_TOKEN",
+    )
+    if len(token) > MAX_PAGE_TOKEN_CHARS:
+        raise refusal
+    try:
+        cursor = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (UnicodeError, binascii.Error, ValueError):
+        raise refusal from None
+    if not isinstance(cursor, dict) or cursor.get("t") != scope:
+        raise refusal
+    created, last_id = cursor.get("c"), cursor.get("i")
+    if not isinstance(created, float | int) or isinstance(created, bool):
+        raise refusal
+    if not isinstance(last_id, str):
+        raise refusal
+    return float(created), last_id

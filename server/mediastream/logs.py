@@ -16,6 +16,22 @@ import time
 stream_id: contextvars.ContextVar[str] = contextvars.ContextVar("stream_id", default="-")
 target: contextvars.ContextVar[str] = contextvars.ContextVar("target", default="-")
 asterisk: contextvars.ContextVar[str] = contextvars.ContextVar("asterisk", default="-")
+identity: contextvars.ContextVar[str] = contextvars.ContextVar("identity", default="-")
+"""Who the request being handled authenticated as (`who`); never a credential."""
+
+MAX_IDENTITY_CHARS = 128
+
+
+def set_identity(name: str) -> None:
+    """Remember who the current request is (a JWT ``sub`` is the issuer's text: printable only)."""
+    identity.set("".join(c if c.isprintable() else "?" for c in name[:MAX_IDENTITY_CHARS]))
+
+
+def who() -> str:
+    """`` as <identity>`` for a log line, or "" before (or without) authentication."""
+    name = identity.get()
+    return "" if name == "-" else f" as {name}"
+
 
 _FIELDS = {"stream_id": stream_id, "target": target, "asterisk": asterisk}
 

@@ -102,6 +102,11 @@ SNOOPS_NUDGED = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+WS_PENDING = Gauge(
+    "mediastream_ws_connections_pending",
+    "Connections to the WebSocket/page port not (yet) upgraded to a WebSocket.",
+    registry=REGISTRY,
+)
 MALFORMED_INPUT = Counter(
     "mediastream_malformed_input_total",
     "Input dropped or refused as malformed, by where it came in.",

@@ -107,6 +107,10 @@ def shim_paths(harness: Harness) -> list[str]:
     return paths
 
 
+PROBES = {"/livez": "live\n", "/readyz": "ready\n"}
+"""The HTTP probes on the WebSocket port, open to anyone, and their answers when ready."""
+
+
 @pytest.mark.settings(api_keys=KEY, jwt_key=SECRET, metrics_token=METRICS_TOKEN)
 async def test_every_entry_point_refuses_a_caller_without_credentials(harness: Harness) -> None:
     unauthenticated = (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
@@ -146,13 +150,19 @@ async def test_every_entry_point_refuses_a_caller_without_credentials(harness: H
     assert harness.gateway.endpoints is not None
     base = f"http://{harness.gateway.endpoints.websocket}"
     paths = shim_paths(harness)
-    assert {"/ui/", "/v1.0/streams", "/v1.0/demo"} <= set(paths), paths
+    assert {"/ui/", "/v1.0/streams", "/v1.0/demo", *PROBES} <= set(paths), paths
     async with aiohttp.ClientSession() as http:
         for path in paths:
             async with http.get(base + path, headers=UPGRADE, allow_redirects=False) as r:
                 if path in ("/", "/ui"):
                     assert r.status == 302  # to /ui/, which asks for credentials itself
                     assert r.headers["Location"].split("?")[0] == "/ui/", path
+                    continue
+                if path in PROBES:
+                    # Open, as gRPC health is (SERVING above): HTTP probes carry no
+                    # token. The answer says up or ready, and nothing else.
+                    assert r.status == 200, path
+                    assert await r.text() == PROBES[path], path
                     continue
                 assert r.status == 401, path
                 assert (await r.json())["error"]["reason"] == "TOKEN_MISSING", path
@@ -410,10 +420,13 @@ async def test_no_secret_and_no_audio_in_debug_logs(tmp_path: Path, log_format: 
     jwt_key = secrets.token_hex(24)
     ari_password = f"ari-{secrets.token_hex(8)}"
     metrics_token = f"metrics-{secrets.token_hex(8)}"
-    jwt_token = jwt.encode(
-        {"exp": int(time.time()) + 60, "sub": "log-test"}, jwt_key, algorithm="HS256"
-    )
-    bad_jwt = jwt.encode({"exp": int(time.time()) + 60}, "another-key-" * 3, algorithm="HS256")
+    # The tokens must outlive the whole test, however loaded the machine: the test's own
+    # bound is pytest's timeout (120 s, pyproject.toml), so an hour is never what ends
+    # it (an expiry 60 s out made the test fail once under load).
+    # (bad_jwt must fail on its signature, not on its expiry.)
+    exp = int(time.time()) + 3600
+    jwt_token = jwt.encode({"exp": exp, "sub": "log-test"}, jwt_key, algorithm="HS256")
+    bad_jwt = jwt.encode({"exp": exp}, "another-key-" * 3, algorithm="HS256")
     secret_texts = [key, wrong_key, jwt_key, ari_password, metrics_token, jwt_token, bad_jwt]
     # ARI's basic auth, as it would show if a header were logged.
     secret_texts.append(base64.b64encode(f"asterisk:{ari_password}".encode()).decode())

@@ -76,3 +76,52 @@ async def test_terminated_records_are_bounded(monkeypatch: pytest.MonkeyPatch) -
         m._items[media.id] = media
         await m._terminate(media, "stopped")
     assert sorted(x.id for x in m.list_for(None)) == ["m7", "m8", "m9"]
+
+
+LOOPBACK_AND_OTHER_SPELLINGS = [
+    "127.0.0.1:4000",
+    "127.1:4000",
+    "0x7f.0.0.1:4000",
+    "0x7f000001:4000",
+    "2130706433:4000",
+    "017700000001:4000",
+    "0177.0.0.1:4000",
+    "127.000.000.001:4000",
+    "[::1]:4000",
+    "[0:0:0:0:0:0:0:1]:4000",
+    "[::ffff:127.0.0.1]:4000",
+    "[::ffff:7f00:1]:4000",
+    "[::127.0.0.1]:4000",
+    "0.0.0.0:4000",
+    "0:4000",
+    "[::]:4000",
+    "169.254.169.254:80",
+    "[fe80::1]:4000",
+    "10.1.2.3:4000",
+    "172.16.0.1:4000",
+    "192.168.1.1:4000",
+    "[fd00::1]:4000",
+    "[::ffff:192.0.2.1]:4000",
+    "localhost:4000",
+    "gateway.local:4000",
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_AND_OTHER_SPELLINGS)
+def test_an_allow_list_admits_no_other_spelling_and_resolves_no_name(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held up in the probe: with the allow-list on one public network, every spelling of
+    loopback, unspecified, link-local and private addresses is refused, names are never
+    resolved (a resolver would let DNS pick the destination)."""
+
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"name resolution for {args!r}")
+
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "inet_aton"):
+        monkeypatch.setattr(external_media.socket, name, no_lookup)
+    only = ExternalMediaManager(None, parse_allow_list("192.0.2.0/24"))  # type: ignore[arg-type]
+    with pytest.raises((PermissionDenied, InvalidArgument)) as err:
+        only._check_host(host)
+    assert_plain(err.value.message)
+    assert only._check_host("192.0.2.10:4000") == ("192.0.2.10", 4000)

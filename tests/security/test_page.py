@@ -8,8 +8,9 @@ import logging
 import aiohttp
 import pytest
 
+from mediastream.emulator import TONE_CALL_ID
 from tests.harness import Harness
-from tests.security.conftest import KEY, PROBE_SETTINGS
+from tests.security.conftest import KEY, PROBE_SETTINGS, UPGRADE
 
 
 @pytest.mark.settings(**PROBE_SETTINGS)
@@ -57,3 +58,23 @@ async def test_refusals_are_logged_with_the_peer_never_the_secret(
     refused = [line for line in lines if "TOKEN_INVALID" in line]
     assert refused and "127.0.0.1" in refused[0], lines
     assert all("guessed-secret-1" not in line for line in caplog.messages)
+
+
+@pytest.mark.settings(**PROBE_SETTINGS)
+async def test_a_cross_site_websocket_with_a_cookie_is_refused(harness: Harness) -> None:
+    """Held up in the probe: another site's page cannot use the user's cookie."""
+    assert harness.gateway.endpoints is not None
+    base = f"http://{harness.gateway.endpoints.websocket}"
+    path = f"/v1.0/calls/{TONE_CALL_ID}/media_stream?encapsulation=sln"
+    async with aiohttp.ClientSession() as http:
+        for cookie in (f"token={KEY}", f"accesskey={KEY}"):
+            headers = {**UPGRADE, "Cookie": cookie, "Origin": "https://evil.example"}
+            async with http.get(base + path, headers=headers) as r:
+                assert r.status == 403
+                assert (await r.json())["error"]["reason"] == "CROSS_ORIGIN"
+        # From the server's own page the same cookie opens the stream.
+        async with http.ws_connect(
+            base.replace("http", "ws") + path,
+            headers={"Cookie": f"token={KEY}", "Origin": base},
+        ) as ws:
+            assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.BINARY

@@ -6,11 +6,13 @@ an unknown token is RESUME_TOKEN_UNKNOWN.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import grpc
 import pytest
 
+from mediastream import streams
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.emulator import TONE_CALL_ID
@@ -77,4 +79,37 @@ async def test_only_the_opener_may_resume(harness: Harness) -> None:
             again.cancel()
         err = await refusal(await open_stream(channel, KEY, resume="no-such-stream.AAAA"))
         assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "RESUME_TOKEN_UNKNOWN")
+    assert await harness.leftovers(wait=15) == []
+
+
+@pytest.mark.settings(**PROBE_SETTINGS)
+async def test_resume_tokens_are_128_random_bits_compared_in_constant_time(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held up in the probe: the secret part of a token is 128 random bits; knowing the
+    stream ID, or all but one character of the secret, resumes nothing."""
+    compared: list[object] = []
+    real = streams.secrets.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append(a)
+        return real(a, b)
+
+    monkeypatch.setattr(streams.secrets, "compare_digest", spy)
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        holders = [await open_stream(channel, KEY) for _ in range(2)]
+        tokens = [(await started(h)).resume_token for h in holders]
+        secrets_ = [t.split(".")[1] for t in tokens]
+        assert secrets_[0] != secrets_[1]
+        for secret in secrets_:
+            assert len(base64.urlsafe_b64decode(secret + "==")) == 16
+        stream_id, secret = tokens[0].split(".")[:2]
+        flipped = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+        for guess in (stream_id, f"{stream_id}.", f"{stream_id}.{flipped}"):
+            err = await refusal(await open_stream(channel, KEY, resume=guess))
+            assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "RESUME_TOKEN_UNKNOWN")
+        assert tokens[0] in compared  # the token check went through compare_digest
+        await still_hears(holders[0])
+        for h in holders:
+            h.cancel()
     assert await harness.leftovers(wait=15) == []

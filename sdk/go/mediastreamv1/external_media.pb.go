@@ -872,7 +872,7 @@ func (x *GetExternalMediaResponse) GetExternalMedia() *ExternalMedia {
 	return nil
 }
 
-// ListExternalMediaRequest names a call or conference.
+// ListExternalMediaRequest names a call or conference, and which page.
 type ListExternalMediaRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Whose external media to list. None set: all.
@@ -881,7 +881,13 @@ type ListExternalMediaRequest struct {
 	//
 	//	*ListExternalMediaRequest_CallId
 	//	*ListExternalMediaRequest_ConferenceId
-	Target        isListExternalMediaRequest_Target `protobuf_oneof:"target"`
+	Target isListExternalMediaRequest_Target `protobuf_oneof:"target"`
+	// At most this many per reply; 0: 1000, the maximum (a larger value is taken as 1000).
+	// Negative values are refused (INVALID_ARGUMENT, INVALID_PAGE_SIZE).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous reply, with the same target; empty: the first page.
+	// A token from another listing is refused (INVALID_ARGUMENT, INVALID_PAGE_TOKEN).
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -941,6 +947,20 @@ func (x *ListExternalMediaRequest) GetConferenceId() string {
 	return ""
 }
 
+func (x *ListExternalMediaRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListExternalMediaRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type isListExternalMediaRequest_Target interface {
 	isListExternalMediaRequest_Target()
 }
@@ -964,6 +984,8 @@ type ListExternalMediaResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The external media, newest first.
 	ExternalMedia []*ExternalMedia `protobuf:"bytes,1,rep,name=external_media,json=externalMedia,proto3" json:"external_media,omitempty"`
+	// Pass as page_token for the next page; empty: this was the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1003,6 +1025,13 @@ func (x *ListExternalMediaResponse) GetExternalMedia() []*ExternalMedia {
 		return x.ExternalMedia
 	}
 	return nil
+}
+
+func (x *ListExternalMediaResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 var File_voipbin_mediastream_v1_external_media_proto protoreflect.FileDescriptor
@@ -1063,13 +1092,17 @@ const file_voipbin_mediastream_v1_external_media_proto_rawDesc = "" +
 	"\x17GetExternalMediaRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"h\n" +
 	"\x18GetExternalMediaResponse\x12L\n" +
-	"\x0eexternal_media\x18\x01 \x01(\v2%.voipbin.mediastream.v1.ExternalMediaR\rexternalMedia\"f\n" +
+	"\x0eexternal_media\x18\x01 \x01(\v2%.voipbin.mediastream.v1.ExternalMediaR\rexternalMedia\"\xa2\x01\n" +
 	"\x18ListExternalMediaRequest\x12\x19\n" +
 	"\acall_id\x18\x01 \x01(\tH\x00R\x06callId\x12%\n" +
-	"\rconference_id\x18\x02 \x01(\tH\x00R\fconferenceIdB\b\n" +
-	"\x06target\"i\n" +
+	"\rconference_id\x18\x02 \x01(\tH\x00R\fconferenceId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageTokenB\b\n" +
+	"\x06target\"\x91\x01\n" +
 	"\x19ListExternalMediaResponse\x12L\n" +
-	"\x0eexternal_media\x18\x01 \x03(\v2%.voipbin.mediastream.v1.ExternalMediaR\rexternalMedia*\xab\x02\n" +
+	"\x0eexternal_media\x18\x01 \x03(\v2%.voipbin.mediastream.v1.ExternalMediaR\rexternalMedia\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xab\x02\n" +
 	"\x1aExternalMediaEncapsulation\x12,\n" +
 	"(EXTERNAL_MEDIA_ENCAPSULATION_UNSPECIFIED\x10\x00\x12$\n" +
 	" EXTERNAL_MEDIA_ENCAPSULATION_RTP\x10\x01\x12,\n" +

@@ -73,6 +73,15 @@ export interface ClientOptions {
    */
   instanceTransport?: (address: string) => Transport;
   /**
+   * Gateway instances (`host:port`) a `RESUME_WRONG_INSTANCE` refusal may send a
+   * resume to. The instance a resume names (`resume.instanceAddress`, which
+   * `resumeFrom()` copies from the server's `StreamInfo`) is tried first anyway; a
+   * refusal naming any other address is thrown, not followed: a forged resume
+   * token can make a server name any address, and the client would send its
+   * credentials there.
+   */
+  allowedInstances?: Iterable<string>;
+  /**
    * How many times a stream refused before it started (see
    * {@link refusedBeforeStart}) is opened again, after a pause that doubles
    * from 50 ms: a draining instance closes its listener and sends GOAWAY, so the
@@ -142,7 +151,7 @@ interface Instance {
  * resumes until {@link MediaStreamClient.close}. When a resume reaches the wrong
  * instance anyway (NOT_FOUND, `RESUME_WRONG_INSTANCE`, with the holder's
  * `instance_address` in the metadata), the client tries once more at the
- * instance the server names. Other streams and `externalMedia` always use the
+ * instance the server names, if `allowedInstances` holds it. Other streams and `externalMedia` always use the
  * client's own target.
  */
 export class MediaStreamClient {
@@ -151,6 +160,7 @@ export class MediaStreamClient {
   private readonly target: string;
   private readonly dialInstance: ((address: string) => Instance) | undefined;
   private readonly instances = new Map<string, Instance>();
+  private readonly allowed: ReadonlySet<string>;
   private closed = false;
   private readonly openRetries: number;
   /** The ExternalMediaService on the same connection. */
@@ -162,6 +172,7 @@ export class MediaStreamClient {
    */
   constructor(target: string, options: ClientOptions = {}) {
     this.target = target;
+    this.allowed = new Set(options.allowedInstances ?? []);
     this.openRetries = Math.max(0, options.openRetries ?? DEFAULT_OPEN_RETRIES);
     let transport = options.transport;
     if (!transport) {
@@ -255,7 +266,7 @@ export class MediaStreamClient {
   /**
    * Runs `open` where a stream belongs: the client's own target for a new
    * stream; for a resume, `resume.instanceAddress`, and once more at the
-   * instance a `RESUME_WRONG_INSTANCE` refusal names.
+   * instance a `RESUME_WRONG_INSTANCE` refusal names, if it is allowed.
    */
   private async open<T>(resume: Resume | undefined, open: (rpc: MediaRPC) => Promise<T>): Promise<T> {
     if (!resume) {
@@ -285,7 +296,8 @@ export class MediaStreamClient {
         err.code !== Code.NotFound ||
         err.reason !== WRONG_INSTANCE ||
         holder === "" ||
-        holder === tried
+        holder === tried ||
+        !this.allowed.has(holder)
       ) {
         throw err;
       }

@@ -100,15 +100,24 @@ export class ExternalMediaClient {
     return fromProto(res.externalMedia);
   }
 
-  /** Lists external media, newest first: of a call, of a conference, or all. */
+  /**
+   * Lists external media, newest first: of a call, of a conference, or all. The gateway
+   * answers a page at a time (at most 1000 each); this follows the pages.
+   */
   async list(filter: { callId?: string; conferenceId?: string } = {}): Promise<ExternalMedia[]> {
     const target = filter.callId
       ? { case: "callId" as const, value: filter.callId }
       : filter.conferenceId
         ? { case: "conferenceId" as const, value: filter.conferenceId }
         : { case: undefined };
-    const res = await call(() => this.rpc.listExternalMedia({ target }));
-    return res.externalMedia.map(fromProto);
+    const out: ExternalMedia[] = [];
+    let pageToken = "";
+    for (;;) {
+      const res = await call(() => this.rpc.listExternalMedia({ target, pageToken }));
+      out.push(...res.externalMedia.map(fromProto));
+      if (!res.nextPageToken) return out;
+      pageToken = res.nextPageToken;
+    }
   }
 }
 

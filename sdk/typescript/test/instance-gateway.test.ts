@@ -58,7 +58,7 @@ describe("resumes across real gateway instances", () => {
 
   it("sends a resume to the advertised instance, and follows RESUME_WRONG_INSTANCE", async () => {
     const owner = new MediaStreamClient(holder.grpc);
-    const client = new MediaStreamClient(other.grpc);
+    const client = new MediaStreamClient(other.grpc, { allowedInstances: [holder.grpc] });
     clients.push(owner, client);
     const config = { callId: holder.demo.tone_call!, format: AudioFormat.SLIN, resumable: true };
 
@@ -82,7 +82,8 @@ describe("resumes across real gateway instances", () => {
     assert.equal((await firstAudio(resumed)).sequenceNumber, resume.lastSequenceNumber! + 1);
     resumed.close();
 
-    // Without the address the resume reaches the other instance, which names the holder.
+    // Without the address the resume reaches the other instance, which names the holder
+    // (followed: the client allows that address).
     const again = await client.listen({ ...config, resume: { ...resumed.resumeFrom(), instanceAddress: "" } });
     assert.deepEqual(
       [again.info.resumed, again.info.streamId, again.info.instanceAddress],

@@ -221,7 +221,7 @@ describe("behind a load balancer", () => {
 
   it("retries a resume that reached the wrong instance where the server says", async () => {
     const { lb, holder } = await cluster();
-    const c = client(lb.addr, { token: "secret" });
+    const c = client(lb.addr, { token: "secret", allowedInstances: [holder.addr] });
     for (const resume of [{ token: "tok1" }, { token: "tok2", instanceAddress: lb.addr }]) {
       const stream = await c.stream({ callId: "c", resume });
       assert.equal(stream.info.resumed, true);
@@ -238,12 +238,25 @@ describe("behind a load balancer", () => {
     const b = await startInstance();
     a.redirect = b.addr;
     b.redirect = a.addr; // each names the other
-    await assert.rejects(client(a.addr).listen({ callId: "c", resume: { token: "t" } }), (err: unknown) => {
+    const c = client(a.addr, { allowedInstances: [a.addr, b.addr] });
+    await assert.rejects(c.listen({ callId: "c", resume: { token: "t" } }), (err: unknown) => {
       assert.ok(err instanceof RPCError);
       assert.deepEqual([err.code, err.reason, err.metadata.instance_address], [Code.NotFound, "RESUME_WRONG_INSTANCE", a.addr]);
       return true;
     });
     assert.deepEqual([a.refused, b.refused], [1, 1]);
+  });
+
+  it("does not follow a refusal to an address it does not allow (a forged token)", async () => {
+    const { lb, holder } = await cluster();
+    const c = client(lb.addr, { token: "secret", allowedInstances: ["other.example:443"] });
+    await assert.rejects(c.listen({ callId: "c", resume: { token: "forged" } }), (err: unknown) => {
+      assert.ok(err instanceof RPCError);
+      assert.deepEqual([err.reason, err.metadata.instance_address], ["RESUME_WRONG_INSTANCE", holder.addr]);
+      return true;
+    });
+    assert.equal(holder.accepted, 0);
+    assert.deepEqual(holder.auth, []);
   });
 
   it("with a transport of the caller's, reaches single instances only through instanceTransport", async () => {

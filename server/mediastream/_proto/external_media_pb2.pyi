@@ -149,15 +149,21 @@ class GetExternalMediaResponse(_message.Message):
     def __init__(self, external_media: _Optional[_Union[ExternalMedia, _Mapping]] = ...) -> None: ...
 
 class ListExternalMediaRequest(_message.Message):
-    __slots__ = ("call_id", "conference_id")
+    __slots__ = ("call_id", "conference_id", "page_size", "page_token")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CONFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     conference_id: str
-    def __init__(self, call_id: _Optional[str] = ..., conference_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, call_id: _Optional[str] = ..., conference_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListExternalMediaResponse(_message.Message):
-    __slots__ = ("external_media",)
+    __slots__ = ("external_media", "next_page_token")
     EXTERNAL_MEDIA_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     external_media: _containers.RepeatedCompositeFieldContainer[ExternalMedia]
-    def __init__(self, external_media: _Optional[_Iterable[_Union[ExternalMedia, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, external_media: _Optional[_Iterable[_Union[ExternalMedia, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

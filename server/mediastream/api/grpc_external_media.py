@@ -230,10 +230,11 @@ class ExternalMediaServicer(em_grpc.ExternalMediaServiceServicer):
         request: em_pb.ListExternalMediaRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> em_pb.ListExternalMediaResponse:
-        """External media of a call or conference, or all."""
+        """External media of a call or conference, or all, a page at a time."""
         principal = self._principal(context)
         target = _target(request, "target", required=False)
         self._authorize(principal, target)
+        page, next_token = self._manager.page(target, request.page_size, request.page_token)
         return em_pb.ListExternalMediaResponse(
-            external_media=[_to_proto(m) for m in self._manager.list_for(target)]
+            external_media=[_to_proto(m) for m in page], next_page_token=next_token
         )

@@ -303,7 +303,11 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.warning(
-                "StreamMedia refused for %s: %s (%s)", context.peer(), exc.message, exc.reason
+                "StreamMedia refused for %s%s: %s (%s)",
+                context.peer(),
+                logs.who(),
+                exc.message,
+                exc.reason,
             )
             await context.abort_with_status(to_status(exc))
         finally:
@@ -371,7 +375,11 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
         except MediaStreamError as exc:
             metrics.STREAM_ERRORS.labels(exc.reason).inc()
             log.warning(
-                "ListenMedia refused for %s: %s (%s)", context.peer(), exc.message, exc.reason
+                "ListenMedia refused for %s%s: %s (%s)",
+                context.peer(),
+                logs.who(),
+                exc.message,
+                exc.reason,
             )
             await context.abort_with_status(to_status(exc))
         finally:

@@ -16,7 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mediastream import errors, metrics
+from mediastream import errors, logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,19 @@ async def abort(
 ) -> NoReturn:
     """End the call with `error`'s status: what the client did wrong, never a traceback.
 
-    Logged at WARNING with the peer and the reason, and counted in
-    ``mediastream_stream_errors_total`` by reason.
+    Logged at WARNING with the peer, the caller's identity once authenticated (never
+    the credential) and the reason, and counted in ``mediastream_stream_errors_total``
+    by reason: the audit trail, as for the streaming RPCs.
     """
     metrics.STREAM_ERRORS.labels(error.reason).inc()
-    log.warning("%s refused for %s: %s (%s)", method, context.peer(), error.message, error.reason)
+    log.warning(
+        "%s refused for %s%s: %s (%s)",
+        method,
+        context.peer(),
+        logs.who(),
+        error.message,
+        error.reason,
+    )
     await context.abort_with_status(to_status(error))
     raise AssertionError("abort_with_status returned") from error
 

@@ -36,6 +36,12 @@ from mediastream.core.stream import StopReason, Target, Transport
 from mediastream.errors import InvalidArgument, MediaStreamError, PermissionDenied
 from mediastream.shim import twilio, voipbin
 from mediastream.shim.errors import error_response
+from mediastream.shim.gate import (
+    HEADER_TIMEOUT_S,
+    MAX_PENDING_PER_ADDRESS,
+    ConnectionGate,
+    GatedSite,
+)
 from mediastream.shim.params import credentials, parse_media_stream, parse_target
 from mediastream.shim.session import Dialect, ShimWebSocket, run_session
 from mediastream.streams import Stream, StreamManager
@@ -170,6 +176,10 @@ class ShimServer:
         embedded: Whether the gateway runs the emulator (the page lists its demo calls).
         heartbeat_s: Ping a client after this long without a message from it; drop it
             when no pong comes within half of it.
+        header_timeout_s: Seconds a connection has to send a complete request head
+            (`mediastream.shim.gate`).
+        max_pending_per_address: Connections one address may hold before their upgrade
+            (0: no limit).
         readiness: The gateway's readiness (`mediastream.metrics.Readiness`): serves
             ``/readyz`` and ``/livez`` when given.
     """
@@ -182,6 +192,8 @@ class ShimServer:
         *,
         embedded: bool = False,
         heartbeat_s: float = HEARTBEAT_S,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+        max_pending_per_address: int = MAX_PENDING_PER_ADDRESS,
         readiness: metrics.Readiness | None = None,
     ) -> None:
         self._streams = streams
@@ -193,12 +205,13 @@ class ShimServer:
         # (peer, path) -> (when, error) of refused upgrades, oldest first, bounded.
         self._refusals: OrderedDict[tuple[str, str], tuple[float, MediaStreamError]] = OrderedDict()
         self.heartbeat_s = heartbeat_s
+        self.gate = ConnectionGate(header_timeout_s, max_pending_per_address)
         self._readiness = readiness
-        self._site: web.TCPSite | None = None
+        self._site: web.BaseSite | None = None
         self.address = ""
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.gate.middleware])
         app.on_response_prepare.append(_security_headers)
         kinds = "{kind:calls|conferences}"
         app.router.add_get(f"/v1.0/{kinds}/{{id}}/media_stream", self._media_stream)
@@ -228,10 +241,11 @@ class ShimServer:
         self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         host, _, port = listen.rpartition(":")
-        site = web.TCPSite(
+        site = GatedSite(
             self._runner,
             host.strip("[]"),
             int(port),
+            gate=self.gate,
             reuse_port=reuse_port,
             ssl_context=ssl_context,
         )
@@ -312,9 +326,10 @@ class ShimServer:
             return error_response(error)
         metrics.STREAM_ERRORS.labels(error.reason).inc()
         log.warning(
-            "refused %s from %s: %s (%s)",
+            "refused %s from %s%s: %s (%s)",
             request.path,
             request.remote or "?",
+            logs.who(),
             error.message,
             error.reason,
         )
@@ -379,6 +394,7 @@ class ShimServer:
         self._sockets.add(ws)
         try:
             await ws.prepare(request)
+            self.gate.upgraded(request)
             _limit_send_buffer(request)
             await run_session(dialect)
         finally:

@@ -232,11 +232,19 @@ class ExternalMediaClient:
     async def list(
         self, *, call_id: str | None = None, conference_id: str | None = None
     ) -> list[ExternalMedia]:
-        """External media of a call or conference (all, if neither is given), newest first."""
+        """External media of a call or conference (all, if neither is given), newest first.
+
+        The gateway answers a page at a time (at most 1000 each); this follows the pages.
+        """
         request = em.ListExternalMediaRequest()
         if call_id is not None:
             request.call_id = call_id
         if conference_id is not None:
             request.conference_id = conference_id
-        reply = await self._call(self._stub.ListExternalMedia, request, idempotent=True)
-        return [_from_proto(m) for m in reply.external_media]
+        out: list[ExternalMedia] = []
+        while True:
+            reply = await self._call(self._stub.ListExternalMedia, request, idempotent=True)
+            out += [_from_proto(m) for m in reply.external_media]
+            if not reply.next_page_token:
+                return out
+            request.page_token = reply.next_page_token
