@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -129,11 +129,31 @@ def _malformed(method: str, bad: _Undecodable) -> InvalidArgument:
     )
 
 
-async def _checked(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
-    async for request in requests:
-        if isinstance(request, _Undecodable):
-            raise _malformed(method, request)
-        yield request
+class _CheckedRequests:
+    """A call's request stream, read straight from its context, bad messages refused.
+
+    gRPC's own request iterator is an async generator over ``context.read()``;
+    wrapping it in another generator put two generator layers on every message,
+    which a burst of thousands of 20 ms chunks pays for ahead of the clear that
+    follows it (issue 16). One ``__anext__`` coroutine per message does the same.
+    """
+
+    __slots__ = ("_method", "_read")
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+        self._read = context.read
+        self._method = method
+
+    def __aiter__(self) -> _CheckedRequests:
+        return self
+
+    async def __anext__(self) -> Any:
+        request = await self._read()
+        if request is grpc.aio.EOF:
+            raise StopAsyncIteration
+        if type(request) is _Undecodable:
+            raise _malformed(self._method, request)
+        return request
 
 
 def _tolerant(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
@@ -150,9 +170,9 @@ def _tolerant(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHand
     behavior = getattr(handler, kind)
     streaming_request = handler.request_streaming
 
-    def prepare(request: Any) -> Any:
+    def prepare(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if streaming_request:
-            return _checked(request, method)
+            return _CheckedRequests(context, method)
         if isinstance(request, _Undecodable):
             raise _malformed(method, request)
         return request
@@ -162,7 +182,7 @@ def _tolerant(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHand
 
         async def generate(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                async for response in behavior(prepare(request), context):
+                async for response in behavior(prepare(request, context), context):
                     yield response
             except MediaStreamError as exc:
                 await abort(context, method, exc)
@@ -172,7 +192,7 @@ def _tolerant(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHand
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                result = behavior(prepare(request), context)
+                result = behavior(prepare(request, context), context)
                 return (await result) if inspect.isawaitable(result) else result
             except MediaStreamError as exc:
                 await abort(context, method, exc)

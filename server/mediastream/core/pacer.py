@@ -267,6 +267,11 @@ class Pacer:
         return len(self._queue)
 
     @property
+    def pending_events(self) -> int:
+        """Events raised by :meth:`push` and not yet reported by :meth:`poll`."""
+        return len(self._pending)
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes of a partial frame waiting for more input."""
         return len(self._remainder)

@@ -260,6 +260,10 @@ class Uplink:
         self._transcoder = Transcoder(self._format, spec.asterisk_format)
         self._max_ms = max_ms
         self._max_bytes = self._format.bytes_for(max_ms)
+        # Bare samples already in the leg's format: nothing to unwrap or convert, so
+        # decode only checks the size (a burst of thousands of chunks, issue 16).
+        self._plain = spec.encapsulation is Encapsulation.SLN and self._transcoder.identity
+        self._width = self._format.sample_width
 
     def decode(self, data: bytes) -> bytes:
         """Unwrap and convert one client chunk.
@@ -269,6 +273,8 @@ class Uplink:
                 more than `max_ms` of audio, or has a partial sample. The message
                 says how to send it right.
         """
+        if self._plain and len(data) <= self._max_bytes and not len(data) % self._width:
+            return data
         enc = self._spec.encapsulation
         if enc is Encapsulation.RTP:
             try:
