@@ -106,6 +106,19 @@ type Config struct {
 	// Resume, if set, takes over a stream whose connection dropped. The
 	// other fields must match the original stream's.
 	Resume *Resume
+	// AutoResume opens the stream resumable and, when its connection drops
+	// (Unavailable, Internal or Unknown without a final reason such as
+	// ASTERISK_FAILURE or DRAINING), resumes it by itself: with its resume
+	// token and the last sequence number received, at the instance the
+	// server advertised (then through the client's target, and at an
+	// instance a RESUME_WRONG_INSTANCE names if AllowInstances allows it),
+	// with the client's open retries (WithOpenRetries). Recv goes on as if
+	// nothing happened: the audio's sequence numbers stay contiguous. It is
+	// bounded by the server's resume grace: past it the resume is refused
+	// and Recv returns that error. Sends made while the connection is down
+	// fail; those after the resume go to the resumed stream. The Python
+	// (auto_resume) and TypeScript (autoResume) SDKs do the same.
+	AutoResume bool
 }
 
 // Resume continues a stream after its connection dropped. Stream.ResumeFrom
