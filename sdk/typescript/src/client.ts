@@ -27,11 +27,12 @@
  * nothing iterates the stream; without `closeSend` it cancels the stream at
  * once, as `cancel()` always does. `waitStopped()` waits for the end alone.
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { clone, create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   MediaStreamService,
+  ResumeRequestSchema,
   StreamConfigSchema,
   StreamMediaRequestSchema,
   type ListenMediaResponse,
@@ -231,13 +232,20 @@ export class MediaStreamClient {
    */
   async listen(config: StreamConfig, options: StreamOptions = {}): Promise<ListenStream> {
     const pb = toProto(config);
-    return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options, config);
-      const responses = rpc.listenMedia({ config: pb }, call.options);
-      const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
-      await stream.start();
-      return stream;
-    });
+    const openAt = (resume: Resume | undefined, signal?: AbortSignal): Promise<ListenStream> =>
+      this.open(resume, async (rpc) => {
+        const call = callOptions(signal ? { ...options, signal } : options, config);
+        const responses = rpc.listenMedia({ config: withResume(pb, resume) }, call.options);
+        const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
+        await stream.start();
+        return stream;
+      });
+    const stream = await openAt(config.resume);
+    if (config.autoResume) {
+      // A resumed call is cancelled with the stream the caller holds.
+      stream.reopen = (resume) => openAt(resume, stream.cancelSignal);
+    }
+    return stream;
   }
 
   /**
@@ -247,20 +255,27 @@ export class MediaStreamClient {
    */
   async stream(config: StreamConfig, options: StreamOptions = {}): Promise<DuplexStream> {
     const pb = toProto(config);
-    return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options, config);
-      const requests = new RequestQueue<StreamMediaRequest>();
-      requests.push(request({ case: "config", value: pb })).catch(() => {}); // a failure is reported by start()
-      const responses = rpc.streamMedia(requests, call.options);
-      const stream = new DuplexStream(
-        responses[Symbol.asyncIterator](),
-        requests,
-        call.abort,
-        options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
-      );
-      await stream.start();
-      return stream;
-    });
+    const openAt = (resume: Resume | undefined, signal?: AbortSignal): Promise<DuplexStream> =>
+      this.open(resume, async (rpc) => {
+        const call = callOptions(signal ? { ...options, signal } : options, config);
+        const requests = new RequestQueue<StreamMediaRequest>();
+        // A failure is reported by start().
+        requests.push(request({ case: "config", value: withResume(pb, resume) })).catch(() => {});
+        const responses = rpc.streamMedia(requests, call.options);
+        const stream = new DuplexStream(
+          responses[Symbol.asyncIterator](),
+          requests,
+          call.abort,
+          options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
+        );
+        await stream.start();
+        return stream;
+      });
+    const stream = await openAt(config.resume);
+    if (config.autoResume) {
+      stream.reopen = (resume) => openAt(resume, stream.cancelSignal);
+    }
+    return stream;
   }
 
   /**
@@ -397,7 +412,7 @@ function toProto(config: StreamConfig): PbStreamConfig {
     chunkMs: config.chunkMs,
     encapsulation: toWire(wire.Encapsulation, config.encapsulation),
     transport: toWire(wire.MediaTransport, config.transport),
-    resumable: config.resumable,
+    resumable: config.resumable || config.autoResume,
     resume: config.resume
       ? {
           token: config.resume.token,
@@ -406,6 +421,31 @@ function toProto(config: StreamConfig): PbStreamConfig {
         }
       : undefined,
   });
+}
+
+/** `config` resuming the stream `resume` names (`config` itself without one). */
+function withResume(config: PbStreamConfig, resume: Resume | undefined): PbStreamConfig {
+  if (!resume) {
+    return config;
+  }
+  const out = clone(StreamConfigSchema, config);
+  out.resume = create(ResumeRequestSchema, {
+    token: resume.token,
+    lastSequenceNumber: resume.lastSequenceNumber === undefined ? undefined : BigInt(resume.lastSequenceNumber),
+  });
+  return out;
+}
+
+/**
+ * Whether an error ends a call, not the stream: a dropped connection, which an
+ * auto-resume mends. The codes and final reasons of the Go and Python SDKs.
+ */
+function droppedConnection(err: RPCError): boolean {
+  return (
+    (err.code === Code.Unavailable || err.code === Code.Internal || err.code === Code.Unknown) &&
+    err.reason !== "ASTERISK_FAILURE" &&
+    err.reason !== DRAINING
+  );
 }
 
 function info(s: StreamStarted): StreamInfo {
@@ -470,10 +510,13 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
   private resumeWaiters: (() => void)[] = [];
   /** Why the stream failed, once an iteration saw it. */
   protected failure: RPCError | undefined;
+  private resumeCount = 0;
+  /** @internal Set with `autoResume`: opens the stream again on a new call. */
+  reopen: ((resume: Resume) => Promise<ListenStream>) | undefined;
 
   /** @internal */
   constructor(
-    private readonly responses: AsyncIterator<{ payload: Payload }>,
+    private responses: AsyncIterator<{ payload: Payload }>,
     private readonly abort: AbortController,
   ) {
     abort.signal.addEventListener("abort", () => this.setPaused(false), { once: true });
@@ -545,6 +588,23 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     return this.infoValue;
   }
 
+  /** How many times the stream was resumed by itself after its connection dropped (`autoResume`). */
+  get resumes(): number {
+    return this.resumeCount;
+  }
+
+  /** @internal Aborted when the stream is cancelled. */
+  get cancelSignal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  /** @internal Goes on on `next`'s call (an auto-resume). */
+  protected adopt(next: ListenStream): void {
+    this.responses = next.responses;
+    this.infoValue = next.infoValue;
+    this.resumeCount++;
+  }
+
   /** The `stopped` event, once iteration has returned it. */
   get stopped(): StoppedEvent | undefined {
     return this.stoppedValue;
@@ -606,7 +666,16 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
       try {
         next = await this.responses.next();
       } catch (err) {
-        this.failure = this.rpcError(err);
+        let failure = this.rpcError(err);
+        if (this.reopen && droppedConnection(failure) && !this.abort.signal.aborted) {
+          try {
+            this.adopt(await this.reopen(this.resumeFrom()));
+            continue;
+          } catch (again) {
+            failure = again instanceof RPCError ? again : this.rpcError(again);
+          }
+        }
+        this.failure = failure;
         this.ended = true;
         this.setPaused(false);
         throw this.failure;
@@ -723,11 +792,20 @@ export class DuplexStream extends ListenStream {
   /** @internal */
   constructor(
     responses: AsyncIterator<StreamMediaResponse>,
-    private readonly requests: RequestQueue<StreamMediaRequest>,
+    private requests: RequestQueue<StreamMediaRequest>,
     abort: AbortController,
     private readonly closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
   ) {
     super(responses, abort);
+  }
+
+  /** @internal Sends on `next`'s call from now on (an auto-resume). */
+  protected override adopt(next: ListenStream): void {
+    super.adopt(next);
+    this.requests = (next as DuplexStream).requests;
+    if (this.inputClosed) {
+      this.requests.close(); // the input had ended before the drop
+    }
   }
 
   /**

@@ -59,6 +59,21 @@ export interface StreamConfig {
   resumable?: boolean;
   /** Take over a stream whose connection dropped (see {@link ListenStream.resumeFrom}). */
   resume?: Resume;
+  /**
+   * Open the stream resumable and, when its connection drops (UNAVAILABLE,
+   * INTERNAL or UNKNOWN without a final reason such as `ASTERISK_FAILURE` or
+   * `DRAINING`), resume it by itself: with its resume token and the last
+   * sequence number received, at the instance the server advertised (then
+   * through the client's target, and at an instance a `RESUME_WRONG_INSTANCE`
+   * names if `allowedInstances` holds it), with the client's `openRetries`.
+   * Iteration goes on as if nothing happened: the audio's sequence numbers
+   * stay contiguous ({@link ListenStream.resumes} counts the resumes). Bounded
+   * by the server's resume grace: past it the resume is refused and iteration
+   * throws that error. Sends made while the connection is down reject; those
+   * after the resume go to the resumed stream. The Go (`AutoResume`) and
+   * Python (`auto_resume`) SDKs do the same.
+   */
+  autoResume?: boolean;
 }
 
 /** Continues a stream after its connection dropped (see `resumeFrom()` of a stream). */
