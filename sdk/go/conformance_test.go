@@ -955,7 +955,7 @@ func (r *runner) expectEvent(args json.RawMessage) error {
 			}
 		}
 		switch e := ev.(type) {
-		case mediastream.DTMF:
+		case mediastream.DTMFReceived:
 			check("type", a.Type, "dtmf")
 			if a.Digit != nil {
 				check("digit", *a.Digit, e.Digit)

@@ -162,7 +162,7 @@ func (s *Stream) Info() StreamInfo {
 	return s.info
 }
 
-// Recv returns the next event: AudioChunk, DTMF, MarkPlayed, Cleared,
+// Recv returns the next event: AudioChunk, DTMFReceived, MarkPlayed, Cleared,
 // FlowControl or, last, Stopped. After Stopped (or when the server closes the
 // stream without one) it returns io.EOF. A failed stream returns an *RPCError.
 func (s *Stream) Recv() (Event, error) {
@@ -571,7 +571,7 @@ func audio(a *pb.AudioChunk) AudioChunk {
 }
 
 func dtmf(d *pb.DtmfReceived) DTMF {
-	return DTMF{Digit: d.GetDigit(), Duration: ms(uint64(d.GetDurationMs()))}
+	return DTMFReceived{Digit: d.GetDigit(), Duration: ms(uint64(d.GetDurationMs()))}
 }
 
 // listenEvent converts a ListenMedia message; started and unknown kinds are nil.

@@ -172,7 +172,7 @@ func (i StreamInfo) ChunkBytes() int {
 	return int(i.FrameBytes) * int(i.ChunkMS) / 20
 }
 
-// Event is one message the server sends on a stream: AudioChunk, DTMF,
+// Event is one message the server sends on a stream: AudioChunk, DTMFReceived,
 // MarkPlayed, Cleared, FlowControl or Stopped.
 type Event interface {
 	isEvent()
@@ -189,13 +189,19 @@ type AudioChunk struct {
 	Timestamp uint64
 }
 
-// DTMF reports a digit the call sent.
-type DTMF struct {
+// DTMFReceived reports a digit the call sent (DtmfReceived in the protocol
+// and the Python and TypeScript SDKs).
+type DTMFReceived struct {
 	// Digit is 0-9, *, #, or A-D.
 	Digit string
 	// Duration is how long the digit lasted (0 if unknown).
 	Duration time.Duration
 }
+
+// DTMF is the name DTMFReceived had before.
+//
+// Deprecated: use DTMFReceived (the same type).
+type DTMF = DTMFReceived
 
 // MarkPlayed reports that the audio sent before a mark has been played.
 type MarkPlayed struct {
@@ -229,9 +235,9 @@ type Stopped struct {
 	Detail string
 }
 
-func (AudioChunk) isEvent()  {}
-func (DTMF) isEvent()        {}
-func (MarkPlayed) isEvent()  {}
-func (Cleared) isEvent()     {}
-func (FlowControl) isEvent() {}
-func (Stopped) isEvent()     {}
+func (AudioChunk) isEvent()   {}
+func (DTMFReceived) isEvent() {}
+func (MarkPlayed) isEvent()   {}
+func (Cleared) isEvent()      {}
+func (FlowControl) isEvent()  {}
+func (Stopped) isEvent()      {}

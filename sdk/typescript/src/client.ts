@@ -51,7 +51,7 @@ import {
   Encapsulation,
   FlowState,
   type Resume,
-  type StoppedEvent,
+  type Stopped,
   type StreamConfig,
   type StreamEvent,
   type StreamInfo,
@@ -497,7 +497,7 @@ function streamEvent(p: Payload): StreamEvent | undefined {
  */
 export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable {
   private infoValue: StreamInfo | undefined;
-  private stoppedValue: StoppedEvent | undefined;
+  private stoppedValue: Stopped | undefined;
   private lastSequenceNumber: number | undefined;
   /** Iterations in progress; waitStopped reads only when there is none. */
   private readers = 0;
@@ -606,7 +606,7 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
   }
 
   /** The `stopped` event, once iteration has returned it. */
-  get stopped(): StoppedEvent | undefined {
+  get stopped(): Stopped | undefined {
     return this.stoppedValue;
   }
 
@@ -716,7 +716,7 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
    * iteration to see the end (which must go on). After `timeoutMs` the stream
    * is cancelled and this rejects with an {@link RPCError} (DEADLINE_EXCEEDED).
    */
-  async waitStopped(timeoutMs?: number): Promise<StoppedEvent | undefined> {
+  async waitStopped(timeoutMs?: number): Promise<Stopped | undefined> {
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     if (timeoutMs !== undefined) {

@@ -20,9 +20,9 @@ import {
   RPCError,
   StopReason,
   chunkBytes,
-  type AudioEvent,
+  type AudioChunk,
   type ExternalMedia,
-  type StoppedEvent,
+  type Stopped,
   type StreamConfig,
   type StreamEvent,
   type StreamInfo,
@@ -104,13 +104,13 @@ class ConfStream {
   listen?: ListenStream;
   duplex?: DuplexStream;
   info?: StreamInfo;
-  audio: AudioEvent[] = [];
+  audio: AudioChunk[] = [];
   events: StreamEvent[] = [];
-  stopped?: StoppedEvent;
+  stopped?: Stopped;
   done = false;
   error?: unknown;
   mark = 0;
-  capture: AudioEvent[] = [];
+  capture: AudioChunk[] = [];
   sends = 0;
   sentWhilePaused = 0;
 
