@@ -118,7 +118,13 @@ export function refusedBeforeStart(err: unknown): boolean {
 
 /** Options of one stream. */
 export interface StreamOptions {
-  /** Aborting it cancels the stream. */
+  /**
+   * Aborting it cancels the stream, as `fetch` does a request: opening the
+   * stream, iterating it, `waitStopped()` and the sending methods then reject
+   * with a `DOMException` named `AbortError` (the signal's reason itself when
+   * that is an `AbortError`, else with the reason as `cause`), where `cancel()`
+   * gives an {@link RPCError} `CANCELLED`.
+   */
   signal?: AbortSignal;
   /** Deadline for the whole stream, in milliseconds. */
   timeoutMs?: number;
@@ -236,11 +242,11 @@ export class MediaStreamClient {
       this.open(resume, async (rpc) => {
         const call = callOptions(signal ? { ...options, signal } : options, config);
         const responses = rpc.listenMedia({ config: withResume(pb, resume) }, call.options);
-        const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
+        const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort, options.signal);
         await stream.start();
         return stream;
       });
-    const stream = await openAt(config.resume);
+    const stream = await abortable(options.signal, () => openAt(config.resume));
     if (config.autoResume) {
       // A resumed call is cancelled with the stream the caller holds.
       stream.reopen = (resume) => openAt(resume, stream.cancelSignal);
@@ -267,11 +273,12 @@ export class MediaStreamClient {
           requests,
           call.abort,
           options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
+          options.signal,
         );
         await stream.start();
         return stream;
       });
-    const stream = await openAt(config.resume);
+    const stream = await abortable(options.signal, () => openAt(config.resume));
     if (config.autoResume) {
       stream.reopen = (resume) => openAt(resume, stream.cancelSignal);
     }
@@ -423,6 +430,34 @@ function toProto(config: StreamConfig): PbStreamConfig {
   });
 }
 
+/**
+ * The error an aborted `signal` gives, as `fetch` rejects: its reason when that
+ * is an `AbortError`, else a `DOMException` named `AbortError` with the reason
+ * as `cause`.
+ */
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === "AbortError") {
+    return reason;
+  }
+  return new DOMException("mediastream: the stream was aborted", { name: "AbortError", cause: reason });
+}
+
+/** Runs `open`; with `signal` aborted, before or meanwhile, rejects with its AbortError instead. */
+async function abortable<T>(signal: AbortSignal | undefined, open: () => Promise<T>): Promise<T> {
+  if (signal?.aborted) {
+    throw abortError(signal);
+  }
+  try {
+    return await open();
+  } catch (err) {
+    if (signal?.aborted) {
+      throw abortError(signal);
+    }
+    throw err;
+  }
+}
+
 /** `config` resuming the stream `resume` names (`config` itself without one). */
 function withResume(config: PbStreamConfig, resume: Resume | undefined): PbStreamConfig {
   if (!resume) {
@@ -508,8 +543,8 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
   private pausedFlag = false;
   /** Woken by RESUME, the end of the stream, or its cancellation. */
   private resumeWaiters: (() => void)[] = [];
-  /** Why the stream failed, once an iteration saw it. */
-  protected failure: RPCError | undefined;
+  /** Why the stream failed, once an iteration saw it (an AbortError if `signal` aborted it). */
+  protected failure: Error | undefined;
   private resumeCount = 0;
   /** @internal Set with `autoResume`: opens the stream again on a new call. */
   reopen: ((resume: Resume) => Promise<ListenStream>) | undefined;
@@ -518,8 +553,15 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
   constructor(
     private responses: AsyncIterator<{ payload: Payload }>,
     private readonly abort: AbortController,
+    /** The caller's `signal` (StreamOptions). */
+    private readonly signal?: AbortSignal,
   ) {
     abort.signal.addEventListener("abort", () => this.setPaused(false), { once: true });
+  }
+
+  /** The AbortError to throw once the caller's `signal` aborted the stream, else undefined. */
+  protected get aborted(): Error | undefined {
+    return this.signal?.aborted && !this.stoppedValue ? abortError(this.signal) : undefined;
   }
 
   /** Whether the server has asked to pause sending audio (two-way streams). */
@@ -568,7 +610,7 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     try {
       first = await this.responses.next();
     } catch (err) {
-      const e = this.rpcError(err);
+      const e = this.aborted ?? this.rpcError(err);
       this.abort.abort();
       throw e;
     }
@@ -666,13 +708,13 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
       try {
         next = await this.responses.next();
       } catch (err) {
-        let failure = this.rpcError(err);
-        if (this.reopen && droppedConnection(failure) && !this.abort.signal.aborted) {
+        let failure: Error = this.aborted ?? this.rpcError(err);
+        if (failure instanceof RPCError && this.reopen && droppedConnection(failure) && !this.abort.signal.aborted) {
           try {
             this.adopt(await this.reopen(this.resumeFrom()));
             continue;
           } catch (again) {
-            failure = again instanceof RPCError ? again : this.rpcError(again);
+            failure = this.aborted ?? (again instanceof RPCError ? again : this.rpcError(again));
           }
         }
         this.failure = failure;
@@ -750,6 +792,10 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     if (timedOut && !this.stoppedValue) {
       throw new RPCError(Code.DeadlineExceeded, `no stopped within ${timeoutMs} ms; stream cancelled`);
     }
+    const aborted = this.aborted;
+    if (aborted) {
+      throw aborted;
+    }
     return this.stoppedValue;
   }
 
@@ -795,8 +841,9 @@ export class DuplexStream extends ListenStream {
     private requests: RequestQueue<StreamMediaRequest>,
     abort: AbortController,
     private readonly closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
+    signal?: AbortSignal,
   ) {
-    super(responses, abort);
+    super(responses, abort, signal);
   }
 
   /** @internal Sends on `next`'s call from now on (an auto-resume). */
@@ -844,6 +891,10 @@ export class DuplexStream extends ListenStream {
   private checkOpen(): void {
     if (!this.over) {
       return;
+    }
+    const aborted = this.aborted;
+    if (aborted) {
+      throw aborted;
     }
     if (this.failure) {
       throw this.failure;
