@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
 )
@@ -361,15 +362,39 @@ func (c *Client) Listen(ctx context.Context, cfg Config, opts ...grpc.CallOption
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancelAll := context.WithCancel(ctx)
 	var s *Stream
 	err = c.open(ctx, cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
 		s, err = listen(ctx, media, config, opts)
 		return err
 	})
 	if err != nil {
+		cancelAll()
 		return nil, err
 	}
+	s.adopt(cancelAll)
+	if cfg.AutoResume {
+		s.reopen = func(resume *Resume) error {
+			var next *Stream
+			err := c.open(ctx, resume, func(media pb.MediaStreamServiceClient) (err error) {
+				next, err = listen(ctx, media, withResume(config, resume), opts)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			s.replace(next)
+			return nil
+		}
+	}
 	return s, nil
+}
+
+// withResume is a copy of config that resumes the stream resume names.
+func withResume(config *pb.StreamConfig, resume *Resume) *pb.StreamConfig {
+	out := proto.Clone(config).(*pb.StreamConfig)
+	out.Resume = &pb.ResumeRequest{Token: resume.Token, LastSequenceNumber: resume.LastSequenceNumber}
+	return out
 }
 
 func listen(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.StreamConfig, opts []grpc.CallOption) (*Stream, error) {
@@ -402,13 +427,33 @@ func (c *Client) Stream(ctx context.Context, cfg Config, opts ...grpc.CallOption
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancelAll := context.WithCancel(ctx)
 	var d *DuplexStream
 	err = c.open(ctx, cfg.Resume, func(media pb.MediaStreamServiceClient) (err error) {
 		d, err = stream(ctx, media, config, opts)
 		return err
 	})
 	if err != nil {
+		cancelAll()
 		return nil, err
+	}
+	d.adopt(cancelAll)
+	if cfg.AutoResume {
+		d.reopen = func(resume *Resume) error {
+			var next *DuplexStream
+			err := c.open(ctx, resume, func(media pb.MediaStreamServiceClient) (err error) {
+				next, err = stream(ctx, media, withResume(config, resume), opts)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			d.sendMu.Lock()
+			d.rpc = next.rpc
+			d.sendMu.Unlock()
+			d.replace(&next.Stream)
+			return nil
+		}
 	}
 	return d, nil
 }
@@ -452,7 +497,7 @@ func (cfg Config) proto() (*pb.StreamConfig, error) {
 		ChunkMs:       cfg.ChunkMS,
 		Encapsulation: cfg.Encapsulation,
 		Transport:     cfg.Transport,
-		Resumable:     cfg.Resumable,
+		Resumable:     cfg.Resumable || cfg.AutoResume,
 	}
 	switch {
 	case cfg.CallID != "" && cfg.ConferenceID != "":

@@ -145,7 +145,7 @@ func TestListenDeliversTypedEventsThenEOF(t *testing.T) {
 	if a := got[2].(mediastream.AudioChunk); a.SequenceNumber != 2 || a.Timestamp != 320 || len(a.Data) != 320 || a.Data[0] != 2 {
 		t.Errorf("third chunk = seq %d ts %d len %d", a.SequenceNumber, a.Timestamp, len(a.Data))
 	}
-	if d := got[3].(mediastream.DTMF); d.Digit != "5" || d.Duration != 120*time.Millisecond {
+	if d := got[3].(mediastream.DTMFReceived); d.Digit != "5" || d.Duration != 120*time.Millisecond {
 		t.Errorf("dtmf = %+v", d)
 	}
 	want := mediastream.Stopped{Reason: mediastream.StopReasonCallHangup, Detail: "bye"}
@@ -206,7 +206,7 @@ func TestDuplexSendsEveryKindOfRequest(t *testing.T) {
 		send func() error
 		want mediastream.Event
 	}{
-		{func() error { return stream.SendDTMF("7", 90*time.Millisecond) }, mediastream.DTMF{Digit: "7", Duration: 90 * time.Millisecond}},
+		{func() error { return stream.SendDTMF("7", 90*time.Millisecond) }, mediastream.DTMFReceived{Digit: "7", Duration: 90 * time.Millisecond}},
 		{func() error { return stream.Mark("m") }, mediastream.MarkPlayed{Name: "m", Position: 40 * time.Millisecond}},
 		{func() error { return stream.Hangup() }, mediastream.FlowControl{State: mediastream.FlowPause, Buffered: 80 * time.Millisecond}},
 	}

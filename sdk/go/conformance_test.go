@@ -80,6 +80,16 @@ func TestConformance(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			r := &runner{t: t, ctx: ctx, client: client, vars: map[string]string{}, streams: map[string]*confStream{}}
+			if cutsConnection(sc) {
+				// Its own client, through a proxy that cut_connection cuts.
+				r.proxy = newCutProxy(t, gw.GRPC)
+				own, err := mediastream.Dial(ctx, r.proxy.addr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer own.Close()
+				r.client = own
+			}
 			for name, id := range gw.Demo {
 				r.vars[name] = id
 			}
@@ -96,6 +106,16 @@ func TestConformance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cutsConnection reports whether a scenario has a cut_connection step.
+func cutsConnection(sc scenario) bool {
+	for _, step := range sc.Steps {
+		if _, ok := step["cut_connection"]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func skipReason(skip map[string]string) string {
@@ -153,6 +173,7 @@ type runner struct {
 	t       *testing.T
 	ctx     context.Context
 	client  *mediastream.Client
+	proxy   *cutProxy // set when the scenario cuts its connection
 	vars    map[string]string
 	streams map[string]*confStream
 	saved   map[string]*mediastream.ExternalMedia
@@ -295,6 +316,12 @@ func (r *runner) run(kind string, args json.RawMessage) error {
 		case <-r.ctx.Done():
 			return fmt.Errorf("timed out waiting for Close")
 		}
+	case "cut_connection":
+		if err := decode(args, &struct{}{}); err != nil {
+			return err
+		}
+		r.proxy.cut()
+		return nil
 	case "sleep":
 		var a struct{ MS int }
 		if err := decode(args, &a); err != nil {
@@ -367,6 +394,7 @@ type configArgs struct {
 	Encapsulation json.RawMessage `json:"encapsulation"`
 	Transport     json.RawMessage `json:"transport"`
 	Resumable     bool            `json:"resumable"`
+	AutoResume    bool            `json:"auto_resume"`
 	Resume        *struct {
 		From  string `json:"from"`
 		Token string `json:"token"`
@@ -374,7 +402,7 @@ type configArgs struct {
 }
 
 func (r *runner) config(a configArgs) (mediastream.Config, error) {
-	cfg := mediastream.Config{CallID: r.subst(a.CallID), ConferenceID: r.subst(a.ConferenceID), ChunkMS: a.ChunkMS, Resumable: a.Resumable}
+	cfg := mediastream.Config{CallID: r.subst(a.CallID), ConferenceID: r.subst(a.ConferenceID), ChunkMS: a.ChunkMS, Resumable: a.Resumable, AutoResume: a.AutoResume}
 	var err error
 	if cfg.Format, err = enumValue(a.Format, formats); err != nil {
 		return cfg, err
@@ -927,7 +955,7 @@ func (r *runner) expectEvent(args json.RawMessage) error {
 			}
 		}
 		switch e := ev.(type) {
-		case mediastream.DTMF:
+		case mediastream.DTMFReceived:
 			check("type", a.Type, "dtmf")
 			if a.Digit != nil {
 				check("digit", *a.Digit, e.Digit)

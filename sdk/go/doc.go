@@ -63,6 +63,16 @@
 // The Example functions of this package run in its tests against a real
 // gateway, so their output is checked.
 //
+// # Auto-resume
+//
+// With [Config].AutoResume, a stream whose connection drops is resumed by
+// Recv itself (resume token, last sequence number, the advertised instance,
+// the client's open retries), within the server's resume grace; the audio's
+// sequence numbers stay contiguous and [Stream.Resumes] counts the resumes,
+// as Python's auto_resume and TypeScript's autoResume do.
+//
+//	stream, err := client.Listen(ctx, mediastream.Config{CallID: id, AutoResume: true})
+//
 // # Behind a load balancer
 //
 // When several gateway instances share one address, a resumable stream lives

@@ -2,10 +2,13 @@ package mediastream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
 )
@@ -20,6 +23,13 @@ type Stream struct {
 	mu      sync.Mutex
 	stopped *Stopped
 	lastSeq *uint64
+	resumes int
+
+	// rpcCancel ends the current RPC (cancel ends the stream and every RPC it
+	// will resume on). reopen, set with Config.AutoResume, resumes the stream
+	// on a new RPC after its connection dropped; it runs inside recv.
+	rpcCancel func()
+	reopen    func(*Resume) error
 
 	// recvMu keeps Wait's own reads and Recv from overlapping (gRPC allows one
 	// receive at a time); ended is closed once a receive reported the end.
@@ -103,12 +113,56 @@ func (s *Stream) start() error {
 	return nil
 }
 
-// Info returns what the server confirmed when the stream started.
+// adopt makes cancelAll the stream's cancel: it ends the RPC of the moment
+// and any resume under way.
+func (s *Stream) adopt(cancelAll func()) {
+	s.rpcCancel, s.cancel = s.cancel, cancelAll
+}
+
+// replace continues the stream on next's RPC (an auto-resume). Called from
+// recv, with recvMu held.
+func (s *Stream) replace(next *Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rpcCancel != nil {
+		s.rpcCancel() // the dropped RPC's context
+	}
+	s.recvMsg, s.rpcCancel, s.info = next.recvMsg, next.cancel, next.info
+	s.resumes++
+}
+
+// Resumes returns how many times the stream was resumed by itself after its
+// connection dropped (Config.AutoResume).
+func (s *Stream) Resumes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resumes
+}
+
+// droppedConnection reports whether err ends an RPC, not the stream: a
+// dropped connection, which an auto-resume mends. The same codes and final
+// reasons as the Python SDK's RESUMABLE and FINAL_REASONS.
+func droppedConnection(err error) bool {
+	var rpcErr *RPCError
+	if !errors.As(err, &rpcErr) {
+		return false
+	}
+	switch rpcErr.Code {
+	case codes.Unavailable, codes.Internal, codes.Unknown:
+		return rpcErr.Reason != "ASTERISK_FAILURE" && rpcErr.Reason != "DRAINING"
+	}
+	return false
+}
+
+// Info returns what the server confirmed when the stream started (or, after
+// an auto-resume, when it resumed).
 func (s *Stream) Info() StreamInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.info
 }
 
-// Recv returns the next event: AudioChunk, DTMF, MarkPlayed, Cleared,
+// Recv returns the next event: AudioChunk, DTMFReceived, MarkPlayed, Cleared,
 // FlowControl or, last, Stopped. After Stopped (or when the server closes the
 // stream without one) it returns io.EOF. A failed stream returns an *RPCError.
 func (s *Stream) Recv() (Event, error) {
@@ -120,6 +174,12 @@ func (s *Stream) Recv() (Event, error) {
 func (s *Stream) recv() (Event, error) {
 	for {
 		ev, _, err := s.recvMsg()
+		if err != nil && err != io.EOF && s.reopen != nil && droppedConnection(AsRPCError(err)) {
+			err = s.reopen(s.ResumeFrom())
+			if err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			s.markEnded()
 			return nil, AsRPCError(err)
@@ -279,7 +339,7 @@ func (d *DuplexStream) SetWaitWhilePaused(wait bool) {
 // a sender that nothing receives for never waits.
 func (d *DuplexStream) waitWhilePaused() {
 	d.sendMu.Lock()
-	noFlow := d.noFlow
+	noFlow, rpc := d.noFlow, d.rpc
 	d.sendMu.Unlock()
 	if noFlow {
 		return
@@ -288,7 +348,7 @@ func (d *DuplexStream) waitWhilePaused() {
 		select {
 		case <-ch:
 		case <-d.endedChan():
-		case <-d.rpc.Context().Done():
+		case <-rpc.Context().Done():
 		}
 	}
 }
@@ -317,7 +377,7 @@ func (d *DuplexStream) countPlayed(ms float64) {
 }
 
 func (d *DuplexStream) bytesPerMS() float64 {
-	switch d.info.Format {
+	switch d.Info().Format {
 	case FormatSLIN:
 		return 16
 	case FormatSLIN16:
@@ -381,13 +441,13 @@ func (d *DuplexStream) Send(audio []byte) error {
 
 // samplesIn is the number of samples in one chunk sent by the client.
 func (d *DuplexStream) samplesIn(audio []byte) int {
-	if d.info.Encapsulation == EncapsulationSLN || d.info.Encapsulation == EncapsulationUnspecified {
-		if d.info.Format == FormatULAW {
+	if d.Info().Encapsulation == EncapsulationSLN || d.Info().Encapsulation == EncapsulationUnspecified {
+		if d.Info().Format == FormatULAW {
 			return len(audio)
 		}
 		return len(audio) / 2
 	}
-	return int(d.info.SampleRateHz) * int(d.info.ChunkMS) / 1000
+	return int(d.Info().SampleRateHz) * int(d.Info().ChunkMS) / 1000
 }
 
 // SendDTMF sends DTMF digits (0-9, *, #, A-D) into the call. A zero duration
@@ -451,7 +511,7 @@ func (d *DuplexStream) CloseSend() error {
 // chunks of Info().ChunkBytes() bytes and sends them. Close sends the rest
 // (a shorter chunk) and calls CloseSend. The stream must carry bare samples.
 func (d *DuplexStream) AudioWriter() io.WriteCloser {
-	return &audioWriter{d: d, size: d.info.ChunkBytes()}
+	return &audioWriter{d: d, size: d.Info().ChunkBytes()}
 }
 
 type audioWriter struct {
@@ -461,7 +521,7 @@ type audioWriter struct {
 }
 
 func (w *audioWriter) check() error {
-	if e := w.d.info.Encapsulation; e != EncapsulationSLN && e != EncapsulationUnspecified {
+	if e := w.d.Info().Encapsulation; e != EncapsulationSLN && e != EncapsulationUnspecified {
 		return ErrEncapsulation
 	}
 	return nil
@@ -511,7 +571,7 @@ func audio(a *pb.AudioChunk) AudioChunk {
 }
 
 func dtmf(d *pb.DtmfReceived) DTMF {
-	return DTMF{Digit: d.GetDigit(), Duration: ms(uint64(d.GetDurationMs()))}
+	return DTMFReceived{Digit: d.GetDigit(), Duration: ms(uint64(d.GetDurationMs()))}
 }
 
 // listenEvent converts a ListenMedia message; started and unknown kinds are nil.

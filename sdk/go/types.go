@@ -106,6 +106,19 @@ type Config struct {
 	// Resume, if set, takes over a stream whose connection dropped. The
 	// other fields must match the original stream's.
 	Resume *Resume
+	// AutoResume opens the stream resumable and, when its connection drops
+	// (Unavailable, Internal or Unknown without a final reason such as
+	// ASTERISK_FAILURE or DRAINING), resumes it by itself: with its resume
+	// token and the last sequence number received, at the instance the
+	// server advertised (then through the client's target, and at an
+	// instance a RESUME_WRONG_INSTANCE names if AllowInstances allows it),
+	// with the client's open retries (WithOpenRetries). Recv goes on as if
+	// nothing happened: the audio's sequence numbers stay contiguous. It is
+	// bounded by the server's resume grace: past it the resume is refused
+	// and Recv returns that error. Sends made while the connection is down
+	// fail; those after the resume go to the resumed stream. The Python
+	// (auto_resume) and TypeScript (autoResume) SDKs do the same.
+	AutoResume bool
 }
 
 // Resume continues a stream after its connection dropped. Stream.ResumeFrom
@@ -159,7 +172,7 @@ func (i StreamInfo) ChunkBytes() int {
 	return int(i.FrameBytes) * int(i.ChunkMS) / 20
 }
 
-// Event is one message the server sends on a stream: AudioChunk, DTMF,
+// Event is one message the server sends on a stream: AudioChunk, DTMFReceived,
 // MarkPlayed, Cleared, FlowControl or Stopped.
 type Event interface {
 	isEvent()
@@ -176,13 +189,19 @@ type AudioChunk struct {
 	Timestamp uint64
 }
 
-// DTMF reports a digit the call sent.
-type DTMF struct {
+// DTMFReceived reports a digit the call sent (DtmfReceived in the protocol
+// and the Python and TypeScript SDKs).
+type DTMFReceived struct {
 	// Digit is 0-9, *, #, or A-D.
 	Digit string
 	// Duration is how long the digit lasted (0 if unknown).
 	Duration time.Duration
 }
+
+// DTMF is the name DTMFReceived had before.
+//
+// Deprecated: use DTMFReceived (the same type).
+type DTMF = DTMFReceived
 
 // MarkPlayed reports that the audio sent before a mark has been played.
 type MarkPlayed struct {
@@ -216,9 +235,9 @@ type Stopped struct {
 	Detail string
 }
 
-func (AudioChunk) isEvent()  {}
-func (DTMF) isEvent()        {}
-func (MarkPlayed) isEvent()  {}
-func (Cleared) isEvent()     {}
-func (FlowControl) isEvent() {}
-func (Stopped) isEvent()     {}
+func (AudioChunk) isEvent()   {}
+func (DTMFReceived) isEvent() {}
+func (MarkPlayed) isEvent()   {}
+func (Cleared) isEvent()      {}
+func (FlowControl) isEvent()  {}
+func (Stopped) isEvent()      {}

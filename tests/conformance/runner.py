@@ -60,6 +60,11 @@ class StepError(AssertionError):
     """A step's expectation did not hold."""
 
 
+def cuts_connection(scenario: dict[str, Any]) -> bool:
+    """Whether a scenario has a cut_connection step (and so needs a client behind a proxy)."""
+    return any("cut_connection" in step for step in scenario["steps"])
+
+
 def load_suite() -> dict[str, Any]:
     """The parsed scenarios.json."""
     suite: dict[str, Any] = json.loads(SCENARIOS.read_text())
@@ -130,11 +135,58 @@ class _Stream:
             self.done = True
 
 
+class CuttableProxy:
+    """A TCP relay whose connections can be cut, as a network drop would."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.upstream.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self.writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
 class Runner:
     """Runs the steps of one scenario against a gateway."""
 
-    def __init__(self, client: MediaStreamClient, demo: dict[str, str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: MediaStreamClient,
+        demo: dict[str, str],
+        timeout_s: float,
+        proxy: CuttableProxy | None = None,
+    ) -> None:
         self.client = client
+        self.proxy = proxy  # under `client`, when the scenario cuts its connection
         self.vars = dict(demo)
         self.deadline = time.monotonic() + timeout_s
         self.streams: dict[str, _Stream] = {}
@@ -212,7 +264,7 @@ class Runner:
             "call_id": self._subst(c.get("call_id")),
             "conference_id": self._subst(c.get("conference_id")),
             "chunk_ms": c.get("chunk_ms", 20),
-            "auto_resume": bool(c.get("resumable", False)),
+            "auto_resume": bool(c.get("resumable", False) or c.get("auto_resume", False)),
         }
         resume: dict[str, Any] = c.get("resume", {})
         if "from" in resume:
@@ -481,13 +533,20 @@ class Runner:
                 s.stream.__aexit__(None, None, None), max(0.0, self.deadline - time.monotonic())
             )
 
+    async def step_cut_connection(self, args: dict[str, Any]) -> None:
+        if self.proxy is None:
+            raise StepError("the runner's client is not behind a proxy")
+        self.proxy.cut()
+
     async def step_sleep(self, args: dict[str, Any]) -> None:
         await asyncio.sleep(args["ms"] / 1000)
 
     async def step_external_media(self, args: dict[str, Any]) -> None:
         api = self.client.external_media
-        r: dict[str, Any] = {k: self._subst(v) if isinstance(v, str) else v
-                             for k, v in args.get("request", {}).items()}
+        r: dict[str, Any] = {
+            k: self._subst(v) if isinstance(v, str) else v
+            for k, v in args.get("request", {}).items()
+        }
         target = {k: r[k] for k in ("call_id", "conference_id") if k in r}
         try:
             op = args["op"]
@@ -503,8 +562,7 @@ class Runner:
             elif op == "list":
                 result = await api.list(**target)
             elif op == "stop":
-                result = ([await api.stop(r["id"])] if "id" in r
-                          else await api.stop_all(**target))
+                result = [await api.stop(r["id"])] if "id" in r else await api.stop_all(**target)
             else:
                 raise StepError(f"unknown external media op {op!r}")
         except RPCError as exc:
@@ -523,15 +581,20 @@ class Runner:
             assert self.vars[want["includes"]] in [m.id for m in result], "not listed"
             result = [m for m in result if m.id == self.vars[want["includes"]]]
         for m in result:
-            got = {"status": m.status.value, "call_id": m.call_id,
-                   "external_host": m.external_host, "encapsulation": m.encapsulation.value,
-                   "format": {v: k for k, v in FORMATS.items()}[m.format]}
+            got = {
+                "status": m.status.value,
+                "call_id": m.call_id,
+                "external_host": m.external_host,
+                "encapsulation": m.encapsulation.value,
+                "format": {v: k for k, v in FORMATS.items()}[m.format],
+            }
             for key in ("status", "call_id", "external_host", "encapsulation", "format"):
                 if key in want:
                     expected = self._subst(want[key]) if isinstance(want[key], str) else want[key]
                     assert got[key] == expected, f"{key} {got[key]!r}, want {expected!r}"
             if "same_id_as" in want:
                 assert m.id == self.vars[want["same_id_as"]], "a different external media"
+
 
 def check_error(args: dict[str, Any], error: BaseException | None) -> None:
     """Compare an RPCError with an expect_error step."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mediastream_client import MediaStreamClient
-from tests.conformance.runner import Runner, load_suite, skip_reason
+from tests.conformance.runner import CuttableProxy, Runner, cuts_connection, load_suite, skip_reason
 
 SUITE = load_suite()
 
@@ -36,5 +36,15 @@ def _param(scenario: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("scenario", [_param(sc) for sc in SUITE["scenarios"]])
 async def test_scenario(scenario: dict[str, Any], ready: dict[str, Any]) -> None:
-    async with MediaStreamClient(ready["grpc"]) as client:
-        await Runner(client, ready["demo"], scenario.get("timeout_ms", 20000) / 1000).run(scenario)
+    timeout_s = scenario.get("timeout_ms", 20000) / 1000
+    if not cuts_connection(scenario):
+        async with MediaStreamClient(ready["grpc"]) as client:
+            await Runner(client, ready["demo"], timeout_s).run(scenario)
+        return
+    # Its own client, through a proxy that cut_connection cuts.
+    proxy = CuttableProxy(ready["grpc"])
+    try:
+        async with MediaStreamClient(await proxy.start()) as client:
+            await Runner(client, ready["demo"], timeout_s, proxy).run(scenario)
+    finally:
+        await proxy.close()

@@ -23,48 +23,9 @@ from mediastream_client import (
     to_numpy,
 )
 from tests.audio_checks import dominant_hz
+from tests.conformance.runner import CuttableProxy
 from tests.conftest import start_gateway, stop_gateway
 from tests.harness import Harness
-
-
-class CuttableProxy:
-    """A TCP relay whose connections can be cut, as a network drop would."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        host, port = self.server.sockets[0].getsockname()[:2]
-        return f"{host}:{port}"
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = self.upstream.rsplit(":", 1)
-        up_reader, up_writer = await asyncio.open_connection(host, int(port))
-        self.writers += [writer, up_writer]
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
-
-    def cut(self) -> None:
-        for w in self.writers:
-            w.transport.abort()
-        self.writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 @pytest.mark.settings(resume_grace_s=0.5)

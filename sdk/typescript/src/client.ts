@@ -27,11 +27,12 @@
  * nothing iterates the stream; without `closeSend` it cancels the stream at
  * once, as `cancel()` always does. `waitStopped()` waits for the end alone.
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { clone, create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   MediaStreamService,
+  ResumeRequestSchema,
   StreamConfigSchema,
   StreamMediaRequestSchema,
   type ListenMediaResponse,
@@ -50,7 +51,7 @@ import {
   Encapsulation,
   FlowState,
   type Resume,
-  type StoppedEvent,
+  type Stopped,
   type StreamConfig,
   type StreamEvent,
   type StreamInfo,
@@ -117,7 +118,13 @@ export function refusedBeforeStart(err: unknown): boolean {
 
 /** Options of one stream. */
 export interface StreamOptions {
-  /** Aborting it cancels the stream. */
+  /**
+   * Aborting it cancels the stream, as `fetch` does a request: opening the
+   * stream, iterating it, `waitStopped()` and the sending methods then reject
+   * with a `DOMException` named `AbortError` (the signal's reason itself when
+   * that is an `AbortError`, else with the reason as `cause`), where `cancel()`
+   * gives an {@link RPCError} `CANCELLED`.
+   */
   signal?: AbortSignal;
   /** Deadline for the whole stream, in milliseconds. */
   timeoutMs?: number;
@@ -231,13 +238,20 @@ export class MediaStreamClient {
    */
   async listen(config: StreamConfig, options: StreamOptions = {}): Promise<ListenStream> {
     const pb = toProto(config);
-    return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options, config);
-      const responses = rpc.listenMedia({ config: pb }, call.options);
-      const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort);
-      await stream.start();
-      return stream;
-    });
+    const openAt = (resume: Resume | undefined, signal?: AbortSignal): Promise<ListenStream> =>
+      this.open(resume, async (rpc) => {
+        const call = callOptions(signal ? { ...options, signal } : options, config);
+        const responses = rpc.listenMedia({ config: withResume(pb, resume) }, call.options);
+        const stream = new ListenStream(responses[Symbol.asyncIterator](), call.abort, options.signal);
+        await stream.start();
+        return stream;
+      });
+    const stream = await abortable(options.signal, () => openAt(config.resume));
+    if (config.autoResume) {
+      // A resumed call is cancelled with the stream the caller holds.
+      stream.reopen = (resume) => openAt(resume, stream.cancelSignal);
+    }
+    return stream;
   }
 
   /**
@@ -247,20 +261,28 @@ export class MediaStreamClient {
    */
   async stream(config: StreamConfig, options: StreamOptions = {}): Promise<DuplexStream> {
     const pb = toProto(config);
-    return this.open(config.resume, async (rpc) => {
-      const call = callOptions(options, config);
-      const requests = new RequestQueue<StreamMediaRequest>();
-      requests.push(request({ case: "config", value: pb })).catch(() => {}); // a failure is reported by start()
-      const responses = rpc.streamMedia(requests, call.options);
-      const stream = new DuplexStream(
-        responses[Symbol.asyncIterator](),
-        requests,
-        call.abort,
-        options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
-      );
-      await stream.start();
-      return stream;
-    });
+    const openAt = (resume: Resume | undefined, signal?: AbortSignal): Promise<DuplexStream> =>
+      this.open(resume, async (rpc) => {
+        const call = callOptions(signal ? { ...options, signal } : options, config);
+        const requests = new RequestQueue<StreamMediaRequest>();
+        // A failure is reported by start().
+        requests.push(request({ case: "config", value: withResume(pb, resume) })).catch(() => {});
+        const responses = rpc.streamMedia(requests, call.options);
+        const stream = new DuplexStream(
+          responses[Symbol.asyncIterator](),
+          requests,
+          call.abort,
+          options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
+          options.signal,
+        );
+        await stream.start();
+        return stream;
+      });
+    const stream = await abortable(options.signal, () => openAt(config.resume));
+    if (config.autoResume) {
+      stream.reopen = (resume) => openAt(resume, stream.cancelSignal);
+    }
+    return stream;
   }
 
   /**
@@ -397,7 +419,7 @@ function toProto(config: StreamConfig): PbStreamConfig {
     chunkMs: config.chunkMs,
     encapsulation: toWire(wire.Encapsulation, config.encapsulation),
     transport: toWire(wire.MediaTransport, config.transport),
-    resumable: config.resumable,
+    resumable: config.resumable || config.autoResume,
     resume: config.resume
       ? {
           token: config.resume.token,
@@ -406,6 +428,59 @@ function toProto(config: StreamConfig): PbStreamConfig {
         }
       : undefined,
   });
+}
+
+/**
+ * The error an aborted `signal` gives, as `fetch` rejects: its reason when that
+ * is an `AbortError`, else a `DOMException` named `AbortError` with the reason
+ * as `cause`.
+ */
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === "AbortError") {
+    return reason;
+  }
+  return new DOMException("mediastream: the stream was aborted", { name: "AbortError", cause: reason });
+}
+
+/** Runs `open`; with `signal` aborted, before or meanwhile, rejects with its AbortError instead. */
+async function abortable<T>(signal: AbortSignal | undefined, open: () => Promise<T>): Promise<T> {
+  if (signal?.aborted) {
+    throw abortError(signal);
+  }
+  try {
+    return await open();
+  } catch (err) {
+    if (signal?.aborted) {
+      throw abortError(signal);
+    }
+    throw err;
+  }
+}
+
+/** `config` resuming the stream `resume` names (`config` itself without one). */
+function withResume(config: PbStreamConfig, resume: Resume | undefined): PbStreamConfig {
+  if (!resume) {
+    return config;
+  }
+  const out = clone(StreamConfigSchema, config);
+  out.resume = create(ResumeRequestSchema, {
+    token: resume.token,
+    lastSequenceNumber: resume.lastSequenceNumber === undefined ? undefined : BigInt(resume.lastSequenceNumber),
+  });
+  return out;
+}
+
+/**
+ * Whether an error ends a call, not the stream: a dropped connection, which an
+ * auto-resume mends. The codes and final reasons of the Go and Python SDKs.
+ */
+function droppedConnection(err: RPCError): boolean {
+  return (
+    (err.code === Code.Unavailable || err.code === Code.Internal || err.code === Code.Unknown) &&
+    err.reason !== "ASTERISK_FAILURE" &&
+    err.reason !== DRAINING
+  );
 }
 
 function info(s: StreamStarted): StreamInfo {
@@ -457,7 +532,7 @@ function streamEvent(p: Payload): StreamEvent | undefined {
  */
 export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable {
   private infoValue: StreamInfo | undefined;
-  private stoppedValue: StoppedEvent | undefined;
+  private stoppedValue: Stopped | undefined;
   private lastSequenceNumber: number | undefined;
   /** Iterations in progress; waitStopped reads only when there is none. */
   private readers = 0;
@@ -468,15 +543,25 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
   private pausedFlag = false;
   /** Woken by RESUME, the end of the stream, or its cancellation. */
   private resumeWaiters: (() => void)[] = [];
-  /** Why the stream failed, once an iteration saw it. */
-  protected failure: RPCError | undefined;
+  /** Why the stream failed, once an iteration saw it (an AbortError if `signal` aborted it). */
+  protected failure: Error | undefined;
+  private resumeCount = 0;
+  /** @internal Set with `autoResume`: opens the stream again on a new call. */
+  reopen: ((resume: Resume) => Promise<ListenStream>) | undefined;
 
   /** @internal */
   constructor(
-    private readonly responses: AsyncIterator<{ payload: Payload }>,
+    private responses: AsyncIterator<{ payload: Payload }>,
     private readonly abort: AbortController,
+    /** The caller's `signal` (StreamOptions). */
+    private readonly signal?: AbortSignal,
   ) {
     abort.signal.addEventListener("abort", () => this.setPaused(false), { once: true });
+  }
+
+  /** The AbortError to throw once the caller's `signal` aborted the stream, else undefined. */
+  protected get aborted(): Error | undefined {
+    return this.signal?.aborted && !this.stoppedValue ? abortError(this.signal) : undefined;
   }
 
   /** Whether the server has asked to pause sending audio (two-way streams). */
@@ -525,7 +610,7 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     try {
       first = await this.responses.next();
     } catch (err) {
-      const e = this.rpcError(err);
+      const e = this.aborted ?? this.rpcError(err);
       this.abort.abort();
       throw e;
     }
@@ -545,8 +630,25 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     return this.infoValue;
   }
 
+  /** How many times the stream was resumed by itself after its connection dropped (`autoResume`). */
+  get resumes(): number {
+    return this.resumeCount;
+  }
+
+  /** @internal Aborted when the stream is cancelled. */
+  get cancelSignal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  /** @internal Goes on on `next`'s call (an auto-resume). */
+  protected adopt(next: ListenStream): void {
+    this.responses = next.responses;
+    this.infoValue = next.infoValue;
+    this.resumeCount++;
+  }
+
   /** The `stopped` event, once iteration has returned it. */
-  get stopped(): StoppedEvent | undefined {
+  get stopped(): Stopped | undefined {
     return this.stoppedValue;
   }
 
@@ -606,7 +708,16 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
       try {
         next = await this.responses.next();
       } catch (err) {
-        this.failure = this.rpcError(err);
+        let failure: Error = this.aborted ?? this.rpcError(err);
+        if (failure instanceof RPCError && this.reopen && droppedConnection(failure) && !this.abort.signal.aborted) {
+          try {
+            this.adopt(await this.reopen(this.resumeFrom()));
+            continue;
+          } catch (again) {
+            failure = this.aborted ?? (again instanceof RPCError ? again : this.rpcError(again));
+          }
+        }
+        this.failure = failure;
         this.ended = true;
         this.setPaused(false);
         throw this.failure;
@@ -647,7 +758,7 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
    * iteration to see the end (which must go on). After `timeoutMs` the stream
    * is cancelled and this rejects with an {@link RPCError} (DEADLINE_EXCEEDED).
    */
-  async waitStopped(timeoutMs?: number): Promise<StoppedEvent | undefined> {
+  async waitStopped(timeoutMs?: number): Promise<Stopped | undefined> {
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     if (timeoutMs !== undefined) {
@@ -680,6 +791,10 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
     }
     if (timedOut && !this.stoppedValue) {
       throw new RPCError(Code.DeadlineExceeded, `no stopped within ${timeoutMs} ms; stream cancelled`);
+    }
+    const aborted = this.aborted;
+    if (aborted) {
+      throw aborted;
     }
     return this.stoppedValue;
   }
@@ -723,11 +838,21 @@ export class DuplexStream extends ListenStream {
   /** @internal */
   constructor(
     responses: AsyncIterator<StreamMediaResponse>,
-    private readonly requests: RequestQueue<StreamMediaRequest>,
+    private requests: RequestQueue<StreamMediaRequest>,
     abort: AbortController,
     private readonly closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
+    signal?: AbortSignal,
   ) {
-    super(responses, abort);
+    super(responses, abort, signal);
+  }
+
+  /** @internal Sends on `next`'s call from now on (an auto-resume). */
+  protected override adopt(next: ListenStream): void {
+    super.adopt(next);
+    this.requests = (next as DuplexStream).requests;
+    if (this.inputClosed) {
+      this.requests.close(); // the input had ended before the drop
+    }
   }
 
   /**
@@ -766,6 +891,10 @@ export class DuplexStream extends ListenStream {
   private checkOpen(): void {
     if (!this.over) {
       return;
+    }
+    const aborted = this.aborted;
+    if (aborted) {
+      throw aborted;
     }
     if (this.failure) {
       throw this.failure;

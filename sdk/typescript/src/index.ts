@@ -26,6 +26,12 @@ export {
   chunkBytes,
 } from "./types.js";
 export type {
+  AudioChunk,
+  Cleared,
+  DtmfReceived,
+  FlowControl,
+  MarkPlayed,
+  Stopped,
   AudioEvent,
   ClearedEvent,
   DtmfEvent,

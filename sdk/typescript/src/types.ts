@@ -59,6 +59,21 @@ export interface StreamConfig {
   resumable?: boolean;
   /** Take over a stream whose connection dropped (see {@link ListenStream.resumeFrom}). */
   resume?: Resume;
+  /**
+   * Open the stream resumable and, when its connection drops (UNAVAILABLE,
+   * INTERNAL or UNKNOWN without a final reason such as `ASTERISK_FAILURE` or
+   * `DRAINING`), resume it by itself: with its resume token and the last
+   * sequence number received, at the instance the server advertised (then
+   * through the client's target, and at an instance a `RESUME_WRONG_INSTANCE`
+   * names if `allowedInstances` holds it), with the client's `openRetries`.
+   * Iteration goes on as if nothing happened: the audio's sequence numbers
+   * stay contiguous ({@link ListenStream.resumes} counts the resumes). Bounded
+   * by the server's resume grace: past it the resume is refused and iteration
+   * throws that error. Sends made while the connection is down reject; those
+   * after the resume go to the resumed stream. The Go (`AutoResume`) and
+   * Python (`auto_resume`) SDKs do the same.
+   */
+  autoResume?: boolean;
 }
 
 /** Continues a stream after its connection dropped (see `resumeFrom()` of a stream). */
@@ -108,7 +123,7 @@ export function chunkBytes(info: StreamInfo): number {
 }
 
 /** One chunk of audio from the call or conference. */
-export interface AudioEvent {
+export interface AudioChunk {
   kind: "audio";
   /** `chunkMs` of samples in the stream's format and encapsulation. */
   data: Uint8Array;
@@ -119,7 +134,7 @@ export interface AudioEvent {
 }
 
 /** A DTMF digit the call sent. */
-export interface DtmfEvent {
+export interface DtmfReceived {
   kind: "dtmf";
   /** 0-9, *, #, A-D. */
   digit: string;
@@ -128,7 +143,7 @@ export interface DtmfEvent {
 }
 
 /** The audio sent before a mark has been played. */
-export interface MarkEvent {
+export interface MarkPlayed {
   kind: "mark";
   name: string;
   /** Milliseconds of client audio played at the mark. */
@@ -136,7 +151,7 @@ export interface MarkEvent {
 }
 
 /** The effect of a clear: queued audio was dropped. */
-export interface ClearedEvent {
+export interface Cleared {
   kind: "cleared";
   /** Play position where playback was cut. */
   positionMs: number;
@@ -145,7 +160,7 @@ export interface ClearedEvent {
 }
 
 /** The server asks the client to hold off (`PAUSE`) or resume sending audio. */
-export interface FlowEvent {
+export interface FlowControl {
   kind: "flow";
   state: FlowState;
   /** Milliseconds of audio buffered when the state changed. */
@@ -153,11 +168,27 @@ export interface FlowEvent {
 }
 
 /** The stream ended; always the last event. */
-export interface StoppedEvent {
+export interface Stopped {
   kind: "stopped";
   reason: StopReason;
   detail: string;
 }
 
+// The events are named as in the protocol and the Go and Python SDKs
+// (AudioChunk, DtmfReceived, MarkPlayed, Cleared, FlowControl, Stopped); the
+// names they had before are kept as deprecated aliases.
+/** @deprecated Use {@link AudioChunk}. */
+export type AudioEvent = AudioChunk;
+/** @deprecated Use {@link DtmfReceived}. */
+export type DtmfEvent = DtmfReceived;
+/** @deprecated Use {@link MarkPlayed}. */
+export type MarkEvent = MarkPlayed;
+/** @deprecated Use {@link Cleared}. */
+export type ClearedEvent = Cleared;
+/** @deprecated Use {@link FlowControl}. */
+export type FlowEvent = FlowControl;
+/** @deprecated Use {@link Stopped}. */
+export type StoppedEvent = Stopped;
+
 /** Anything the server sends on a stream after it started. */
-export type StreamEvent = AudioEvent | DtmfEvent | MarkEvent | ClearedEvent | FlowEvent | StoppedEvent;
+export type StreamEvent = AudioChunk | DtmfReceived | MarkPlayed | Cleared | FlowControl | Stopped;

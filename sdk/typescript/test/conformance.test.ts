@@ -20,14 +20,15 @@ import {
   RPCError,
   StopReason,
   chunkBytes,
-  type AudioEvent,
+  type AudioChunk,
   type ExternalMedia,
-  type StoppedEvent,
+  type Stopped,
   type StreamConfig,
   type StreamEvent,
   type StreamInfo,
 } from "../src/index.js";
 import { dominantHz, fromPcm16, fromUlaw, pcm16, sine, toneLevel, ulaw } from "./audio.js";
+import { CutProxy } from "./cutproxy.js";
 import { repoRoot, startGateway, type Gateway } from "./gateway.js";
 
 const RUNNER = "typescript";
@@ -103,13 +104,13 @@ class ConfStream {
   listen?: ListenStream;
   duplex?: DuplexStream;
   info?: StreamInfo;
-  audio: AudioEvent[] = [];
+  audio: AudioChunk[] = [];
   events: StreamEvent[] = [];
-  stopped?: StoppedEvent;
+  stopped?: Stopped;
   done = false;
   error?: unknown;
   mark = 0;
-  capture: AudioEvent[] = [];
+  capture: AudioChunk[] = [];
   sends = 0;
   sentWhilePaused = 0;
 
@@ -140,6 +141,8 @@ class Runner {
     private readonly client: MediaStreamClient,
     demo: Record<string, string>,
     private readonly deadline: number,
+    /** Under `client`, when the scenario cuts its connection. */
+    private readonly proxy?: CutProxy,
   ) {
     this.vars = { ...demo };
   }
@@ -254,6 +257,12 @@ class Runner {
         await this.withDeadline("close()", (s.duplex ?? s.listen)?.close() ?? Promise.resolve());
         return;
       }
+      case "cut_connection":
+        if (!this.proxy) {
+          throw new Error("the runner's client is not behind a proxy");
+        }
+        this.proxy.cut();
+        return;
       case "sleep":
         return new Promise((r) => setTimeout(r, a.ms));
       case "external_media":
@@ -272,6 +281,7 @@ class Runner {
       encapsulation: enumValue(c.encapsulation, ENCAPSULATIONS),
       transport: enumValue(c.transport, TRANSPORTS),
       resumable: c.resumable,
+      autoResume: c.auto_resume,
     };
     if (c.resume?.from) {
       const from = this.stream(c.resume.from);
@@ -652,7 +662,16 @@ describe("conformance", () => {
   for (const sc of suite.scenarios) {
     const skip = sc.skip?.[RUNNER] ?? sc.skip?.all;
     it(sc.name, { skip }, async () => {
-      const runner = new Runner(client, gw.demo, Date.now() + (sc.timeout_ms ?? 20000));
+      const deadline = Date.now() + (sc.timeout_ms ?? 20000);
+      let runner = new Runner(client, gw.demo, deadline);
+      let proxy: CutProxy | undefined;
+      let own: MediaStreamClient | undefined;
+      if (sc.steps.some((step) => "cut_connection" in step)) {
+        // Its own client, through a proxy that cut_connection cuts.
+        proxy = new CutProxy(gw.grpc);
+        own = new MediaStreamClient(await proxy.start());
+        runner = new Runner(own, gw.demo, deadline, proxy);
+      }
       try {
         for (const [i, step] of sc.steps.entries()) {
           const kinds = Object.keys(step);
@@ -666,6 +685,8 @@ describe("conformance", () => {
         }
       } finally {
         runner.closeAll();
+        own?.close();
+        await proxy?.close();
       }
     });
   }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { AudioFormat, MediaStreamClient, type AudioEvent, type ListenStream } from "../src/index.js";
+import { AudioFormat, MediaStreamClient, type AudioChunk, type ListenStream } from "../src/index.js";
 import { startOwnGateway, type Gateway } from "./gateway.js";
 
 async function freeAddress(): Promise<string> {
@@ -31,7 +31,7 @@ async function advertising(): Promise<Gateway> {
   }
 }
 
-async function firstAudio(stream: ListenStream): Promise<AudioEvent> {
+async function firstAudio(stream: ListenStream): Promise<AudioChunk> {
   for await (const ev of stream) {
     if (ev.kind === "audio") {
       return ev;

@@ -122,12 +122,27 @@ class Cleared:
     dropped_marks: tuple[str, ...]
 
 
+class FlowState(enum.Enum):
+    """Flow control: hold off sending audio (`PAUSE`) or go on (`RESUME`)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
 @dataclass(frozen=True)
 class FlowControl:
     """The server asks to hold off (`paused`) or resume sending audio."""
 
     paused: bool
     buffered_ms: int
+
+    @property
+    def state(self) -> FlowState:
+        """The flow state, `FlowState.PAUSE` or `FlowState.RESUME`.
+
+        The same name as in the Go (`State`) and TypeScript (`state`) SDKs.
+        """
+        return FlowState.PAUSE if self.paused else FlowState.RESUME
 
 
 StreamEvent = AudioChunk | DtmfReceived | MarkPlayed | Cleared | FlowControl | Stopped
