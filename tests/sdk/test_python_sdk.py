@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from mediastream.core.g711 import ulaw_decode
-from mediastream.emulator import TONE_CALL_ID
+from mediastream.emulator import ECHO_CALL_ID, TONE_CALL_ID
 from mediastream.errors import Unavailable
 from mediastream_client import (
     AudioFormat,
     ConfigError,
+    MarkPlayed,
     MediaStreamClient,
     RPCError,
+    Stopped,
+    StopReason,
     SyncClient,
     from_numpy,
     to_numpy,
@@ -48,6 +51,46 @@ async def test_listen_resumes_by_itself_after_a_drop(harness: Harness) -> None:
     finally:
         await proxy.close()
     assert seqs == list(range(80))
+
+
+async def test_a_two_way_stream_resumes_by_itself_and_keeps_playing(harness: Harness) -> None:
+    # A dropped connection is not the end of the client's input: the resumed stream
+    # plays what is sent after the cut, and ends only when the client says so (it ended
+    # CLIENT_DONE right after resuming: the cut read as the end of the requests).
+    proxy = CuttableProxy(harness.grpc)
+    address = await proxy.start()
+    frame = bytes(160)  # 20 ms of mu-law silence
+    marks: list[str] = []
+    stopped: Stopped | None = None
+    try:
+        async with (
+            MediaStreamClient(address) as client,
+            client.stream(call_id=ECHO_CALL_ID, auto_resume=True) as stream,
+        ):
+            for _ in range(10):
+                await stream.send(frame)
+            await stream.mark("before-cut")
+            sent_after = False
+            async with asyncio.timeout(10):
+                async for event in stream:
+                    if isinstance(event, MarkPlayed):
+                        marks.append(event.name)
+                        if event.name == "before-cut":
+                            proxy.cut()
+                    elif isinstance(event, Stopped):
+                        stopped = event
+                    # The events reader resumes the stream; send once it has.
+                    if stream.resumes == 1 and not sent_after:
+                        sent_after = True
+                        for _ in range(10):
+                            await stream.send(frame)
+                        await stream.mark("after-cut")
+                        await stream.done_sending()
+            assert stream.resumes == 1
+    finally:
+        await proxy.close()
+    assert marks == ["before-cut", "after-cut"]
+    assert stopped is not None and stopped.reason is StopReason.CLIENT_DONE
 
 
 def test_blocking_client_listens(harness_thread: str) -> None:

@@ -216,6 +216,14 @@ def _response_fields(item: Chunk | StreamEvent) -> dict[str, object]:
     return {"flow": pb.FlowControl(state=state, buffered_ms=item.buffered_ms)}
 
 
+END_OF_INPUT_GRACE_S = 0.2
+"""Seconds between the end of a StreamMedia's requests and taking it as the end of input.
+
+What a broken connection needs for gRPC to cancel the call (a few ms on loopback), with room
+for a busy machine; a client's half-close ends its stream this much later.
+"""
+
+
 class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
     """The gRPC MediaStreamService."""
 
@@ -293,7 +301,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             yield pb.StreamMediaResponse(
                 started=_started(stream, resumed, self._streams.instance_address)
             )
-            reader = asyncio.create_task(self._read_input(request_iterator, stream))
+            reader = asyncio.create_task(self._read_input(request_iterator, stream, context))
             async for item in stream.output():
                 yield pb.StreamMediaResponse(**_response_fields(item))  # type: ignore[arg-type]
             _check_owner(stream, attachment)
@@ -322,7 +330,10 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 await asyncio.shield(self._release(stream, attachment))
 
     async def _read_input(
-        self, requests: AsyncIterator[pb.StreamMediaRequest], stream: Stream
+        self,
+        requests: AsyncIterator[pb.StreamMediaRequest],
+        stream: Stream,
+        context: grpc.aio.ServicerContext[pb.StreamMediaRequest, pb.StreamMediaResponse],
     ) -> None:
         # Straight __anext__ calls: anext()'s wrapper is a cost every message of a
         # burst pays ahead of the clear behind it (issue 16).
@@ -337,6 +348,15 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 try:
                     request = await next_request()
                 except StopAsyncIteration:
+                    # The requests end both when the client half-closes (its input is
+                    # done) and when its connection breaks; gRPC tells the second apart
+                    # only by cancelling the call, which it does a moment after. A broken
+                    # connection is not the end of the input: the stream waits for a
+                    # resume, which reads (and plays) on. Ending the input here made a
+                    # resumed two-way stream refuse every send (INPUT_ENDED).
+                    await asyncio.sleep(END_OF_INPUT_GRACE_S)
+                    if context.cancelled() or context.done():
+                        return
                     break
                 kind = request.WhichOneof("payload")
                 if kind == "audio":
