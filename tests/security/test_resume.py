@@ -76,7 +76,11 @@ async def test_only_the_opener_may_resume(harness: Harness) -> None:
                 while True:  # audio already on its way comes first
                     await holder.read()
             assert RPCError.from_aio(taken.value).reason == "STREAM_TAKEN_OVER"
-            again.cancel()
+            # Ended by its client, not cancelled: a cancelled resumable stream waits out
+            # its resume grace holding one of the call's five slots, and six cases run.
+            await again.done_writing()
+            while (await again.read()).WhichOneof("payload") != "stopped":
+                pass
         err = await refusal(await open_stream(channel, KEY, resume="no-such-stream.AAAA"))
         assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "RESUME_TOKEN_UNKNOWN")
     assert await harness.leftovers(wait=15) == []
