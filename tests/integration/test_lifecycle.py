@@ -40,6 +40,17 @@ async def http_status(address: str, path: str) -> int | None:
         return None
 
 
+async def tcp_accepts(address: str) -> bool:
+    """Whether something accepts a TCP connection at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.open_connection(host, int(port))
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
 async def test_sigterm_drains_streams_then_exits() -> None:
     gw = start_gateway(env={"MEDIASTREAM_DRAIN_TIMEOUT_S": "1.5"})
     try:
@@ -56,6 +67,12 @@ async def test_sigterm_drains_streams_then_exits() -> None:
             # The drain takes no new connection, on the WebSocket port as on gRPC's,
             async with asyncio.timeout(5):
                 while await http_status(gw.websocket, "/readyz") is not None:
+                    await asyncio.sleep(0.05)
+            # gRPC's listener is closed by grpc-core's own thread a moment after the
+            # stop begins; a probe connecting within that moment is accepted and then
+            # cancelled by the shutdown. Wait until the port itself refuses.
+            async with asyncio.timeout(5):
+                while await tcp_accepts(gw.grpc):
                     await asyncio.sleep(0.05)
             with pytest.raises(grpc.aio.AioRpcError) as probed:
                 await health(gw.grpc, "")

@@ -36,11 +36,20 @@ TRANSPORTS = (Transport.RTP, Transport.AUDIOSOCKET, Transport.WEBSOCKET)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything in this directory carries the ``real_asterisk`` marker."""
+    """Everything in this directory carries the ``real_asterisk`` marker.
+
+    Under pytest-xdist (``make test`` runs ``--dist loadgroup``), every test of one release
+    goes to the same worker: each worker starts an Asterisk for each release it is given,
+    so that one release's tests on two workers would start two Asterisks of it.
+    """
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.real_asterisk)
+            callspec = getattr(item, "callspec", None)
+            release = callspec.params.get("release") if callspec is not None else None
+            if release is not None and release != EMULATOR:
+                item.add_marker(pytest.mark.xdist_group(f"asterisk-{release}"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
