@@ -46,7 +46,7 @@ run: .venv/.synced-run
 demo: .venv/.synced-run
 	$(UV) run --frozen --no-sync python scripts/run.py --once
 
-generate: setup generate-sdks
+generate: setup generate-sdks api-docs
 	$(UV) run --frozen python scripts/generate.py
 
 check-generated: setup

@@ -17,6 +17,7 @@ from mediastream.core.rtp import parse_rtp
 from mediastream.emulator import CONFERENCE_ID, TONE_CALL_ID
 from mediastream_client import RPCError
 from tests.audio_checks import dominant_hz, pcm16
+from tests.audiosocket_peer import send_silence
 from tests.harness import Harness
 
 
@@ -102,9 +103,13 @@ async def test_audiosocket_external_media_connects_to_the_host(harness: Harness)
     got: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            got.put_nowait(data)
-        writer.close()
+        feeder = asyncio.create_task(send_silence(writer))
+        try:
+            while data := await reader.read(65536):
+                got.put_nowait(data)
+        finally:
+            feeder.cancel()
+            writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     host, port = server.sockets[0].getsockname()[:2]
@@ -127,6 +132,44 @@ async def test_audiosocket_external_media_connects_to_the_host(harness: Harness)
             audio = [m.payload for m in messages[1:] if m.kind == Kind.AUDIO]
             assert {len(a) for a in audio} == {320}
             await api.StopExternalMedia(em.StopExternalMediaRequest(conference_id=CONFERENCE_ID))
+    finally:
+        server.close()
+
+
+async def test_an_audiosocket_host_that_never_sends_gets_only_the_uuid(
+    harness: Harness,
+) -> None:
+    """Asterisk may write nothing to a host that has sent nothing; the emulator never does."""
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            got.put_nowait(data)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    try:
+        async with grpc.aio.insecure_channel(harness.grpc) as channel:
+            api = stub(harness, channel)
+            await api.StartExternalMedia(
+                em.StartExternalMediaRequest(
+                    call_id=TONE_CALL_ID,
+                    external_host=f"{host}:{port}",
+                    encapsulation=em.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET,
+                )
+            )
+            decoder, messages = AudioSocketDecoder(), []
+            async with asyncio.timeout(3):
+                while not messages:
+                    messages += decoder.feed(await got.get())
+            assert messages[0].kind == Kind.UUID
+            # 1 s of the tone call's audio would be 50 messages; not one comes.
+            await asyncio.sleep(1.0)
+            while not got.empty():
+                messages += decoder.feed(got.get_nowait())
+            assert [m.kind for m in messages] == [Kind.UUID]
+            await api.StopExternalMedia(em.StopExternalMediaRequest(call_id=TONE_CALL_ID))
     finally:
         server.close()
 

@@ -14,6 +14,7 @@ from mediastream.core import g711
 from mediastream.core.audiosocket import AudioSocketDecoder, Kind
 from mediastream.core.rtp import parse_rtp
 from tests.audio_checks import dominant_hz, pcm16
+from tests.audiosocket_peer import send_silence
 from tests.real_asterisk.conftest import Backend, RunningGateway
 from tests.real_asterisk.platform import Platform
 
@@ -69,9 +70,14 @@ async def test_audiosocket_external_media_carries_the_call(
     got: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            got.put_nowait(data)
-        writer.close()
+        # A host must send too (docs/api.md): until it has, Asterisk may write it nothing.
+        feeder = asyncio.create_task(send_silence(writer))
+        try:
+            while data := await reader.read(65536):
+                got.put_nowait(data)
+        finally:
+            feeder.cancel()
+            writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     host, port = server.sockets[0].getsockname()[:2]
