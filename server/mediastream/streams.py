@@ -61,6 +61,8 @@ FRAMES_IN = metrics.FRAMES.labels("from_asterisk", "relayed")
 FRAMES_DROPPED = metrics.FRAMES.labels("from_asterisk", "dropped")
 FRAMES_OUT = metrics.FRAMES.labels("to_asterisk", "relayed")
 FRAMES_REFUSED = metrics.FRAMES.labels("to_asterisk", "refused")
+FRAMES_CLEARED = metrics.FRAMES.labels("to_asterisk", "cleared")
+"""Frames of chunks a side-channel clear overtook, dropped as they were read."""
 _FRAMES_PER_COUNT = 25
 """Frames sent into a call between two updates of their counter (half a second)."""
 
@@ -175,6 +177,12 @@ class Stream:
         """Whether the stream was reported for getting no frame from Asterisk."""
         self.owner = ""
         """The identity that opened the stream (`Principal.identity`); only it may resume."""
+        self._last_read_sequence: int | None = None
+        """The sequence_number of the last audio chunk read (gRPC), for a side-channel clear."""
+        self._discard_through: int | None = None
+        """Set by a side-channel clear (`clear(last_sent=...)`) that overtook audio still in
+        flight on the stream: chunks up to this sequence number are dropped as they are read."""
+        self._discarded_marks: list[str] = []
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -310,10 +318,15 @@ class Stream:
         """Client audio queued and not yet played, in ms (whole frames)."""
         return self._pacer.depth * FRAME_MS
 
-    def play(self, data: bytes) -> None:
+    def play(self, data: bytes, sequence_number: int | None = None) -> None:
         """Queue one client chunk for playing into the call.
 
         Never waits: the caller can read the client's next message at once.
+
+        Args:
+            data: The chunk, in the stream's format and encapsulation.
+            sequence_number: The client's number for the chunk (gRPC), if any: a
+                chunk sent before a side-channel clear that overtook it is dropped.
 
         Raises:
             FailedPrecondition: the stream is listen-only or its input has ended.
@@ -323,7 +336,38 @@ class Stream:
         """
         self._check_input()
         assert self._uplink is not None
+        if sequence_number is not None:
+            self._last_read_sequence = sequence_number
+            if self._discard_through is not None and self._discarded(sequence_number, len(data)):
+                return
         self._push(self._uplink.decode(data))
+
+    def _discarded(self, sequence_number: int, size: int) -> bool:
+        """Whether a chunk read now was sent before a side-channel clear (and is dropped)."""
+        through = self._discard_through
+        assert through is not None
+        if sequence_number > through:
+            # The first chunk sent after the clear: play on from here.
+            self._discard_through = None
+            self._report_discarded_marks()
+            return False
+        # Whole frames (an encapsulation header is shorter than a frame).
+        FRAMES_CLEARED.inc(max(1, size // self.spec.format.frame_bytes))
+        if sequence_number == through:
+            self._report_discarded_marks()
+        return True
+
+    def _report_discarded_marks(self) -> None:
+        """Report marks sent before a side-channel clear that overtook them, as dropped.
+
+        In one more Cleared event, as the clear would have if it had come in order.
+        Marks read after the last chunk before the clear (a mark that ended the
+        burst) are reported at once; the window of dropping stays open until the
+        first chunk sent after the clear, since the mark may have come before the clear.
+        """
+        marks, self._discarded_marks = self._discarded_marks, []
+        if marks:
+            self._emit(PlaybackCleared(self._pacer.position_ms, tuple(marks)))
 
     def _push(self, audio: bytes) -> None:
         if self._pacer.queued_bytes + len(audio) > self._play_limit_bytes:
@@ -348,8 +392,14 @@ class Stream:
         if not queued or pacer.pending_events != events:
             self._kick()
 
-    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+    def send_dtmf(self, digits: str, duration_ms: int, *, overtaking: bool = False) -> None:
         """Play DTMF tones into the call after the audio already queued.
+
+        Args:
+            digits: The digits, 0-9, *, #, A-D.
+            duration_ms: Each digit's duration; 0 means 100.
+            overtaking: Whether the digits came by the side channel (ControlStream):
+                they are never dropped as sent before a side-channel clear.
 
         Raises:
             InvalidArgument: a digit is not 0-9, *, #, A-D, or the duration is
@@ -374,6 +424,8 @@ class Stream:
                 "dtmf.duration_ms", "duration_ms must be 40-2000", reason="INVALID_DTMF"
             )
         self._check_input()
+        if self._discard_through is not None and not overtaking:
+            return  # sent before a side-channel clear that overtook it: dropped with the audio
         fmt = self.spec.asterisk_format
         pcm = dtmf_tones(digits, fmt.sample_rate, duration_ms)
         self._push(pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm))
@@ -400,28 +452,59 @@ class Stream:
                 reason="TOO_MANY_MARKS",
                 metadata={"limit": str(MAX_PENDING_MARKS)},
             )
+        if self._discard_through is not None:
+            # Sent before a side-channel clear that overtook it: dropped, and reported
+            # in the Cleared event that ends the dropping (`_end_discard`).
+            self._discarded_marks.append(name)
+            read = self._last_read_sequence
+            if read is not None and read >= self._discard_through:
+                self._report_discarded_marks()
+            return
         self._marks_pending += 1
         self._pacer.mark(name)
         self._kick()
 
-    def clear(self) -> None:
+    def clear(self, last_sent: int | None = None) -> PlaybackCleared:
         """Drop every queued frame (barge-in) and report where playback was cut.
+
+        Args:
+            last_sent: For a clear that came by the side channel (gRPC ControlStream),
+                the sequence number of the last chunk the client sent on the stream
+                before it. If the stream has not read that chunk yet, the chunks up
+                to it (and the marks and DTMF among them) are dropped as they are
+                read: the clear overtook them. None: an in-stream clear, which comes
+                after everything sent before it.
+
+        Returns:
+            The event the stream reports: the cut position and the dropped marks.
 
         Raises:
             FailedPrecondition: the stream is listen-only.
         """
         if self._uplink is None:
-            raise FailedPrecondition("this stream is listen-only", reason="LISTEN_ONLY")
+            raise FailedPrecondition(
+                "this stream is listen-only: there is no audio to clear; open it with "
+                "StreamMedia to play audio",
+                reason="LISTEN_ONLY",
+            )
         cleared: Cleared = self._pacer.clear(time.monotonic())
         self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
-        self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
+        event = PlaybackCleared(cleared.position_ms, cleared.dropped_marks)
+        self._emit(event)
         self._kick()
+        read = self._last_read_sequence
+        if last_sent is not None and (read is None or read < last_sent):
+            through = self._discard_through
+            self._discard_through = last_sent if through is None else max(through, last_sent)
+        return event
 
     def end_input(self) -> None:
         """The client will send nothing more; stop once what it sent has played."""
         if self._input_done:
             return
         self._input_done = True
+        self._discard_through = None
+        self._report_discarded_marks()
         if self._uplink is None:
             return
         self._pacer.end_input()
@@ -535,6 +618,18 @@ class Stream:
         self._frames_in = self._frames_out = 0
         if self.leg is not None:
             await legs.close(self.leg)
+
+
+def _check_owner(stream: Stream, owner: str, verb: str, reason: str) -> None:
+    """Raise unless `owner` is the identity that opened `stream`.
+
+    Raises:
+        PermissionDenied: with `reason`; nothing changes for the stream's holder.
+    """
+    if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
+        raise PermissionDenied(
+            f"only the credentials that opened a stream may {verb} it", reason=reason
+        )
 
 
 def _target_key(target: Target) -> str:
@@ -710,13 +805,9 @@ class StreamManager:
                 "no stream to resume with that token (it may have expired)",
                 reason="RESUME_TOKEN_UNKNOWN",
             )
-        if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
-            # A token is a secret, but a leaked one must not hand the stream (and
-            # the holder's connection) to someone else: nothing changes for the holder.
-            raise PermissionDenied(
-                "only the credentials that opened a stream may resume it",
-                reason="RESUME_NOT_OWNER",
-            )
+        # A token is a secret, but a leaked one must not hand the stream (and
+        # the holder's connection) to someone else: nothing changes for the holder.
+        _check_owner(stream, owner, "resume", "RESUME_NOT_OWNER")
         if stream.spec != spec:
             raise InvalidArgument(
                 "config",
@@ -736,6 +827,38 @@ class StreamManager:
         self.resumes += 1
         metrics.RESUMES.inc()
         log.info("stream %s resumed", stream_id)
+        return stream
+
+    def controlled(self, stream_id: str, owner: str) -> Stream:
+        """The running stream a side-channel command (gRPC ControlStream) acts on.
+
+        Args:
+            stream_id: The stream's ID (StreamStarted.stream_id).
+            owner: Who asks (`Principal.identity`); must be who opened the stream,
+                as for a resume.
+
+        Raises:
+            InvalidArgument: `stream_id` is empty (MISSING_STREAM_ID).
+            NotFound: no running stream has that ID here (STREAM_UNKNOWN).
+            PermissionDenied: another identity opened the stream (STREAM_NOT_OWNER).
+        """
+        if not stream_id:
+            raise InvalidArgument(
+                "stream_id",
+                "set stream_id to the stream_id of the stream's StreamStarted",
+                reason="MISSING_STREAM_ID",
+            )
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.stopped.done():
+            raise NotFound(
+                f"no running stream {stream_id} on this gateway instance: it ended, or "
+                "another instance holds it (send the command to StreamStarted.instance_address)",
+                reason="STREAM_UNKNOWN",
+                metadata={"stream_id": stream_id},
+            )
+        # Only who opened it: a stream ID shows in logs and metrics, it is no secret.
+        _check_owner(stream, owner, "control", "STREAM_NOT_OWNER")
+        logs.stream_id.set(stream_id)
         return stream
 
     def detach(self, stream: Stream) -> None:

@@ -1592,9 +1592,11 @@ type ControlStreamRequest struct {
 	// on the stream before this request (the client numbers its chunks from 0,
 	// +1 per chunk). Chunks up to and including it that the server has not read
 	// yet are dropped as it reads them, so that the clear drops all the audio
-	// sent before it, not only what had reached the server. Marks read among
-	// them are dropped too, reported in a further Cleared event. Unset: only
-	// the audio already read is dropped.
+	// sent before it, not only what had reached the server. Marks and DTMF
+	// read on the stream from then until the first chunk numbered past it are
+	// dropped too (they were sent before the clear); the dropped marks are
+	// reported in one more Cleared event. Unset: only the audio the server has
+	// read is dropped.
 	LastSentSequenceNumber *uint64 `protobuf:"varint,5,opt,name=last_sent_sequence_number,json=lastSentSequenceNumber,proto3,oneof" json:"last_sent_sequence_number,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
