@@ -19,7 +19,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mediastream import logs, metrics
 from mediastream.asterisk.legs import Leg, LegEnd
@@ -119,6 +119,28 @@ class StreamLimits:
     max_streams_per_client: int = 0
 
 
+@dataclass
+class _Overtaken:
+    """What a side-channel clear overtook on the stream, and what it dropped so far.
+
+    Attributes:
+        cleared: The clear's cut position and the marks it dropped from the queue.
+        last_sent: Sequence number of the last audio chunk sent before the clear (-1: none).
+        controls_sent: Mark and SendDtmf messages sent before the clear.
+        marks: Marks read since, dropped (they were sent before the clear).
+    """
+
+    cleared: PlaybackCleared
+    last_sent: int
+    controls_sent: int
+    marks: list[str] = field(default_factory=list)
+
+    def caught_up(self, last_read: int | None, controls_read: int) -> bool:
+        """Whether the stream has read everything sent before the clear."""
+        audio_read = self.last_sent < 0 or (last_read is not None and last_read >= self.last_sent)
+        return audio_read and controls_read >= self.controls_sent
+
+
 @dataclass(frozen=True)
 class StreamStopped:
     """How a stream ended."""
@@ -179,10 +201,10 @@ class Stream:
         """The identity that opened the stream (`Principal.identity`); only it may resume."""
         self._last_read_sequence: int | None = None
         """The sequence_number of the last audio chunk read (gRPC), for a side-channel clear."""
-        self._discard_through: int | None = None
-        """Set by a side-channel clear (`clear(last_sent=...)`) that overtook audio still in
-        flight on the stream: chunks up to this sequence number are dropped as they are read."""
-        self._discarded_marks: list[str] = []
+        self._controls_read = 0
+        """Marks and DTMF messages read on the stream, for a side-channel clear."""
+        self._overtaken: _Overtaken | None = None
+        """Set while a side-channel clear has overtaken messages still on their way."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -338,36 +360,36 @@ class Stream:
         assert self._uplink is not None
         if sequence_number is not None:
             self._last_read_sequence = sequence_number
-            if self._discard_through is not None and self._discarded(sequence_number, len(data)):
-                return
+            overtaken = self._overtaken
+            if overtaken is not None:
+                if sequence_number > overtaken.last_sent:
+                    # Sent after the clear: everything before it has been read.
+                    self._end_overtaken()
+                else:
+                    # Whole frames (an encapsulation header is shorter than a frame).
+                    FRAMES_CLEARED.inc(max(1, len(data) // self.spec.format.frame_bytes))
+                    self._check_overtaken()
+                    return
         self._push(self._uplink.decode(data))
 
-    def _discarded(self, sequence_number: int, size: int) -> bool:
-        """Whether a chunk read now was sent before a side-channel clear (and is dropped)."""
-        through = self._discard_through
-        assert through is not None
-        if sequence_number > through:
-            # The first chunk sent after the clear: play on from here.
-            self._discard_through = None
-            self._report_discarded_marks()
-            return False
-        # Whole frames (an encapsulation header is shorter than a frame).
-        FRAMES_CLEARED.inc(max(1, size // self.spec.format.frame_bytes))
-        if sequence_number == through:
-            self._report_discarded_marks()
-        return True
+    def _check_overtaken(self) -> None:
+        """End the dropping once everything the side-channel clear overtook was read."""
+        overtaken = self._overtaken
+        assert overtaken is not None
+        read = self._last_read_sequence
+        if overtaken.caught_up(read, self._controls_read):
+            self._end_overtaken()
 
-    def _report_discarded_marks(self) -> None:
-        """Report marks sent before a side-channel clear that overtook them, as dropped.
+    def _end_overtaken(self) -> None:
+        """Report the side-channel clear on the stream, with every mark it dropped.
 
-        In one more Cleared event, as the clear would have if it had come in order.
-        Marks read after the last chunk before the clear (a mark that ended the
-        burst) are reported at once; the window of dropping stays open until the
-        first chunk sent after the clear, since the mark may have come before the clear.
+        One Cleared event, as an in-stream clear gives, in stream order: once the
+        stream has read what was sent before the clear.
         """
-        marks, self._discarded_marks = self._discarded_marks, []
-        if marks:
-            self._emit(PlaybackCleared(self._pacer.position_ms, tuple(marks)))
+        overtaken, self._overtaken = self._overtaken, None
+        if overtaken is not None:
+            event = overtaken.cleared
+            self._emit(PlaybackCleared(event.position_ms, (*event.dropped_marks, *overtaken.marks)))
 
     def _push(self, audio: bytes) -> None:
         if self._pacer.queued_bytes + len(audio) > self._play_limit_bytes:
@@ -424,8 +446,12 @@ class Stream:
                 "dtmf.duration_ms", "duration_ms must be 40-2000", reason="INVALID_DTMF"
             )
         self._check_input()
-        if self._discard_through is not None and not overtaking:
-            return  # sent before a side-channel clear that overtook it: dropped with the audio
+        if not overtaking:
+            self._controls_read += 1
+            if self._overtaken is not None:
+                # Sent before a side-channel clear that overtook it: dropped with the audio.
+                self._check_overtaken()
+                return
         fmt = self.spec.asterisk_format
         pcm = dtmf_tones(digits, fmt.sample_rate, duration_ms)
         self._push(pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm))
@@ -439,6 +465,7 @@ class Stream:
             ResourceExhausted: MAX_PENDING_MARKS marks have not played yet.
         """
         self._check_input()
+        self._controls_read += 1
         if len(name) > MAX_MARK_NAME_CHARS:
             raise InvalidArgument(
                 "mark.name",
@@ -452,31 +479,33 @@ class Stream:
                 reason="TOO_MANY_MARKS",
                 metadata={"limit": str(MAX_PENDING_MARKS)},
             )
-        if self._discard_through is not None:
+        if self._overtaken is not None:
             # Sent before a side-channel clear that overtook it: dropped, and reported
-            # in the Cleared event that ends the dropping (`_end_discard`).
-            self._discarded_marks.append(name)
-            read = self._last_read_sequence
-            if read is not None and read >= self._discard_through:
-                self._report_discarded_marks()
+            # in that clear's Cleared event (`_end_overtaken`).
+            self._overtaken.marks.append(name)
+            self._check_overtaken()
             return
         self._marks_pending += 1
         self._pacer.mark(name)
         self._kick()
 
-    def clear(self, last_sent: int | None = None) -> PlaybackCleared:
+    def clear(self, last_sent: int | None = None, controls_sent: int = 0) -> PlaybackCleared:
         """Drop every queued frame (barge-in) and report where playback was cut.
 
+        A clear that came by the side channel (gRPC ControlStream) may have overtaken
+        messages sent before it on the stream: `last_sent` and `controls_sent` say
+        which. Until the stream has read them, they are dropped as they are read
+        (audio, marks, DTMF), and the stream's Cleared event waits for them so that
+        it names every mark dropped; the cut itself is at once.
+
         Args:
-            last_sent: For a clear that came by the side channel (gRPC ControlStream),
-                the sequence number of the last chunk the client sent on the stream
-                before it. If the stream has not read that chunk yet, the chunks up
-                to it (and the marks and DTMF among them) are dropped as they are
-                read: the clear overtook them. None: an in-stream clear, which comes
-                after everything sent before it.
+            last_sent: The sequence number of the last audio chunk the client sent
+                on the stream before the clear; None: none, or not known.
+            controls_sent: How many Mark and SendDtmf messages the client sent on
+                the stream before the clear.
 
         Returns:
-            The event the stream reports: the cut position and the dropped marks.
+            Where playback was cut and the marks dropped from what had been read.
 
         Raises:
             FailedPrecondition: the stream is listen-only.
@@ -490,12 +519,14 @@ class Stream:
         cleared: Cleared = self._pacer.clear(time.monotonic())
         self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
         event = PlaybackCleared(cleared.position_ms, cleared.dropped_marks)
-        self._emit(event)
         self._kick()
-        read = self._last_read_sequence
-        if last_sent is not None and (read is None or read < last_sent):
-            through = self._discard_through
-            self._discard_through = last_sent if through is None else max(through, last_sent)
+        if self._overtaken is not None:
+            self._end_overtaken()  # an earlier side-channel clear: reported first
+        overtaken = _Overtaken(event, -1 if last_sent is None else last_sent, controls_sent)
+        if overtaken.caught_up(self._last_read_sequence, self._controls_read):
+            self._emit(event)
+        else:
+            self._overtaken = overtaken
         return event
 
     def end_input(self) -> None:
@@ -503,8 +534,7 @@ class Stream:
         if self._input_done:
             return
         self._input_done = True
-        self._discard_through = None
-        self._report_discarded_marks()
+        self._end_overtaken()  # nothing more comes that a clear overtook
         if self._uplink is None:
             return
         self._pacer.end_input()

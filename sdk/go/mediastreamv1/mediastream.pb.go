@@ -1590,16 +1590,19 @@ type ControlStreamRequest struct {
 	Command isControlStreamRequest_Command `protobuf_oneof:"command"`
 	// For a clear: the sequence_number of the last AudioChunk the client sent
 	// on the stream before this request (the client numbers its chunks from 0,
-	// +1 per chunk). Chunks up to and including it that the server has not read
-	// yet are dropped as it reads them, so that the clear drops all the audio
-	// sent before it, not only what had reached the server. Marks and DTMF
-	// read on the stream from then until the first chunk numbered past it are
-	// dropped too (they were sent before the clear); the dropped marks are
-	// reported in one more Cleared event. Unset: only the audio the server has
+	// +1 per chunk). The clear travels beside the stream and may overtake
+	// messages still on their way on it: chunks up to and including this one
+	// that the server has not read yet are dropped as it reads them, so that
+	// the clear drops all the audio sent before it, not only what had reached
+	// the server. Unset: no audio was sent, or only the audio the server has
 	// read is dropped.
 	LastSentSequenceNumber *uint64 `protobuf:"varint,5,opt,name=last_sent_sequence_number,json=lastSentSequenceNumber,proto3,oneof" json:"last_sent_sequence_number,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// For a clear: how many Mark and SendDtmf messages the client sent on the
+	// stream before this request. Those the server has not read yet are dropped
+	// as it reads them (a dropped mark is named in the Cleared event).
+	MarksAndDtmfSent uint64 `protobuf:"varint,6,opt,name=marks_and_dtmf_sent,json=marksAndDtmfSent,proto3" json:"marks_and_dtmf_sent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ControlStreamRequest) Reset() {
@@ -1680,13 +1683,22 @@ func (x *ControlStreamRequest) GetLastSentSequenceNumber() uint64 {
 	return 0
 }
 
+func (x *ControlStreamRequest) GetMarksAndDtmfSent() uint64 {
+	if x != nil {
+		return x.MarksAndDtmfSent
+	}
+	return 0
+}
+
 type isControlStreamRequest_Command interface {
 	isControlStreamRequest_Command()
 }
 
 type ControlStreamRequest_Clear struct {
-	// Drop the audio queued for playing, as Clear on the stream does: the
-	// stream gets the same Cleared event, which the response also carries.
+	// Drop the audio queued for playing, as Clear on the stream does. The cut
+	// is at once; the response says where. The stream gets its Cleared event
+	// as for an in-stream clear, once it has read the messages sent before
+	// the clear (see last_sent_sequence_number), naming every mark dropped.
 	Clear *Clear `protobuf:"bytes,2,opt,name=clear,proto3,oneof"`
 }
 
@@ -1772,8 +1784,9 @@ type isControlStreamResponse_Result interface {
 }
 
 type ControlStreamResponse_Cleared struct {
-	// For a clear: where playback was cut and the marks dropped (the same as
-	// the Cleared event on the stream).
+	// For a clear: where playback was cut, and the marks dropped among the
+	// messages the server had read (the stream's Cleared event, with the same
+	// position, also names those dropped as they were read after the clear).
 	Cleared *Cleared `protobuf:"bytes,1,opt,name=cleared,proto3,oneof"`
 }
 
@@ -2030,13 +2043,14 @@ const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"\x04mark\x18\x05 \x01(\v2\".voipbin.mediastream.v1.MarkPlayedH\x00R\x04mark\x12;\n" +
 	"\acleared\x18\x06 \x01(\v2\x1f.voipbin.mediastream.v1.ClearedH\x00R\acleared\x129\n" +
 	"\x04flow\x18\a \x01(\v2#.voipbin.mediastream.v1.FlowControlH\x00R\x04flowB\t\n" +
-	"\apayload\"\xc9\x02\n" +
+	"\apayload\"\xf8\x02\n" +
 	"\x14ControlStreamRequest\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x125\n" +
 	"\x05clear\x18\x02 \x01(\v2\x1d.voipbin.mediastream.v1.ClearH\x00R\x05clear\x126\n" +
 	"\x04dtmf\x18\x03 \x01(\v2 .voipbin.mediastream.v1.SendDtmfH\x00R\x04dtmf\x12<\n" +
 	"\x06hangup\x18\x04 \x01(\v2\".voipbin.mediastream.v1.HangupCallH\x00R\x06hangup\x12>\n" +
-	"\x19last_sent_sequence_number\x18\x05 \x01(\x04H\x01R\x16lastSentSequenceNumber\x88\x01\x01B\t\n" +
+	"\x19last_sent_sequence_number\x18\x05 \x01(\x04H\x01R\x16lastSentSequenceNumber\x88\x01\x01\x12-\n" +
+	"\x13marks_and_dtmf_sent\x18\x06 \x01(\x04R\x10marksAndDtmfSentB\t\n" +
 	"\acommandB\x1c\n" +
 	"\x1a_last_sent_sequence_number\"^\n" +
 	"\x15ControlStreamResponse\x12;\n" +

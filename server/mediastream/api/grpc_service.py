@@ -413,7 +413,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 if request.HasField("last_sent_sequence_number")
                 else None
             )
-            cleared = stream.clear(last)
+            cleared = stream.clear(last, request.marks_and_dtmf_sent)
             log.info(
                 "stream %s: clear by ControlStream: cut at %d ms, %d marks dropped",
                 stream.id,
