@@ -477,6 +477,8 @@ class DuplexStream(_Stream):
         self._writing = asyncio.Lock()
         self._sequence = 0
         """Audio chunks handed to `send` so far: the next chunk's sequence number."""
+        self._marks_and_dtmf = 0
+        """Marks and DTMF messages handed to `mark` and `send_dtmf` so far."""
 
     def _open_call(self, config: pb.StreamConfig) -> Any:
         return self._stub.StreamMedia(timeout=self._timeout, metadata=self._metadata)
@@ -545,7 +547,8 @@ class DuplexStream(_Stream):
         self._play_end = max(self._play_end, now) + ms / 1000
 
     async def send_dtmf(self, digits: str, duration_ms: int = 0) -> None:
-        """Send DTMF digits into the call."""
+        """Send DTMF digits into the call, after the audio sent so far (on the stream)."""
+        self._marks_and_dtmf += 1
         await self._write(
             pb.StreamMediaRequest(dtmf=pb.SendDtmf(digits=digits, duration_ms=duration_ms))
         )
@@ -554,6 +557,7 @@ class DuplexStream(_Stream):
 
     async def mark(self, name: str) -> None:
         """Ask for a MarkPlayed event once everything sent so far has been played."""
+        self._marks_and_dtmf += 1
         await self._write(pb.StreamMediaRequest(mark=pb.Mark(name=name)))
 
     async def clear(self) -> None:
@@ -570,7 +574,9 @@ class DuplexStream(_Stream):
             RPCError: The stream has ended (FAILED_PRECONDITION), or the server
                 refused the clear.
         """
-        request = pb.ControlStreamRequest(clear=pb.Clear())
+        request = pb.ControlStreamRequest(
+            clear=pb.Clear(), marks_and_dtmf_sent=self._marks_and_dtmf
+        )
         if self._sequence:
             request.last_sent_sequence_number = self._sequence - 1
         await self._control(request)
