@@ -160,3 +160,54 @@ async def test_refusals_name_the_fix(harness: Harness) -> None:
         # The listen stream went on.
         assert (await listen.read()).WhichOneof("payload") == "audio"
         listen.cancel()
+
+
+async def test_the_first_chunk_after_the_clear_ends_the_dropping_whatever_the_counts(
+    harness: Harness,
+) -> None:
+    # Counts that never add up (messages lost with a dropped connection before a resume):
+    # the first chunk numbered past the clear's still ends the dropping, and plays.
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        stream = RawStream(
+            channel, pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
+        )
+        started, _ = await stream.next("started", 5)
+        stream_id = started.started.stream_id
+        for seq in range(BURST):
+            stream.send(audio=pb.AudioChunk(data=bytes(320), sequence_number=seq))
+        stream.send(mark=pb.Mark(name="end-of-speech"))
+        await control(
+            channel,
+            stream_id=stream_id,
+            clear=pb.Clear(),
+            last_sent_sequence_number=BURST - 1,
+            marks_and_dtmf_sent=5,  # 4 more than were sent
+        )
+        stream.send(audio=pb.AudioChunk(data=bytes(320), sequence_number=BURST))
+        stream.send(mark=pb.Mark(name="after"))
+        cleared, _ = await stream.next("cleared", 10)
+        mark, _ = await stream.next("mark", 10)
+        stream.call.cancel()
+    assert list(cleared.cleared.dropped_marks) == ["end-of-speech"]
+    assert mark.mark.name == "after"
+
+
+async def test_the_end_of_input_ends_the_dropping(harness: Harness) -> None:
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        stream = RawStream(
+            channel, pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
+        )
+        started, _ = await stream.next("started", 5)
+        stream.send(audio=pb.AudioChunk(data=bytes(320 * 50), sequence_number=0))
+        # Names a chunk never sent: only the end of the input ends the dropping.
+        await control(
+            channel,
+            stream_id=started.started.stream_id,
+            clear=pb.Clear(),
+            last_sent_sequence_number=10,
+        )
+        stream.queue.put_nowait(None)  # half-close
+        cleared, _ = await stream.next("cleared", 10)
+        stopped, _ = await stream.next("stopped", 10)
+    assert list(cleared.cleared.dropped_marks) == []
+    assert stopped.stopped.reason == pb.STOP_REASON_CLIENT_DONE
