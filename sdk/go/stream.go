@@ -518,7 +518,9 @@ func (d *DuplexStream) Clear() error {
 }
 
 // Hangup hangs up the call the stream is attached to, at once: beside the
-// stream (ControlStream), never behind audio sent before it.
+// stream (ControlStream), never behind audio sent before it. On a conference
+// it returns an *RPCError (FailedPrecondition, NOT_A_CALL) and the stream
+// goes on.
 func (d *DuplexStream) Hangup() error {
 	return d.control(&pb.ControlStreamRequest{Command: &pb.ControlStreamRequest_Hangup{Hangup: &pb.HangupCall{}}})
 }

@@ -1005,7 +1005,11 @@ export class DuplexStream extends ListenStream {
     this.playEnd = 0;
   }
 
-  /** Hangs up the call, at once: beside the stream, never behind audio sent before it. */
+  /**
+   * Hangs up the call, at once: beside the stream, never behind audio sent
+   * before it. On a conference it rejects with an {@link RPCError}
+   * (FAILED_PRECONDITION, NOT_A_CALL) and the stream goes on.
+   */
   async hangup(): Promise<void> {
     await this.command({ command: { case: "hangup", value: {} } });
   }
