@@ -23,7 +23,7 @@ With ``--process`` the gateway runs in a process of its own (``mediastream.cli s
 as deployed: the client's 3000 messages then do not share the gateway's event loop, and only
 the latency from the client is known.
 
-    uv run --frozen python scripts/bargein.py [--seconds 60] [--timeout 60] [--process]
+    uv run --frozen python scripts/bargein.py [--seconds 60] [--timeout 60] [--process] [--runs N]
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import base64
 import json
 import os
 import signal
+import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -270,6 +271,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="audio in the burst")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
     parser.add_argument("--process", action="store_true", help="the gateway in its own process")
+    parser.add_argument("--runs", type=int, default=1, help="measure the bursts this many times")
     parser.add_argument(
         "--frames-per-message", type=int, default=1, help="20 ms frames per burst message"
     )
@@ -291,31 +293,48 @@ async def main() -> None:
         gateway = Gateway(settings)
         ep = await gateway.start()
     try:
-        for name, case in {
-            "grpc in-stream": over_grpc(ep, args.seconds, args.timeout),
-            "grpc ControlStream (stubs)": over_grpc(ep, args.seconds, args.timeout, side=True),
-            "grpc ControlStream (SDK clear)": over_control_stream(ep, args.seconds, args.timeout),
-            "websocket events=json": over_websocket(ep, args.seconds, args.timeout, twilio=False),
-            "twilio": over_websocket(ep, args.seconds, args.timeout, twilio=True),
-        }.items():
-            r = await case
-            print(
-                f"{name}: {args.seconds} s of audio in {FRAMES_PER_MESSAGE * 20} ms messages "
-                f"sent in {r.burst_s:.2f} s; clear acknowledged "
-                f"{r.from_client_ms:.1f} ms after the client sent it"
-                + (
-                    ""
-                    if args.process
-                    else f", {r.from_gateway_ms:.1f} ms after the gateway read it"
-                )
-                + (
-                    ""
-                    if r.event_ms is None
-                    else f"; the stream's cleared came {r.event_ms:.1f} ms after it was sent"
-                    f" (dropped marks: {list(r.event_marks)})"
+        acks: dict[str, list[float]] = {}
+        for _ in range(args.runs):
+            cases: dict[str, Callable[[], Awaitable[Result]]] = {
+                "grpc in-stream": lambda: over_grpc(ep, args.seconds, args.timeout),
+                "grpc ControlStream (stubs)": lambda: over_grpc(
+                    ep, args.seconds, args.timeout, side=True
                 ),
-                flush=True,
-            )
+                "grpc ControlStream (SDK clear)": lambda: over_control_stream(
+                    ep, args.seconds, args.timeout
+                ),
+                "websocket events=json": lambda: over_websocket(
+                    ep, args.seconds, args.timeout, twilio=False
+                ),
+                "twilio": lambda: over_websocket(ep, args.seconds, args.timeout, twilio=True),
+            }
+            for name, case in cases.items():
+                r = await case()
+                acks.setdefault(name, []).append(r.from_client_ms)
+                print(
+                    f"{name}: {args.seconds} s of audio in {FRAMES_PER_MESSAGE * 20} ms messages "
+                    f"sent in {r.burst_s:.2f} s; clear acknowledged "
+                    f"{r.from_client_ms:.1f} ms after the client sent it"
+                    + (
+                        ""
+                        if args.process
+                        else f", {r.from_gateway_ms:.1f} ms after the gateway read it"
+                    )
+                    + (
+                        ""
+                        if r.event_ms is None
+                        else f"; the stream's cleared came {r.event_ms:.1f} ms after it was sent"
+                        f" (dropped marks: {list(r.event_marks)})"
+                    ),
+                    flush=True,
+                )
+        if args.runs > 1:
+            for name, values in acks.items():
+                print(
+                    f"{name}: clear acknowledged after {statistics.median(values):.1f} ms "
+                    f"(median of {len(values)}), {max(values):.1f} ms at most",
+                    flush=True,
+                )
         for name, one in {
             "grpc": one_second_grpc(ep),
             "websocket events=json": one_second_websocket(ep),
