@@ -75,6 +75,8 @@ STARVED_CHECK_S = 0.5
 
 MAX_MARK_NAME_CHARS = 256
 """Longest mark name a client may send (the name comes back in its mark event)."""
+MAX_STREAM_ID_CHARS = 64
+"""Longest stream ID a ControlStream command may name (the gateway's are 36-character UUIDs)."""
 MAX_DTMF_DIGITS = 64
 """Most digits one DTMF message may carry (their tones are made before they queue)."""
 MAX_PENDING_MARKS = 1000
@@ -868,7 +870,8 @@ class StreamManager:
                 as for a resume.
 
         Raises:
-            InvalidArgument: `stream_id` is empty (MISSING_STREAM_ID).
+            InvalidArgument: `stream_id` is empty (MISSING_STREAM_ID) or too long
+                (INVALID_ID).
             NotFound: no running stream has that ID here (STREAM_UNKNOWN).
             PermissionDenied: another identity opened the stream (STREAM_NOT_OWNER).
         """
@@ -878,8 +881,16 @@ class StreamManager:
                 "set stream_id to the stream_id of the stream's StreamStarted",
                 reason="MISSING_STREAM_ID",
             )
+        if len(stream_id) > MAX_STREAM_ID_CHARS:
+            # Never a stream's (a UUID); not echoed back whole in the refusal.
+            raise InvalidArgument(
+                "stream_id",
+                f"stream_id is the stream_id of a StreamStarted (at most {MAX_STREAM_ID_CHARS} "
+                "characters)",
+                reason="INVALID_ID",
+            )
         stream = self.streams.get(stream_id)
-        if stream is None or stream.stopped.done():
+        if stream is None or stream.stopped.done() or stream.error is not None:
             raise NotFound(
                 f"no running stream {stream_id} on this gateway instance: it ended, or "
                 "another instance holds it (send the command to StreamStarted.instance_address)",

@@ -138,6 +138,9 @@ async def test_refusals_name_the_fix(harness: Harness) -> None:
         err = await refused(channel, stream_id="", clear=pb.Clear())
         assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MISSING_STREAM_ID")
         assert "StreamStarted" in err.message
+        err = await refused(channel, stream_id="x" * 65, clear=pb.Clear())
+        assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ID")
+        assert "x" * 65 not in err.message
         err = await refused(channel, stream_id="no-such-stream", clear=pb.Clear())
         assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "STREAM_UNKNOWN")
         assert err.metadata["stream_id"] == "no-such-stream"
