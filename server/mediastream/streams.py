@@ -475,7 +475,9 @@ class Stream:
                 reason="MARK_NAME_TOO_LONG",
                 metadata={"limit": str(MAX_MARK_NAME_CHARS)},
             )
-        if self._marks_pending >= MAX_PENDING_MARKS:
+        # Marks a side-channel clear dropped, held for its Cleared event, count too.
+        held = self._marks_pending + (len(self._overtaken.marks) if self._overtaken else 0)
+        if held >= MAX_PENDING_MARKS:
             raise ResourceExhausted(
                 f"{MAX_PENDING_MARKS} marks have not played yet: wait for their events",
                 reason="TOO_MANY_MARKS",

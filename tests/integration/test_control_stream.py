@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
+from mediastream import streams
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.emulator import ECHO_CALL_ID, TONE_CALL_ID
@@ -214,3 +215,28 @@ async def test_the_end_of_input_ends_the_dropping(harness: Harness) -> None:
         stopped, _ = await stream.next("stopped", 10)
     assert list(cleared.cleared.dropped_marks) == []
     assert stopped.stopped.reason == pb.STOP_REASON_CLIENT_DONE
+
+
+async def test_marks_held_for_a_side_channel_clear_count_against_the_marks_cap(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A clear that claims more marks than ever come holds the ones read for its Cleared:
+    # they count against MAX_PENDING_MARKS, so that list stays bounded.
+    monkeypatch.setattr(streams, "MAX_PENDING_MARKS", 3)
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        stream = RawStream(
+            channel, pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
+        )
+        started, _ = await stream.next("started", 5)
+        await control(
+            channel,
+            stream_id=started.started.stream_id,
+            clear=pb.Clear(),
+            marks_and_dtmf_sent=1000,
+        )
+        for i in range(4):
+            stream.send(mark=pb.Mark(name=f"m{i}"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stream.next("stopped", 10)
+    error = RPCError.from_aio(err.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_MARKS")
