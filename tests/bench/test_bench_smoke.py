@@ -54,7 +54,8 @@ STOP_REASON = {
 }
 """How every stream must end: the client half-closed (gRPC) or sent `done` (shim)."""
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One worker runs the whole module under pytest-xdist: its module fixture is one bench run.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("bench-smoke")]
 
 
 @dataclass(frozen=True)

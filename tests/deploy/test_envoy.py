@@ -37,6 +37,8 @@ HCM = (
 )
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
+# One worker runs the whole module under pytest-xdist: its module fixture builds a validator.
+pytestmark = pytest.mark.xdist_group("envoy")
 GO_ENV = {"GOFLAGS": "-buildvcs=false", "GOWORK": "off"}
 
 

@@ -215,6 +215,9 @@ class AudioSocketPeer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        # One message first, as a host must send (docs/api.md): until then the emulator,
+        # like Asterisk when its read after the bridge join races, writes nothing.
+        writer.write(audiosocket.encode_audio(bytes(320)))
         self.connected.set()
         decoder = audiosocket.AudioSocketDecoder()
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import grpc
@@ -12,11 +13,12 @@ from mediastream._proto import external_media_pb2 as em
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream.core import g711
-from mediastream.core.audiosocket import AudioSocketDecoder, Kind
+from mediastream.core.audiosocket import Kind, Message
 from mediastream.core.rtp import parse_rtp
 from mediastream.emulator import CONFERENCE_ID, TONE_CALL_ID
 from mediastream_client import RPCError
 from tests.audio_checks import dominant_hz, pcm16
+from tests.audiosocket_peer import AudioSocketHost
 from tests.harness import Harness
 
 
@@ -98,37 +100,52 @@ async def test_sln_external_media_sends_bare_samples(harness: Harness) -> None:
         transport.close()
 
 
+async def audiosocket_messages(
+    harness: Harness,
+    host: AudioSocketHost,
+    request: em.StartExternalMediaRequest,
+    count: int,
+    within: float,
+) -> list[Message]:
+    """Start external media to ``host``; what it got: ``count`` messages, or all in ``within`` s."""
+    request.external_host = host.address
+    request.encapsulation = em.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET
+    messages: list[Message] = []
+    async with grpc.aio.insecure_channel(harness.grpc) as channel:
+        api = stub(harness, channel)
+        await api.StartExternalMedia(request)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while len(messages) < count:
+                    messages.append(await host.messages.get())
+        await api.StopExternalMedia(
+            em.StopExternalMediaRequest(call_id=request.call_id)
+            if request.call_id
+            else em.StopExternalMediaRequest(conference_id=request.conference_id)
+        )
+    return messages
+
+
 async def test_audiosocket_external_media_connects_to_the_host(harness: Harness) -> None:
-    got: asyncio.Queue[bytes] = asyncio.Queue()
+    async with AudioSocketHost() as host:
+        request = em.StartExternalMediaRequest(conference_id=CONFERENCE_ID)
+        messages = await audiosocket_messages(harness, host, request, 40, within=3.0)
+    assert len(messages) == 40
+    uuid.UUID(bytes=messages[0].payload)  # Asterisk's UUID comes first
+    assert messages[0].kind == Kind.UUID
+    audio = [m.payload for m in messages[1:] if m.kind == Kind.AUDIO]
+    assert {len(a) for a in audio} == {320}
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            got.put_nowait(data)
-        writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    host, port = server.sockets[0].getsockname()[:2]
-    try:
-        async with grpc.aio.insecure_channel(harness.grpc) as channel:
-            api = stub(harness, channel)
-            await api.StartExternalMedia(
-                em.StartExternalMediaRequest(
-                    conference_id=CONFERENCE_ID,
-                    external_host=f"{host}:{port}",
-                    encapsulation=em.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET,
-                )
-            )
-            decoder, messages = AudioSocketDecoder(), []
-            async with asyncio.timeout(3):
-                while len(messages) < 40:
-                    messages += decoder.feed(await got.get())
-            uuid.UUID(bytes=messages[0].payload)  # Asterisk's UUID comes first
-            assert messages[0].kind == Kind.UUID
-            audio = [m.payload for m in messages[1:] if m.kind == Kind.AUDIO]
-            assert {len(a) for a in audio} == {320}
-            await api.StopExternalMedia(em.StopExternalMediaRequest(conference_id=CONFERENCE_ID))
-    finally:
-        server.close()
+async def test_an_audiosocket_host_that_never_sends_gets_only_the_uuid(
+    harness: Harness,
+) -> None:
+    """Asterisk may write nothing to a host that has sent nothing; the emulator never does."""
+    async with AudioSocketHost(sends=False) as host:
+        request = em.StartExternalMediaRequest(call_id=TONE_CALL_ID)
+        # The tone call's audio would fill 40 messages in 0.8 s; not one comes in 1 s.
+        messages = await audiosocket_messages(harness, host, request, 40, within=1.0)
+    assert [m.kind for m in messages] == [Kind.UUID]
 
 
 async def test_limits_and_allow_list(harness: Harness) -> None:

@@ -11,9 +11,10 @@ from mediastream._proto import external_media_pb2 as em
 from mediastream._proto import external_media_pb2_grpc as em_grpc
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream.core import g711
-from mediastream.core.audiosocket import AudioSocketDecoder, Kind
+from mediastream.core.audiosocket import Kind
 from mediastream.core.rtp import parse_rtp
 from tests.audio_checks import dominant_hz, pcm16
+from tests.audiosocket_peer import AudioSocketHost
 from tests.real_asterisk.conftest import Backend, RunningGateway
 from tests.real_asterisk.platform import Platform
 
@@ -66,35 +67,26 @@ async def test_audiosocket_external_media_carries_the_call(
     backend: Backend, gw: RunningGateway, platform: Platform
 ) -> None:
     call = await platform.stasis_call("tone")
-    got: asyncio.Queue[bytes] = asyncio.Queue()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            got.put_nowait(data)
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    host, port = server.sockets[0].getsockname()[:2]
-    try:
-        async with grpc.aio.insecure_channel(gw.endpoints.grpc) as channel:
-            api = em_grpc.ExternalMediaServiceStub(channel)
-            await api.StartExternalMedia(
-                em.StartExternalMediaRequest(
-                    call_id=call,
-                    external_host=f"{host}:{port}",
-                    encapsulation=em.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET,
-                    format=pb.AUDIO_FORMAT_SLIN,
-                )
+    # A host must send too (docs/api.md): until it has, Asterisk may write it nothing.
+    async with (
+        AudioSocketHost() as host,
+        grpc.aio.insecure_channel(gw.endpoints.grpc) as channel,
+    ):
+        api = em_grpc.ExternalMediaServiceStub(channel)
+        await api.StartExternalMedia(
+            em.StartExternalMediaRequest(
+                call_id=call,
+                external_host=host.address,
+                encapsulation=em.EXTERNAL_MEDIA_ENCAPSULATION_AUDIOSOCKET,
+                format=pb.AUDIO_FORMAT_SLIN,
             )
-            decoder = AudioSocketDecoder()
-            audio = bytearray()
-            async with asyncio.timeout(10):
-                while len(audio) < 1.5 * 16000:
-                    for message in decoder.feed(await got.get()):
-                        if message.kind == Kind.AUDIO:
-                            audio += message.payload
-            await api.StopExternalMedia(em.StopExternalMediaRequest(call_id=call))
-        samples = pcm16(bytes(audio))[int(0.5 * 8000) :]
-        assert abs(dominant_hz(samples, 8000) - 440) < 5
-    finally:
-        server.close()
+        )
+        audio = bytearray()
+        async with asyncio.timeout(10):
+            while len(audio) < 1.5 * 16000:
+                message = await host.messages.get()
+                if message.kind == Kind.AUDIO:
+                    audio += message.payload
+        await api.StopExternalMedia(em.StopExternalMediaRequest(call_id=call))
+    samples = pcm16(bytes(audio))[int(0.5 * 8000) :]
+    assert abs(dominant_hz(samples, 8000) - 440) < 5

@@ -83,7 +83,9 @@ async def test_bad_request_is_400_with_the_reason(
     assert (status, error["reason"]) == (400, reason)
 
 
-@pytest.mark.parametrize("unknown", [str(uuid.uuid4()), "1795515126.1745"])
+@pytest.mark.parametrize(
+    "unknown", [str(uuid.uuid4()), "1795515126.1745"], ids=["uuid", "asterisk-style"]
+)
 async def test_unknown_call_and_conference_are_404(shim: Shim, unknown: str) -> None:
     status, error = await refused(shim, shim.url(unknown, encapsulation="sln"))
     assert (status, error["reason"]) == (404, "CALL_NOT_FOUND")
