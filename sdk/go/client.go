@@ -449,7 +449,7 @@ func (c *Client) Stream(ctx context.Context, cfg Config, opts ...grpc.CallOption
 				return err
 			}
 			d.sendMu.Lock()
-			d.rpc = next.rpc
+			d.rpc, d.media = next.rpc, next.media
 			d.sendMu.Unlock()
 			d.replace(&next.Stream)
 			return nil
@@ -465,7 +465,7 @@ func stream(ctx context.Context, media pb.MediaStreamServiceClient, config *pb.S
 		cancel()
 		return nil, AsRPCError(err)
 	}
-	d := &DuplexStream{rpc: rpc, closeGrace: DefaultCloseGrace}
+	d := &DuplexStream{rpc: rpc, media: media, opts: opts, closeGrace: DefaultCloseGrace}
 	d.cancel = cancel
 	d.recvMsg = func() (Event, *pb.StreamStarted, error) {
 		msg, err := rpc.Recv()

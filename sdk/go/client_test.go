@@ -25,6 +25,22 @@ import (
 type fakeServer struct {
 	pb.UnimplementedMediaStreamServiceServer
 	received chan *pb.AudioChunk
+	// controls carries ControlStream commands to the running StreamMedia, which
+	// answers them as the same commands on the stream; controlled keeps them.
+	controls   chan *pb.StreamMediaRequest
+	controlled chan *pb.ControlStreamRequest
+}
+
+func (f *fakeServer) ControlStream(ctx context.Context, req *pb.ControlStreamRequest) (*pb.ControlStreamResponse, error) {
+	f.controlled <- req
+	switch c := req.GetCommand().(type) {
+	case *pb.ControlStreamRequest_Clear:
+		f.controls <- &pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Clear{Clear: c.Clear}}
+		return &pb.ControlStreamResponse{Result: &pb.ControlStreamResponse_Cleared{Cleared: &pb.Cleared{PositionMs: 60}}}, nil
+	case *pb.ControlStreamRequest_Hangup:
+		f.controls <- &pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Hangup{Hangup: c.Hangup}}
+	}
+	return &pb.ControlStreamResponse{}, nil
 }
 
 func notFound(callID string) error {
@@ -64,13 +80,38 @@ func (f *fakeServer) StreamMedia(srv grpc.BidiStreamingServer[pb.StreamMediaRequ
 		return err
 	}
 	srv.Send(&pb.StreamMediaResponse{Payload: &pb.StreamMediaResponse_Started{Started: started(first.GetConfig())}})
-	for {
-		req, err := srv.Recv()
-		if err == io.EOF {
-			return srv.Send(&pb.StreamMediaResponse{Payload: &pb.StreamMediaResponse_Stopped{Stopped: &pb.StreamStopped{Reason: pb.StopReason_STOP_REASON_CLIENT_DONE}}})
+	type received struct {
+		req *pb.StreamMediaRequest
+		err error
+	}
+	requests := make(chan received)
+	go func() {
+		for {
+			req, err := srv.Recv()
+			select {
+			case requests <- received{req, err}:
+			case <-srv.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		if err != nil {
-			return err
+	}()
+	for {
+		var req *pb.StreamMediaRequest
+		select {
+		case r := <-requests:
+			if r.err == io.EOF {
+				return srv.Send(&pb.StreamMediaResponse{Payload: &pb.StreamMediaResponse_Stopped{Stopped: &pb.StreamStopped{Reason: pb.StopReason_STOP_REASON_CLIENT_DONE}}})
+			}
+			if r.err != nil {
+				return r.err
+			}
+			req = r.req
+		case req = <-f.controls:
+		case <-srv.Context().Done():
+			return srv.Context().Err()
 		}
 		var resp pb.StreamMediaResponse
 		switch p := req.GetPayload().(type) {
@@ -99,7 +140,8 @@ func fakeClient(t *testing.T) (*mediastream.Client, *fakeServer) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	fake := &fakeServer{received: make(chan *pb.AudioChunk, 100)}
+	fake := &fakeServer{received: make(chan *pb.AudioChunk, 100), controls: make(chan *pb.StreamMediaRequest, 10),
+		controlled: make(chan *pb.ControlStreamRequest, 100)}
 	pb.RegisterMediaStreamServiceServer(srv, fake)
 	go srv.Serve(lis)
 	conn, err := grpc.NewClient("passthrough:///fake",
@@ -196,7 +238,7 @@ func TestErrorsCarryStatusDetails(t *testing.T) {
 }
 
 func TestDuplexSendsEveryKindOfRequest(t *testing.T) {
-	client, _ := fakeClient(t)
+	client, fake := fakeClient(t)
 	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: "c", Format: mediastream.FormatSLIN})
 	if err != nil {
 		t.Fatal(err)
@@ -219,12 +261,29 @@ func TestDuplexSendsEveryKindOfRequest(t *testing.T) {
 			t.Errorf("got %#v, %v; want %#v", ev, err, step.want)
 		}
 	}
+	stream.SetWaitWhilePaused(false) // the fake answered the hangup with PAUSE
+	if err := stream.Send(make([]byte, 320)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil { // the echo
+		t.Fatal(err)
+	}
 	if err := stream.Clear(); err != nil {
 		t.Fatal(err)
 	}
 	ev, err := stream.Recv()
 	if c, ok := ev.(mediastream.Cleared); err != nil || !ok || c.Position != 60*time.Millisecond || len(c.DroppedMarks) != 2 {
 		t.Errorf("cleared: %#v, %v", ev, err)
+	}
+	// Hangup and Clear went beside the stream (ControlStream), naming the stream;
+	// the clear names what was sent before it: chunk 0, one DTMF and one mark.
+	if hangup := <-fake.controlled; hangup.GetStreamId() != "s1" || hangup.GetHangup() == nil {
+		t.Errorf("hangup: %v", hangup)
+	}
+	clear := <-fake.controlled
+	if clear.GetStreamId() != "s1" || clear.GetClear() == nil || clear.LastSentSequenceNumber == nil ||
+		clear.GetLastSentSequenceNumber() != 0 || clear.GetMarksAndDtmfSent() != 2 {
+		t.Errorf("clear: %v", clear)
 	}
 }
 

@@ -48,7 +48,9 @@
 // [FlowControl] FlowPause, at 8 s of audio waiting to be played, until
 // FlowResume under 4 s), provided a goroutine receives the events, where the
 // pause is seen; [DuplexStream.SetWaitWhilePaused] turns the wait off. Control
-// (Mark, Clear, SendDTMF, Hangup, CloseSend) never waits.
+// (Mark, Clear, SendDTMF, Hangup, CloseSend) never waits. Clear and Hangup go
+// beside the stream (the ControlStream RPC), so they never wait behind audio
+// sent before them either.
 //
 // Every error the server returns is an [*RPCError] carrying the gRPC code and
 // the google.rpc.Status details (ErrorInfo reason, domain and metadata;

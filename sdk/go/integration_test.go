@@ -225,3 +225,79 @@ func TestGatewayThatVanishesIsUnavailable(t *testing.T) {
 	}
 	t.Logf("the stream failed %v after the kill", time.Since(killed))
 }
+
+// TestGatewayClearAfterABurstOvertakesIt: a bot's burst of 60 s, a mark, then
+// Clear, which goes beside the stream (ControlStream): one Cleared names the
+// mark, and the next audio plays right after the cut (nothing of the burst).
+func TestGatewayClearAfterABurstOvertakesIt(t *testing.T) {
+	client, gw := dialGateway(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: gw.Demo["echo_call"], Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+	stream.SetWaitWhilePaused(false)
+	frame := make([]byte, 320)
+	for i := 0; i < 60*50; i++ {
+		if err := stream.Send(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Mark("end-of-speech"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(frame); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Mark("after"); err != nil {
+		t.Fatal(err)
+	}
+	var cleared *mediastream.Cleared
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e := ev.(type) {
+		case mediastream.Cleared:
+			if cleared != nil {
+				t.Fatalf("a second Cleared: %+v", e)
+			}
+			cleared = &e
+		case mediastream.MarkPlayed:
+			if cleared == nil || len(cleared.DroppedMarks) != 1 || cleared.DroppedMarks[0] != "end-of-speech" {
+				t.Fatalf("Cleared = %+v before the mark, want one naming end-of-speech", cleared)
+			}
+			if e.Name != "after" || e.Position > cleared.Position+80*time.Millisecond {
+				t.Fatalf("MarkPlayed = %+v, want after within 80 ms of the cut at %v", e, cleared.Position)
+			}
+			return
+		}
+	}
+}
+
+// TestGatewayClearOnAnEndedStreamIsEOF: Clear and Hangup on a stream the server
+// ended return io.EOF, as the sending methods do.
+func TestGatewayClearOnAnEndedStreamIsEOF(t *testing.T) {
+	client, gw := dialGateway(t)
+	stream, err := client.Stream(testContext(t), mediastream.Config{CallID: gw.Demo["echo_call"], Format: mediastream.FormatSLIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Wait(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Clear(); err != io.EOF {
+		t.Fatalf("Clear after the end = %v, want io.EOF", err)
+	}
+	if err := stream.Hangup(); err != io.EOF {
+		t.Fatalf("Hangup after the end = %v, want io.EOF", err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	pb "github.com/voipbin/mediastream/sdk/go/mediastreamv1"
@@ -312,6 +314,15 @@ func (r *audioReader) Read(p []byte) (int, error) {
 type DuplexStream struct {
 	Stream
 	rpc pb.MediaStreamService_StreamMediaClient
+	// media is the MediaStreamService of the instance holding the stream: Clear
+	// and Hangup go there (ControlStream), beside the stream. Guarded by sendMu.
+	media pb.MediaStreamServiceClient
+	opts  []grpc.CallOption
+
+	// sent counts the audio chunks handed to Send, marks the Mark and SendDTMF
+	// messages: a Clear names what was sent before it (read without sendMu,
+	// which a Send blocked on flow control holds).
+	sent, marks atomic.Uint64
 
 	sendMu    sync.Mutex
 	seq       uint64
@@ -429,6 +440,8 @@ func (d *DuplexStream) Send(audio []byte) error {
 	d.waitWhilePaused()
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
+	// Counted before the write: a chunk under way when Clear is called was sent before it.
+	d.sent.Store(d.seq + 1)
 	chunk := &pb.AudioChunk{Data: audio, SequenceNumber: d.seq, Timestamp: d.timestamp}
 	if err := d.rpc.Send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Audio{Audio: chunk}}); err != nil {
 		return AsRPCError(err)
@@ -450,9 +463,10 @@ func (d *DuplexStream) samplesIn(audio []byte) int {
 	return int(d.Info().SampleRateHz) * int(d.Info().ChunkMS) / 1000
 }
 
-// SendDTMF sends DTMF digits (0-9, *, #, A-D) into the call. A zero duration
-// means 100 ms per digit.
+// SendDTMF sends DTMF digits (0-9, *, #, A-D) into the call, on the stream,
+// after the audio sent so far. A zero duration means 100 ms per digit.
 func (d *DuplexStream) SendDTMF(digits string, duration time.Duration) error {
+	d.marks.Add(1)
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
 	err := d.rpc.Send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Dtmf{
@@ -473,24 +487,66 @@ func (d *DuplexStream) SendDTMF(digits string, duration time.Duration) error {
 // Mark asks for a MarkPlayed event named name once everything sent before it
 // has been played.
 func (d *DuplexStream) Mark(name string) error {
+	d.marks.Add(1)
 	return d.send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Mark{Mark: &pb.Mark{Name: name}}})
 }
 
-// Clear drops all audio queued for playing (barge-in); the server answers
-// with a Cleared event.
+// Clear drops all audio sent so far that has not played (barge-in); the
+// server reports it with a Cleared event on the stream, as before.
+//
+// It goes beside the stream (the ControlStream RPC), not on it, so it never
+// waits behind audio sent before it that the server has not read yet (after a
+// burst of 60 s, an in-stream clear waited hundreds of ms); that audio, and the
+// marks among it, are dropped as the server reads them. Clear returns once the
+// server has cut playback. On an ended stream it returns io.EOF, as a write does.
 func (d *DuplexStream) Clear() error {
-	d.sendMu.Lock()
-	defer d.sendMu.Unlock()
-	if err := d.rpc.Send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Clear{Clear: &pb.Clear{}}}); err != nil {
-		return AsRPCError(err)
+	req := &pb.ControlStreamRequest{
+		Command:          &pb.ControlStreamRequest_Clear{Clear: &pb.Clear{}},
+		MarksAndDtmfSent: d.marks.Load(),
 	}
+	if n := d.sent.Load(); n > 0 {
+		last := n - 1
+		req.LastSentSequenceNumber = &last
+	}
+	if err := d.control(req); err != nil {
+		return err
+	}
+	d.sendMu.Lock()
 	d.playEnd = time.Time{}
+	d.sendMu.Unlock()
 	return nil
 }
 
-// Hangup hangs up the call the stream is attached to.
+// Hangup hangs up the call the stream is attached to, at once: beside the
+// stream (ControlStream), never behind audio sent before it. On a conference
+// it returns an *RPCError (FailedPrecondition, NOT_A_CALL) and the stream
+// goes on.
 func (d *DuplexStream) Hangup() error {
-	return d.send(&pb.StreamMediaRequest{Payload: &pb.StreamMediaRequest_Hangup{Hangup: &pb.HangupCall{}}})
+	return d.control(&pb.ControlStreamRequest{Command: &pb.ControlStreamRequest_Hangup{Hangup: &pb.HangupCall{}}})
+}
+
+// controlTimeout bounds one ControlStream call (Clear, Hangup).
+const controlTimeout = 10 * time.Second
+
+// control sends req to the instance holding the stream, with the stream's
+// credentials and target header (the stream's context carries both).
+func (d *DuplexStream) control(req *pb.ControlStreamRequest) error {
+	d.sendMu.Lock()
+	media, rpc, opts := d.media, d.rpc, d.opts
+	d.sendMu.Unlock()
+	if d.Stopped() != nil || rpc.Context().Err() != nil {
+		return io.EOF // the stream is over, as a write on it would say
+	}
+	req.StreamId = d.Info().StreamID
+	ctx, cancel := context.WithTimeout(rpc.Context(), controlTimeout)
+	defer cancel()
+	if _, err := media.ControlStream(ctx, req, opts...); err != nil {
+		if rpc.Context().Err() != nil {
+			return io.EOF
+		}
+		return AsRPCError(err)
+	}
+	return nil
 }
 
 // CloseSend ends the client's input and returns at once, without waiting for

@@ -44,6 +44,12 @@ STREAM_ERRORS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+STREAM_CONTROLS = Counter(
+    "mediastream_stream_controls_total",
+    "Commands carried out by the ControlStream side channel, by command (clear, dtmf, hangup).",
+    ["command"],
+    registry=REGISTRY,
+)
 FRAMES = Counter(
     "mediastream_frames_total",
     "Audio frames (20 ms) by direction and outcome.",
@@ -51,7 +57,7 @@ FRAMES = Counter(
     registry=REGISTRY,
 )
 """direction: from_asterisk (to the client) or to_asterisk; outcome: relayed, dropped,
-concealed, refused."""
+concealed, refused, cleared (chunks a ControlStream clear overtook, dropped as read)."""
 ADDED_LATENCY = Histogram(
     "mediastream_added_latency_seconds",
     "Time from a chunk's last frame arriving from Asterisk to its hand-over to the client.",

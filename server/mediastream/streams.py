@@ -19,7 +19,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mediastream import logs, metrics
 from mediastream.asterisk.legs import Leg, LegEnd
@@ -61,6 +61,8 @@ FRAMES_IN = metrics.FRAMES.labels("from_asterisk", "relayed")
 FRAMES_DROPPED = metrics.FRAMES.labels("from_asterisk", "dropped")
 FRAMES_OUT = metrics.FRAMES.labels("to_asterisk", "relayed")
 FRAMES_REFUSED = metrics.FRAMES.labels("to_asterisk", "refused")
+FRAMES_CLEARED = metrics.FRAMES.labels("to_asterisk", "cleared")
+"""Frames of chunks a side-channel clear overtook, dropped as they were read."""
 _FRAMES_PER_COUNT = 25
 """Frames sent into a call between two updates of their counter (half a second)."""
 
@@ -73,6 +75,8 @@ STARVED_CHECK_S = 0.5
 
 MAX_MARK_NAME_CHARS = 256
 """Longest mark name a client may send (the name comes back in its mark event)."""
+MAX_STREAM_ID_CHARS = 64
+"""Longest stream ID a ControlStream command may name (the gateway's are 36-character UUIDs)."""
 MAX_DTMF_DIGITS = 64
 """Most digits one DTMF message may carry (their tones are made before they queue)."""
 MAX_PENDING_MARKS = 1000
@@ -115,6 +119,28 @@ class StreamLimits:
     max_streams: int = 1000
     max_streams_per_target: int = 5
     max_streams_per_client: int = 0
+
+
+@dataclass
+class _Overtaken:
+    """What a side-channel clear overtook on the stream, and what it dropped so far.
+
+    Attributes:
+        cleared: The clear's cut position and the marks it dropped from the queue.
+        last_sent: Sequence number of the last audio chunk sent before the clear (-1: none).
+        controls_sent: Mark and SendDtmf messages sent before the clear.
+        marks: Marks read since, dropped (they were sent before the clear).
+    """
+
+    cleared: PlaybackCleared
+    last_sent: int
+    controls_sent: int
+    marks: list[str] = field(default_factory=list)
+
+    def caught_up(self, last_read: int | None, controls_read: int) -> bool:
+        """Whether the stream has read everything sent before the clear."""
+        audio_read = self.last_sent < 0 or (last_read is not None and last_read >= self.last_sent)
+        return audio_read and controls_read >= self.controls_sent
 
 
 @dataclass(frozen=True)
@@ -175,6 +201,12 @@ class Stream:
         """Whether the stream was reported for getting no frame from Asterisk."""
         self.owner = ""
         """The identity that opened the stream (`Principal.identity`); only it may resume."""
+        self._last_read_sequence: int | None = None
+        """The sequence_number of the last audio chunk read (gRPC), for a side-channel clear."""
+        self._controls_read = 0
+        """Marks and DTMF messages read on the stream, for a side-channel clear."""
+        self._overtaken: _Overtaken | None = None
+        """Set while a side-channel clear has overtaken messages still on their way."""
 
     # --- what the leg reports (LegSink) -------------------------------------------------
 
@@ -310,10 +342,15 @@ class Stream:
         """Client audio queued and not yet played, in ms (whole frames)."""
         return self._pacer.depth * FRAME_MS
 
-    def play(self, data: bytes) -> None:
+    def play(self, data: bytes, sequence_number: int | None = None) -> None:
         """Queue one client chunk for playing into the call.
 
         Never waits: the caller can read the client's next message at once.
+
+        Args:
+            data: The chunk, in the stream's format and encapsulation.
+            sequence_number: The client's number for the chunk (gRPC), if any: a
+                chunk sent before a side-channel clear that overtook it is dropped.
 
         Raises:
             FailedPrecondition: the stream is listen-only or its input has ended.
@@ -323,7 +360,38 @@ class Stream:
         """
         self._check_input()
         assert self._uplink is not None
+        if sequence_number is not None:
+            self._last_read_sequence = sequence_number
+            overtaken = self._overtaken
+            if overtaken is not None:
+                if sequence_number > overtaken.last_sent:
+                    # Sent after the clear: everything before it has been read.
+                    self._end_overtaken()
+                else:
+                    # Whole frames (an encapsulation header is shorter than a frame).
+                    FRAMES_CLEARED.inc(max(1, len(data) // self.spec.format.frame_bytes))
+                    self._check_overtaken()
+                    return
         self._push(self._uplink.decode(data))
+
+    def _check_overtaken(self) -> None:
+        """End the dropping once everything the side-channel clear overtook was read."""
+        overtaken = self._overtaken
+        assert overtaken is not None
+        read = self._last_read_sequence
+        if overtaken.caught_up(read, self._controls_read):
+            self._end_overtaken()
+
+    def _end_overtaken(self) -> None:
+        """Report the side-channel clear on the stream, with every mark it dropped.
+
+        One Cleared event, as an in-stream clear gives, in stream order: once the
+        stream has read what was sent before the clear.
+        """
+        overtaken, self._overtaken = self._overtaken, None
+        if overtaken is not None:
+            event = overtaken.cleared
+            self._emit(PlaybackCleared(event.position_ms, (*event.dropped_marks, *overtaken.marks)))
 
     def _push(self, audio: bytes) -> None:
         if self._pacer.queued_bytes + len(audio) > self._play_limit_bytes:
@@ -348,8 +416,14 @@ class Stream:
         if not queued or pacer.pending_events != events:
             self._kick()
 
-    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+    def send_dtmf(self, digits: str, duration_ms: int, *, overtaking: bool = False) -> None:
         """Play DTMF tones into the call after the audio already queued.
+
+        Args:
+            digits: The digits, 0-9, *, #, A-D.
+            duration_ms: Each digit's duration; 0 means 100.
+            overtaking: Whether the digits came by the side channel (ControlStream):
+                they are never dropped as sent before a side-channel clear.
 
         Raises:
             InvalidArgument: a digit is not 0-9, *, #, A-D, or the duration is
@@ -374,6 +448,12 @@ class Stream:
                 "dtmf.duration_ms", "duration_ms must be 40-2000", reason="INVALID_DTMF"
             )
         self._check_input()
+        if not overtaking:
+            self._controls_read += 1
+            if self._overtaken is not None:
+                # Sent before a side-channel clear that overtook it: dropped with the audio.
+                self._check_overtaken()
+                return
         fmt = self.spec.asterisk_format
         pcm = dtmf_tones(digits, fmt.sample_rate, duration_ms)
         self._push(pcm if fmt.is_linear else Transcoder(AudioFormat.SLIN, fmt).convert(pcm))
@@ -387,6 +467,7 @@ class Stream:
             ResourceExhausted: MAX_PENDING_MARKS marks have not played yet.
         """
         self._check_input()
+        self._controls_read += 1
         if len(name) > MAX_MARK_NAME_CHARS:
             raise InvalidArgument(
                 "mark.name",
@@ -394,34 +475,70 @@ class Stream:
                 reason="MARK_NAME_TOO_LONG",
                 metadata={"limit": str(MAX_MARK_NAME_CHARS)},
             )
-        if self._marks_pending >= MAX_PENDING_MARKS:
+        # Marks a side-channel clear dropped, held for its Cleared event, count too.
+        held = self._marks_pending + (len(self._overtaken.marks) if self._overtaken else 0)
+        if held >= MAX_PENDING_MARKS:
             raise ResourceExhausted(
                 f"{MAX_PENDING_MARKS} marks have not played yet: wait for their events",
                 reason="TOO_MANY_MARKS",
                 metadata={"limit": str(MAX_PENDING_MARKS)},
             )
+        if self._overtaken is not None:
+            # Sent before a side-channel clear that overtook it: dropped, and reported
+            # in that clear's Cleared event (`_end_overtaken`).
+            self._overtaken.marks.append(name)
+            self._check_overtaken()
+            return
         self._marks_pending += 1
         self._pacer.mark(name)
         self._kick()
 
-    def clear(self) -> None:
+    def clear(self, last_sent: int | None = None, controls_sent: int = 0) -> PlaybackCleared:
         """Drop every queued frame (barge-in) and report where playback was cut.
+
+        A clear that came by the side channel (gRPC ControlStream) may have overtaken
+        messages sent before it on the stream: `last_sent` and `controls_sent` say
+        which. Until the stream has read them, they are dropped as they are read
+        (audio, marks, DTMF), and the stream's Cleared event waits for them so that
+        it names every mark dropped; the cut itself is at once.
+
+        Args:
+            last_sent: The sequence number of the last audio chunk the client sent
+                on the stream before the clear; None: none, or not known.
+            controls_sent: How many Mark and SendDtmf messages the client sent on
+                the stream before the clear.
+
+        Returns:
+            Where playback was cut and the marks dropped from what had been read.
 
         Raises:
             FailedPrecondition: the stream is listen-only.
         """
         if self._uplink is None:
-            raise FailedPrecondition("this stream is listen-only", reason="LISTEN_ONLY")
+            raise FailedPrecondition(
+                "this stream is listen-only: there is no audio to clear; open it with "
+                "StreamMedia to play audio",
+                reason="LISTEN_ONLY",
+            )
         cleared: Cleared = self._pacer.clear(time.monotonic())
         self._marks_pending = max(0, self._marks_pending - len(cleared.dropped_marks))
-        self._emit(PlaybackCleared(cleared.position_ms, cleared.dropped_marks))
+        event = PlaybackCleared(cleared.position_ms, cleared.dropped_marks)
         self._kick()
+        if self._overtaken is not None:
+            self._end_overtaken()  # an earlier side-channel clear: reported first
+        overtaken = _Overtaken(event, -1 if last_sent is None else last_sent, controls_sent)
+        if overtaken.caught_up(self._last_read_sequence, self._controls_read):
+            self._emit(event)
+        else:
+            self._overtaken = overtaken
+        return event
 
     def end_input(self) -> None:
         """The client will send nothing more; stop once what it sent has played."""
         if self._input_done:
             return
         self._input_done = True
+        self._end_overtaken()  # nothing more comes that a clear overtook
         if self._uplink is None:
             return
         self._pacer.end_input()
@@ -535,6 +652,18 @@ class Stream:
         self._frames_in = self._frames_out = 0
         if self.leg is not None:
             await legs.close(self.leg)
+
+
+def _check_owner(stream: Stream, owner: str, verb: str, reason: str) -> None:
+    """Raise unless `owner` is the identity that opened `stream`.
+
+    Raises:
+        PermissionDenied: with `reason`; nothing changes for the stream's holder.
+    """
+    if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
+        raise PermissionDenied(
+            f"only the credentials that opened a stream may {verb} it", reason=reason
+        )
 
 
 def _target_key(target: Target) -> str:
@@ -710,13 +839,9 @@ class StreamManager:
                 "no stream to resume with that token (it may have expired)",
                 reason="RESUME_TOKEN_UNKNOWN",
             )
-        if not secrets.compare_digest(stream.owner.encode(), owner.encode()):
-            # A token is a secret, but a leaked one must not hand the stream (and
-            # the holder's connection) to someone else: nothing changes for the holder.
-            raise PermissionDenied(
-                "only the credentials that opened a stream may resume it",
-                reason="RESUME_NOT_OWNER",
-            )
+        # A token is a secret, but a leaked one must not hand the stream (and
+        # the holder's connection) to someone else: nothing changes for the holder.
+        _check_owner(stream, owner, "resume", "RESUME_NOT_OWNER")
         if stream.spec != spec:
             raise InvalidArgument(
                 "config",
@@ -736,6 +861,47 @@ class StreamManager:
         self.resumes += 1
         metrics.RESUMES.inc()
         log.info("stream %s resumed", stream_id)
+        return stream
+
+    def controlled(self, stream_id: str, owner: str) -> Stream:
+        """The running stream a side-channel command (gRPC ControlStream) acts on.
+
+        Args:
+            stream_id: The stream's ID (StreamStarted.stream_id).
+            owner: Who asks (`Principal.identity`); must be who opened the stream,
+                as for a resume.
+
+        Raises:
+            InvalidArgument: `stream_id` is empty (MISSING_STREAM_ID) or too long
+                (INVALID_ID).
+            NotFound: no running stream has that ID here (STREAM_UNKNOWN).
+            PermissionDenied: another identity opened the stream (STREAM_NOT_OWNER).
+        """
+        if not stream_id:
+            raise InvalidArgument(
+                "stream_id",
+                "set stream_id to the stream_id of the stream's StreamStarted",
+                reason="MISSING_STREAM_ID",
+            )
+        if len(stream_id) > MAX_STREAM_ID_CHARS:
+            # Never a stream's (a UUID); not echoed back whole in the refusal.
+            raise InvalidArgument(
+                "stream_id",
+                f"stream_id is the stream_id of a StreamStarted (at most {MAX_STREAM_ID_CHARS} "
+                "characters)",
+                reason="INVALID_ID",
+            )
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.stopped.done() or stream.error is not None:
+            raise NotFound(
+                f"no running stream {stream_id} on this gateway instance: it ended, or "
+                "another instance holds it (send the command to StreamStarted.instance_address)",
+                reason="STREAM_UNKNOWN",
+                metadata={"stream_id": stream_id},
+            )
+        # Only who opened it: a stream ID shows in logs and metrics, it is no secret.
+        _check_owner(stream, owner, "control", "STREAM_NOT_OWNER")
+        logs.stream_id.set(stream_id)
         return stream
 
     def detach(self, stream: Stream) -> None:

@@ -11,7 +11,7 @@ import pytest
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
 from mediastream.emulator import CONFERENCE_ID, ECHO_CALL_ID, TONE_CALL_ID
-from mediastream_client import AudioFormat, MediaStreamClient, RPCError
+from mediastream_client import AudioFormat, MediaStreamClient, RPCError, StopReason
 from tests.harness import Harness
 
 
@@ -90,12 +90,15 @@ async def test_chunk_over_the_play_buffer_is_refused_whole(harness: Harness) -> 
 
 
 async def test_hangup_of_a_conference_is_failed_precondition(harness: Harness) -> None:
+    # hangup() goes beside the stream (ControlStream): the refusal is its own, and the
+    # stream goes on (an in-stream hangup failed the whole stream).
     async with harness.client() as client, client.stream(conference_id=CONFERENCE_ID) as stream:
-        await stream.hangup()
         with pytest.raises(RPCError) as err:
-            async for _ in stream:
-                pass
+            await stream.hangup()
+        await stream.done_sending()
+        stopped = await stream.wait_stopped(10)
     assert (err.value.code, err.value.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_A_CALL")
+    assert stopped is not None and stopped.reason is StopReason.CLIENT_DONE
 
 
 @pytest.mark.settings(max_streams_per_target=1)

@@ -416,3 +416,55 @@ async def test_a_gateway_that_vanishes_fails_the_stream_with_unavailable() -> No
         assert caught.value.code is grpc.StatusCode.UNAVAILABLE
     finally:
         stop_gateway(gw)
+
+
+# -- Barge-in beside the stream (issue 16: ControlStream) ---------------------------------
+
+
+async def test_clear_after_a_burst_overtakes_it_and_drops_it_all(harness: Harness) -> None:
+    from mediastream.emulator import ECHO_CALL_ID
+    from mediastream_client import Cleared, MarkPlayed
+
+    async with (
+        harness.client() as client,
+        client.stream(call_id=ECHO_CALL_ID, format=AudioFormat.SLIN) as stream,
+    ):
+        stream.wait_while_paused = False  # a bot's burst: 60 s at once
+        frame = b"\x00\x10" * 160
+        for _ in range(60 * 50):
+            await stream.send(frame)
+        await stream.mark("end-of-speech")
+        await stream.clear()  # beside the stream: returns once playback is cut
+        await stream.send(frame)
+        await stream.mark("after")
+        events = []
+        async for event in stream:
+            if isinstance(event, Cleared | MarkPlayed):
+                events.append(event)
+            if isinstance(event, MarkPlayed):
+                break
+        await stream.cancel()
+    cleared, mark = events
+    # One Cleared, as before the side channel, naming the mark sent before the clear.
+    assert isinstance(cleared, Cleared) and cleared.dropped_marks == ("end-of-speech",)
+    # Nothing of the burst played after the cut: the frame sent after it came next.
+    assert isinstance(mark, MarkPlayed) and mark.name == "after"
+    assert mark.position_ms <= cleared.position_ms + 60 + 20
+
+
+async def test_clear_and_hangup_on_an_ended_stream_fail_as_a_write_does(harness: Harness) -> None:
+    from mediastream_client import RPCError, StopReason
+
+    call_id = harness.emulator.add_call("echo")
+    async with (
+        harness.client() as client,
+        client.stream(call_id=call_id, format=AudioFormat.SLIN) as stream,
+    ):
+        await stream.hangup()
+        await stream.wait_stopped(10)
+        assert stream.stopped is not None
+        assert stream.stopped.reason is StopReason.CLIENT_HANGUP
+        for command in (stream.clear, stream.hangup):
+            with pytest.raises(RPCError) as err:
+                await command()
+            assert err.value.code is grpc.StatusCode.FAILED_PRECONDITION

@@ -592,7 +592,8 @@ type AudioChunk struct {
 	// the stream's encapsulation.
 	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
 	// Position of the chunk in its direction, from 0, +1 per chunk. Set by the
-	// sender; the server ignores it on input.
+	// sender. On input the server uses it only to find where a ControlStream
+	// clear falls (ControlStreamRequest.last_sent_sequence_number).
 	SequenceNumber uint64 `protobuf:"varint,2,opt,name=sequence_number,json=sequenceNumber,proto3" json:"sequence_number,omitempty"`
 	// Media time of the chunk's first sample, in samples at the stream's
 	// sample rate, from the start of the stream. Set by the sender; the server
@@ -1574,6 +1575,223 @@ func (*StreamMediaResponse_Cleared) isStreamMediaResponse_Payload() {}
 
 func (*StreamMediaResponse_Flow) isStreamMediaResponse_Payload() {}
 
+// ControlStreamRequest is one command for a running StreamMedia stream.
+type ControlStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's ID: StreamStarted.stream_id.
+	StreamId string `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// What to do. Exactly one must be set.
+	//
+	// Types that are valid to be assigned to Command:
+	//
+	//	*ControlStreamRequest_Clear
+	//	*ControlStreamRequest_Dtmf
+	//	*ControlStreamRequest_Hangup
+	Command isControlStreamRequest_Command `protobuf_oneof:"command"`
+	// For a clear: the sequence_number of the last AudioChunk the client sent
+	// on the stream before this request (the client numbers its chunks from 0,
+	// +1 per chunk). The clear travels beside the stream and may overtake
+	// messages still on their way on it: chunks up to and including this one
+	// that the server has not read yet are dropped as it reads them, so that
+	// the clear drops all the audio sent before it, not only what had reached
+	// the server. Unset: no audio was sent, or only the audio the server has
+	// read is dropped.
+	LastSentSequenceNumber *uint64 `protobuf:"varint,5,opt,name=last_sent_sequence_number,json=lastSentSequenceNumber,proto3,oneof" json:"last_sent_sequence_number,omitempty"`
+	// For a clear: how many Mark and SendDtmf messages the client sent on the
+	// stream before this request. Those the server has not read yet are dropped
+	// as it reads them (a dropped mark is named in the Cleared event).
+	MarksAndDtmfSent uint64 `protobuf:"varint,6,opt,name=marks_and_dtmf_sent,json=marksAndDtmfSent,proto3" json:"marks_and_dtmf_sent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ControlStreamRequest) Reset() {
+	*x = ControlStreamRequest{}
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControlStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControlStreamRequest) ProtoMessage() {}
+
+func (x *ControlStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControlStreamRequest.ProtoReflect.Descriptor instead.
+func (*ControlStreamRequest) Descriptor() ([]byte, []int) {
+	return file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ControlStreamRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *ControlStreamRequest) GetCommand() isControlStreamRequest_Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ControlStreamRequest) GetClear() *Clear {
+	if x != nil {
+		if x, ok := x.Command.(*ControlStreamRequest_Clear); ok {
+			return x.Clear
+		}
+	}
+	return nil
+}
+
+func (x *ControlStreamRequest) GetDtmf() *SendDtmf {
+	if x != nil {
+		if x, ok := x.Command.(*ControlStreamRequest_Dtmf); ok {
+			return x.Dtmf
+		}
+	}
+	return nil
+}
+
+func (x *ControlStreamRequest) GetHangup() *HangupCall {
+	if x != nil {
+		if x, ok := x.Command.(*ControlStreamRequest_Hangup); ok {
+			return x.Hangup
+		}
+	}
+	return nil
+}
+
+func (x *ControlStreamRequest) GetLastSentSequenceNumber() uint64 {
+	if x != nil && x.LastSentSequenceNumber != nil {
+		return *x.LastSentSequenceNumber
+	}
+	return 0
+}
+
+func (x *ControlStreamRequest) GetMarksAndDtmfSent() uint64 {
+	if x != nil {
+		return x.MarksAndDtmfSent
+	}
+	return 0
+}
+
+type isControlStreamRequest_Command interface {
+	isControlStreamRequest_Command()
+}
+
+type ControlStreamRequest_Clear struct {
+	// Drop the audio queued for playing, as Clear on the stream does. The cut
+	// is at once; the response says where. The stream gets its Cleared event
+	// as for an in-stream clear, once it has read the messages sent before
+	// the clear (see last_sent_sequence_number), naming every mark dropped.
+	Clear *Clear `protobuf:"bytes,2,opt,name=clear,proto3,oneof"`
+}
+
+type ControlStreamRequest_Dtmf struct {
+	// Play DTMF tones after the audio the stream has read so far (audio still
+	// in flight on the stream plays after them). To play tones at a position
+	// in the audio, send SendDtmf on the stream.
+	Dtmf *SendDtmf `protobuf:"bytes,3,opt,name=dtmf,proto3,oneof"`
+}
+
+type ControlStreamRequest_Hangup struct {
+	// Hang up the call, as HangupCall on the stream does.
+	Hangup *HangupCall `protobuf:"bytes,4,opt,name=hangup,proto3,oneof"`
+}
+
+func (*ControlStreamRequest_Clear) isControlStreamRequest_Command() {}
+
+func (*ControlStreamRequest_Dtmf) isControlStreamRequest_Command() {}
+
+func (*ControlStreamRequest_Hangup) isControlStreamRequest_Command() {}
+
+// ControlStreamResponse reports what a ControlStream command did.
+type ControlStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command's result.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ControlStreamResponse_Cleared
+	Result        isControlStreamResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControlStreamResponse) Reset() {
+	*x = ControlStreamResponse{}
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControlStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControlStreamResponse) ProtoMessage() {}
+
+func (x *ControlStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControlStreamResponse.ProtoReflect.Descriptor instead.
+func (*ControlStreamResponse) Descriptor() ([]byte, []int) {
+	return file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ControlStreamResponse) GetResult() isControlStreamResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ControlStreamResponse) GetCleared() *Cleared {
+	if x != nil {
+		if x, ok := x.Result.(*ControlStreamResponse_Cleared); ok {
+			return x.Cleared
+		}
+	}
+	return nil
+}
+
+type isControlStreamResponse_Result interface {
+	isControlStreamResponse_Result()
+}
+
+type ControlStreamResponse_Cleared struct {
+	// For a clear: where playback was cut, and the marks dropped among the
+	// messages the server had read (the stream's Cleared event, with the same
+	// position, also names those dropped as they were read after the clear).
+	Cleared *Cleared `protobuf:"bytes,1,opt,name=cleared,proto3,oneof"`
+}
+
+func (*ControlStreamResponse_Cleared) isControlStreamResponse_Result() {}
+
 // ListenMediaRequest opens a listen-only stream.
 type ListenMediaRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1585,7 +1803,7 @@ type ListenMediaRequest struct {
 
 func (x *ListenMediaRequest) Reset() {
 	*x = ListenMediaRequest{}
-	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[15]
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1815,7 @@ func (x *ListenMediaRequest) String() string {
 func (*ListenMediaRequest) ProtoMessage() {}
 
 func (x *ListenMediaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[15]
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1828,7 @@ func (x *ListenMediaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenMediaRequest.ProtoReflect.Descriptor instead.
 func (*ListenMediaRequest) Descriptor() ([]byte, []int) {
-	return file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP(), []int{15}
+	return file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListenMediaRequest) GetConfig() *StreamConfig {
@@ -1638,7 +1856,7 @@ type ListenMediaResponse struct {
 
 func (x *ListenMediaResponse) Reset() {
 	*x = ListenMediaResponse{}
-	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[16]
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1868,7 @@ func (x *ListenMediaResponse) String() string {
 func (*ListenMediaResponse) ProtoMessage() {}
 
 func (x *ListenMediaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[16]
+	mi := &file_voipbin_mediastream_v1_mediastream_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1881,7 @@ func (x *ListenMediaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenMediaResponse.ProtoReflect.Descriptor instead.
 func (*ListenMediaResponse) Descriptor() ([]byte, []int) {
-	return file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP(), []int{16}
+	return file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListenMediaResponse) GetPayload() isListenMediaResponse_Payload {
@@ -1825,7 +2043,19 @@ const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"\x04mark\x18\x05 \x01(\v2\".voipbin.mediastream.v1.MarkPlayedH\x00R\x04mark\x12;\n" +
 	"\acleared\x18\x06 \x01(\v2\x1f.voipbin.mediastream.v1.ClearedH\x00R\acleared\x129\n" +
 	"\x04flow\x18\a \x01(\v2#.voipbin.mediastream.v1.FlowControlH\x00R\x04flowB\t\n" +
-	"\apayload\"R\n" +
+	"\apayload\"\xf8\x02\n" +
+	"\x14ControlStreamRequest\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x125\n" +
+	"\x05clear\x18\x02 \x01(\v2\x1d.voipbin.mediastream.v1.ClearH\x00R\x05clear\x126\n" +
+	"\x04dtmf\x18\x03 \x01(\v2 .voipbin.mediastream.v1.SendDtmfH\x00R\x04dtmf\x12<\n" +
+	"\x06hangup\x18\x04 \x01(\v2\".voipbin.mediastream.v1.HangupCallH\x00R\x06hangup\x12>\n" +
+	"\x19last_sent_sequence_number\x18\x05 \x01(\x04H\x01R\x16lastSentSequenceNumber\x88\x01\x01\x12-\n" +
+	"\x13marks_and_dtmf_sent\x18\x06 \x01(\x04R\x10marksAndDtmfSentB\t\n" +
+	"\acommandB\x1c\n" +
+	"\x1a_last_sent_sequence_number\"^\n" +
+	"\x15ControlStreamResponse\x12;\n" +
+	"\acleared\x18\x01 \x01(\v2\x1f.voipbin.mediastream.v1.ClearedH\x00R\aclearedB\b\n" +
+	"\x06result\"R\n" +
 	"\x12ListenMediaRequest\x12<\n" +
 	"\x06config\x18\x01 \x01(\v2$.voipbin.mediastream.v1.StreamConfigR\x06config\"\x9e\x02\n" +
 	"\x13ListenMediaResponse\x12A\n" +
@@ -1866,10 +2096,11 @@ const file_voipbin_mediastream_v1_mediastream_proto_rawDesc = "" +
 	"\tFlowState\x12\x1a\n" +
 	"\x16FLOW_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FLOW_STATE_PAUSE\x10\x01\x12\x15\n" +
-	"\x11FLOW_STATE_RESUME\x10\x022\xea\x01\n" +
+	"\x11FLOW_STATE_RESUME\x10\x022\xd8\x02\n" +
 	"\x12MediaStreamService\x12j\n" +
 	"\vStreamMedia\x12*.voipbin.mediastream.v1.StreamMediaRequest\x1a+.voipbin.mediastream.v1.StreamMediaResponse(\x010\x01\x12h\n" +
-	"\vListenMedia\x12*.voipbin.mediastream.v1.ListenMediaRequest\x1a+.voipbin.mediastream.v1.ListenMediaResponse0\x01BCZAgithub.com/voipbin/mediastream/sdk/go/mediastreamv1;mediastreamv1b\x06proto3"
+	"\vListenMedia\x12*.voipbin.mediastream.v1.ListenMediaRequest\x1a+.voipbin.mediastream.v1.ListenMediaResponse0\x01\x12l\n" +
+	"\rControlStream\x12,.voipbin.mediastream.v1.ControlStreamRequest\x1a-.voipbin.mediastream.v1.ControlStreamResponseBCZAgithub.com/voipbin/mediastream/sdk/go/mediastreamv1;mediastreamv1b\x06proto3"
 
 var (
 	file_voipbin_mediastream_v1_mediastream_proto_rawDescOnce sync.Once
@@ -1884,31 +2115,33 @@ func file_voipbin_mediastream_v1_mediastream_proto_rawDescGZIP() []byte {
 }
 
 var file_voipbin_mediastream_v1_mediastream_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_voipbin_mediastream_v1_mediastream_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_voipbin_mediastream_v1_mediastream_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_voipbin_mediastream_v1_mediastream_proto_goTypes = []any{
-	(AudioFormat)(0),            // 0: voipbin.mediastream.v1.AudioFormat
-	(Direction)(0),              // 1: voipbin.mediastream.v1.Direction
-	(Encapsulation)(0),          // 2: voipbin.mediastream.v1.Encapsulation
-	(MediaTransport)(0),         // 3: voipbin.mediastream.v1.MediaTransport
-	(StopReason)(0),             // 4: voipbin.mediastream.v1.StopReason
-	(FlowState)(0),              // 5: voipbin.mediastream.v1.FlowState
-	(*StreamConfig)(nil),        // 6: voipbin.mediastream.v1.StreamConfig
-	(*ResumeRequest)(nil),       // 7: voipbin.mediastream.v1.ResumeRequest
-	(*AudioChunk)(nil),          // 8: voipbin.mediastream.v1.AudioChunk
-	(*StreamStarted)(nil),       // 9: voipbin.mediastream.v1.StreamStarted
-	(*StreamStopped)(nil),       // 10: voipbin.mediastream.v1.StreamStopped
-	(*SendDtmf)(nil),            // 11: voipbin.mediastream.v1.SendDtmf
-	(*Mark)(nil),                // 12: voipbin.mediastream.v1.Mark
-	(*Clear)(nil),               // 13: voipbin.mediastream.v1.Clear
-	(*HangupCall)(nil),          // 14: voipbin.mediastream.v1.HangupCall
-	(*DtmfReceived)(nil),        // 15: voipbin.mediastream.v1.DtmfReceived
-	(*MarkPlayed)(nil),          // 16: voipbin.mediastream.v1.MarkPlayed
-	(*Cleared)(nil),             // 17: voipbin.mediastream.v1.Cleared
-	(*FlowControl)(nil),         // 18: voipbin.mediastream.v1.FlowControl
-	(*StreamMediaRequest)(nil),  // 19: voipbin.mediastream.v1.StreamMediaRequest
-	(*StreamMediaResponse)(nil), // 20: voipbin.mediastream.v1.StreamMediaResponse
-	(*ListenMediaRequest)(nil),  // 21: voipbin.mediastream.v1.ListenMediaRequest
-	(*ListenMediaResponse)(nil), // 22: voipbin.mediastream.v1.ListenMediaResponse
+	(AudioFormat)(0),              // 0: voipbin.mediastream.v1.AudioFormat
+	(Direction)(0),                // 1: voipbin.mediastream.v1.Direction
+	(Encapsulation)(0),            // 2: voipbin.mediastream.v1.Encapsulation
+	(MediaTransport)(0),           // 3: voipbin.mediastream.v1.MediaTransport
+	(StopReason)(0),               // 4: voipbin.mediastream.v1.StopReason
+	(FlowState)(0),                // 5: voipbin.mediastream.v1.FlowState
+	(*StreamConfig)(nil),          // 6: voipbin.mediastream.v1.StreamConfig
+	(*ResumeRequest)(nil),         // 7: voipbin.mediastream.v1.ResumeRequest
+	(*AudioChunk)(nil),            // 8: voipbin.mediastream.v1.AudioChunk
+	(*StreamStarted)(nil),         // 9: voipbin.mediastream.v1.StreamStarted
+	(*StreamStopped)(nil),         // 10: voipbin.mediastream.v1.StreamStopped
+	(*SendDtmf)(nil),              // 11: voipbin.mediastream.v1.SendDtmf
+	(*Mark)(nil),                  // 12: voipbin.mediastream.v1.Mark
+	(*Clear)(nil),                 // 13: voipbin.mediastream.v1.Clear
+	(*HangupCall)(nil),            // 14: voipbin.mediastream.v1.HangupCall
+	(*DtmfReceived)(nil),          // 15: voipbin.mediastream.v1.DtmfReceived
+	(*MarkPlayed)(nil),            // 16: voipbin.mediastream.v1.MarkPlayed
+	(*Cleared)(nil),               // 17: voipbin.mediastream.v1.Cleared
+	(*FlowControl)(nil),           // 18: voipbin.mediastream.v1.FlowControl
+	(*StreamMediaRequest)(nil),    // 19: voipbin.mediastream.v1.StreamMediaRequest
+	(*StreamMediaResponse)(nil),   // 20: voipbin.mediastream.v1.StreamMediaResponse
+	(*ControlStreamRequest)(nil),  // 21: voipbin.mediastream.v1.ControlStreamRequest
+	(*ControlStreamResponse)(nil), // 22: voipbin.mediastream.v1.ControlStreamResponse
+	(*ListenMediaRequest)(nil),    // 23: voipbin.mediastream.v1.ListenMediaRequest
+	(*ListenMediaResponse)(nil),   // 24: voipbin.mediastream.v1.ListenMediaResponse
 }
 var file_voipbin_mediastream_v1_mediastream_proto_depIdxs = []int32{
 	0,  // 0: voipbin.mediastream.v1.StreamConfig.format:type_name -> voipbin.mediastream.v1.AudioFormat
@@ -1934,20 +2167,26 @@ var file_voipbin_mediastream_v1_mediastream_proto_depIdxs = []int32{
 	16, // 20: voipbin.mediastream.v1.StreamMediaResponse.mark:type_name -> voipbin.mediastream.v1.MarkPlayed
 	17, // 21: voipbin.mediastream.v1.StreamMediaResponse.cleared:type_name -> voipbin.mediastream.v1.Cleared
 	18, // 22: voipbin.mediastream.v1.StreamMediaResponse.flow:type_name -> voipbin.mediastream.v1.FlowControl
-	6,  // 23: voipbin.mediastream.v1.ListenMediaRequest.config:type_name -> voipbin.mediastream.v1.StreamConfig
-	9,  // 24: voipbin.mediastream.v1.ListenMediaResponse.started:type_name -> voipbin.mediastream.v1.StreamStarted
-	8,  // 25: voipbin.mediastream.v1.ListenMediaResponse.audio:type_name -> voipbin.mediastream.v1.AudioChunk
-	10, // 26: voipbin.mediastream.v1.ListenMediaResponse.stopped:type_name -> voipbin.mediastream.v1.StreamStopped
-	15, // 27: voipbin.mediastream.v1.ListenMediaResponse.dtmf:type_name -> voipbin.mediastream.v1.DtmfReceived
-	19, // 28: voipbin.mediastream.v1.MediaStreamService.StreamMedia:input_type -> voipbin.mediastream.v1.StreamMediaRequest
-	21, // 29: voipbin.mediastream.v1.MediaStreamService.ListenMedia:input_type -> voipbin.mediastream.v1.ListenMediaRequest
-	20, // 30: voipbin.mediastream.v1.MediaStreamService.StreamMedia:output_type -> voipbin.mediastream.v1.StreamMediaResponse
-	22, // 31: voipbin.mediastream.v1.MediaStreamService.ListenMedia:output_type -> voipbin.mediastream.v1.ListenMediaResponse
-	30, // [30:32] is the sub-list for method output_type
-	28, // [28:30] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	13, // 23: voipbin.mediastream.v1.ControlStreamRequest.clear:type_name -> voipbin.mediastream.v1.Clear
+	11, // 24: voipbin.mediastream.v1.ControlStreamRequest.dtmf:type_name -> voipbin.mediastream.v1.SendDtmf
+	14, // 25: voipbin.mediastream.v1.ControlStreamRequest.hangup:type_name -> voipbin.mediastream.v1.HangupCall
+	17, // 26: voipbin.mediastream.v1.ControlStreamResponse.cleared:type_name -> voipbin.mediastream.v1.Cleared
+	6,  // 27: voipbin.mediastream.v1.ListenMediaRequest.config:type_name -> voipbin.mediastream.v1.StreamConfig
+	9,  // 28: voipbin.mediastream.v1.ListenMediaResponse.started:type_name -> voipbin.mediastream.v1.StreamStarted
+	8,  // 29: voipbin.mediastream.v1.ListenMediaResponse.audio:type_name -> voipbin.mediastream.v1.AudioChunk
+	10, // 30: voipbin.mediastream.v1.ListenMediaResponse.stopped:type_name -> voipbin.mediastream.v1.StreamStopped
+	15, // 31: voipbin.mediastream.v1.ListenMediaResponse.dtmf:type_name -> voipbin.mediastream.v1.DtmfReceived
+	19, // 32: voipbin.mediastream.v1.MediaStreamService.StreamMedia:input_type -> voipbin.mediastream.v1.StreamMediaRequest
+	23, // 33: voipbin.mediastream.v1.MediaStreamService.ListenMedia:input_type -> voipbin.mediastream.v1.ListenMediaRequest
+	21, // 34: voipbin.mediastream.v1.MediaStreamService.ControlStream:input_type -> voipbin.mediastream.v1.ControlStreamRequest
+	20, // 35: voipbin.mediastream.v1.MediaStreamService.StreamMedia:output_type -> voipbin.mediastream.v1.StreamMediaResponse
+	24, // 36: voipbin.mediastream.v1.MediaStreamService.ListenMedia:output_type -> voipbin.mediastream.v1.ListenMediaResponse
+	22, // 37: voipbin.mediastream.v1.MediaStreamService.ControlStream:output_type -> voipbin.mediastream.v1.ControlStreamResponse
+	35, // [35:38] is the sub-list for method output_type
+	32, // [32:35] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_voipbin_mediastream_v1_mediastream_proto_init() }
@@ -1977,7 +2216,15 @@ func file_voipbin_mediastream_v1_mediastream_proto_init() {
 		(*StreamMediaResponse_Cleared)(nil),
 		(*StreamMediaResponse_Flow)(nil),
 	}
+	file_voipbin_mediastream_v1_mediastream_proto_msgTypes[15].OneofWrappers = []any{
+		(*ControlStreamRequest_Clear)(nil),
+		(*ControlStreamRequest_Dtmf)(nil),
+		(*ControlStreamRequest_Hangup)(nil),
+	}
 	file_voipbin_mediastream_v1_mediastream_proto_msgTypes[16].OneofWrappers = []any{
+		(*ControlStreamResponse_Cleared)(nil),
+	}
+	file_voipbin_mediastream_v1_mediastream_proto_msgTypes[18].OneofWrappers = []any{
 		(*ListenMediaResponse_Started)(nil),
 		(*ListenMediaResponse_Audio)(nil),
 		(*ListenMediaResponse_Stopped)(nil),
@@ -1989,7 +2236,7 @@ func file_voipbin_mediastream_v1_mediastream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_voipbin_mediastream_v1_mediastream_proto_rawDesc), len(file_voipbin_mediastream_v1_mediastream_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

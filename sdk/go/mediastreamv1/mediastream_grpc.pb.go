@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MediaStreamService_StreamMedia_FullMethodName = "/voipbin.mediastream.v1.MediaStreamService/StreamMedia"
-	MediaStreamService_ListenMedia_FullMethodName = "/voipbin.mediastream.v1.MediaStreamService/ListenMedia"
+	MediaStreamService_StreamMedia_FullMethodName   = "/voipbin.mediastream.v1.MediaStreamService/StreamMedia"
+	MediaStreamService_ListenMedia_FullMethodName   = "/voipbin.mediastream.v1.MediaStreamService/ListenMedia"
+	MediaStreamService_ControlStream_FullMethodName = "/voipbin.mediastream.v1.MediaStreamService/ControlStream"
 )
 
 // MediaStreamServiceClient is the client API for MediaStreamService service.
@@ -43,6 +44,25 @@ type MediaStreamServiceClient interface {
 	StreamMedia(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamMediaRequest, StreamMediaResponse], error)
 	// ListenMedia opens a listen-only stream: the call's audio, never sent back.
 	ListenMedia(ctx context.Context, in *ListenMediaRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListenMediaResponse], error)
+	// ControlStream acts at once on a running StreamMedia stream: a clear
+	// (barge-in), DTMF or a hangup.
+	//
+	// It exists because a control message sent on the stream itself is read
+	// only after every message sent before it: after a burst of audio (a bot
+	// sends 60 s of synthesized speech in a second) an in-stream clear waits
+	// until the server has read all of it. This RPC travels on an HTTP/2 stream
+	// of its own, which nothing queues ahead of, so it never waits behind the
+	// audio. Marks are not offered here: a mark is a position in the audio and
+	// stays on the stream.
+	//
+	// Only the credentials that opened the stream may control it (as for a
+	// resume). Errors: INVALID_ARGUMENT (no stream_id, no command, bad DTMF),
+	// NOT_FOUND (STREAM_UNKNOWN: no running stream has that ID on this
+	// instance; it ended, or is held by another instance: see instance_address
+	// in StreamStarted), PERMISSION_DENIED (STREAM_NOT_OWNER), and what the
+	// same command on the stream would give (FAILED_PRECONDITION LISTEN_ONLY
+	// for a listen-only stream, NOT_A_CALL for a hangup on a conference).
+	ControlStream(ctx context.Context, in *ControlStreamRequest, opts ...grpc.CallOption) (*ControlStreamResponse, error)
 }
 
 type mediaStreamServiceClient struct {
@@ -85,6 +105,16 @@ func (c *mediaStreamServiceClient) ListenMedia(ctx context.Context, in *ListenMe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MediaStreamService_ListenMediaClient = grpc.ServerStreamingClient[ListenMediaResponse]
 
+func (c *mediaStreamServiceClient) ControlStream(ctx context.Context, in *ControlStreamRequest, opts ...grpc.CallOption) (*ControlStreamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ControlStreamResponse)
+	err := c.cc.Invoke(ctx, MediaStreamService_ControlStream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MediaStreamServiceServer is the server API for MediaStreamService service.
 // All implementations must embed UnimplementedMediaStreamServiceServer
 // for forward compatibility.
@@ -105,6 +135,25 @@ type MediaStreamServiceServer interface {
 	StreamMedia(grpc.BidiStreamingServer[StreamMediaRequest, StreamMediaResponse]) error
 	// ListenMedia opens a listen-only stream: the call's audio, never sent back.
 	ListenMedia(*ListenMediaRequest, grpc.ServerStreamingServer[ListenMediaResponse]) error
+	// ControlStream acts at once on a running StreamMedia stream: a clear
+	// (barge-in), DTMF or a hangup.
+	//
+	// It exists because a control message sent on the stream itself is read
+	// only after every message sent before it: after a burst of audio (a bot
+	// sends 60 s of synthesized speech in a second) an in-stream clear waits
+	// until the server has read all of it. This RPC travels on an HTTP/2 stream
+	// of its own, which nothing queues ahead of, so it never waits behind the
+	// audio. Marks are not offered here: a mark is a position in the audio and
+	// stays on the stream.
+	//
+	// Only the credentials that opened the stream may control it (as for a
+	// resume). Errors: INVALID_ARGUMENT (no stream_id, no command, bad DTMF),
+	// NOT_FOUND (STREAM_UNKNOWN: no running stream has that ID on this
+	// instance; it ended, or is held by another instance: see instance_address
+	// in StreamStarted), PERMISSION_DENIED (STREAM_NOT_OWNER), and what the
+	// same command on the stream would give (FAILED_PRECONDITION LISTEN_ONLY
+	// for a listen-only stream, NOT_A_CALL for a hangup on a conference).
+	ControlStream(context.Context, *ControlStreamRequest) (*ControlStreamResponse, error)
 	mustEmbedUnimplementedMediaStreamServiceServer()
 }
 
@@ -120,6 +169,9 @@ func (UnimplementedMediaStreamServiceServer) StreamMedia(grpc.BidiStreamingServe
 }
 func (UnimplementedMediaStreamServiceServer) ListenMedia(*ListenMediaRequest, grpc.ServerStreamingServer[ListenMediaResponse]) error {
 	return status.Error(codes.Unimplemented, "method ListenMedia not implemented")
+}
+func (UnimplementedMediaStreamServiceServer) ControlStream(context.Context, *ControlStreamRequest) (*ControlStreamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ControlStream not implemented")
 }
 func (UnimplementedMediaStreamServiceServer) mustEmbedUnimplementedMediaStreamServiceServer() {}
 func (UnimplementedMediaStreamServiceServer) testEmbeddedByValue()                            {}
@@ -160,13 +212,36 @@ func _MediaStreamService_ListenMedia_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MediaStreamService_ListenMediaServer = grpc.ServerStreamingServer[ListenMediaResponse]
 
+func _MediaStreamService_ControlStream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ControlStreamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaStreamServiceServer).ControlStream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaStreamService_ControlStream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaStreamServiceServer).ControlStream(ctx, req.(*ControlStreamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MediaStreamService_ServiceDesc is the grpc.ServiceDesc for MediaStreamService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var MediaStreamService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "voipbin.mediastream.v1.MediaStreamService",
 	HandlerType: (*MediaStreamServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ControlStream",
+			Handler:    _MediaStreamService_ControlStream_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "StreamMedia",

@@ -141,6 +141,12 @@ export const DEFAULT_CLOSE_GRACE_MS = 10_000;
 
 type MediaRPC = Client<typeof MediaStreamService>;
 
+/** One ControlStream call to the instance holding a stream. */
+type ControlCall = (req: MessageInitShape<typeof wire.ControlStreamRequestSchema>) => Promise<wire.ControlStreamResponse>;
+
+/** How long a `clear` or `hangup` (one ControlStream call) may take at most. */
+const CONTROL_TIMEOUT_MS = 10_000;
+
 /** A connection to one gateway instance, dialled for resumes. */
 interface Instance {
   rpc: MediaRPC;
@@ -268,12 +274,21 @@ export class MediaStreamClient {
         // A failure is reported by start().
         requests.push(request({ case: "config", value: withResume(pb, resume) })).catch(() => {});
         const responses = rpc.streamMedia(requests, call.options);
+        // Clear and hangup go beside the stream, to the same instance with the same
+        // headers (credentials come from the transport's interceptors).
+        const control: ControlCall = (req) =>
+          rpc.controlStream(req, {
+            headers: call.options.headers,
+            signal: call.abort.signal,
+            timeoutMs: CONTROL_TIMEOUT_MS,
+          });
         const stream = new DuplexStream(
           responses[Symbol.asyncIterator](),
           requests,
           call.abort,
           options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS,
           options.signal,
+          control,
         );
         await stream.start();
         return stream;
@@ -822,6 +837,8 @@ export class ListenStream implements AsyncIterable<StreamEvent>, AsyncDisposable
  */
 export class DuplexStream extends ListenStream {
   private sequenceNumber = 0;
+  /** Marks and DTMF messages sent so far (a clear names them). */
+  private marksAndDtmf = 0;
   private timestamp = 0;
   private inputClosed = false;
   /** When the audio sent so far has played, at most (Date.now() milliseconds). */
@@ -842,6 +859,7 @@ export class DuplexStream extends ListenStream {
     abort: AbortController,
     private readonly closeGraceMs = DEFAULT_CLOSE_GRACE_MS,
     signal?: AbortSignal,
+    private control?: ControlCall,
   ) {
     super(responses, abort, signal);
   }
@@ -850,6 +868,7 @@ export class DuplexStream extends ListenStream {
   protected override adopt(next: ListenStream): void {
     super.adopt(next);
     this.requests = (next as DuplexStream).requests;
+    this.control = (next as DuplexStream).control;
     if (this.inputClosed) {
       this.requests.close(); // the input had ended before the drop
     }
@@ -948,8 +967,13 @@ export class DuplexStream extends ListenStream {
     this.countPlayed(data.length / bytesPerMs);
   }
 
-  /** Sends DTMF digits (0-9, *, #, A-D); a duration of 0 means 100 ms each. */
+  /**
+   * Sends DTMF digits (0-9, *, #, A-D), on the stream, after the audio sent so
+   * far; a duration of 0 means 100 ms each.
+   */
   async sendDtmf(digits: string, durationMs = 0): Promise<void> {
+    this.checkOpen();
+    this.marksAndDtmf++;
     await this.put(request({ case: "dtmf", value: { digits, durationMs } }));
     // Each digit plays for its duration and a gap.
     this.countPlayed(digits.length * ((durationMs || 100) + 100));
@@ -957,18 +981,51 @@ export class DuplexStream extends ListenStream {
 
   /** Asks for a `mark` event once everything sent before it was played. */
   async mark(name: string): Promise<void> {
+    this.checkOpen();
+    this.marksAndDtmf++;
     await this.put(request({ case: "mark", value: { name } }));
   }
 
-  /** Drops the audio queued for playing (barge-in); the server answers with `cleared`. */
+  /**
+   * Drops all audio sent so far that has not played (barge-in); the server
+   * reports it with a `cleared` event on the stream, as before.
+   *
+   * It goes beside the stream (the ControlStream RPC), not on it, so it never
+   * waits behind audio sent before it that the server has not read yet (after
+   * a burst of 60 s, an in-stream clear waited hundreds of ms); that audio, and
+   * the marks among it, are dropped as the server reads them. Resolves once the
+   * server has cut playback.
+   */
   async clear(): Promise<void> {
-    await this.put(request({ case: "clear", value: {} }));
+    await this.command({
+      command: { case: "clear", value: {} },
+      marksAndDtmfSent: BigInt(this.marksAndDtmf),
+      lastSentSequenceNumber: this.sequenceNumber > 0 ? BigInt(this.sequenceNumber - 1) : undefined,
+    });
     this.playEnd = 0;
   }
 
-  /** Hangs up the call the stream is attached to. */
+  /**
+   * Hangs up the call, at once: beside the stream, never behind audio sent
+   * before it. On a conference it rejects with an {@link RPCError}
+   * (FAILED_PRECONDITION, NOT_A_CALL) and the stream goes on.
+   */
   async hangup(): Promise<void> {
-    await this.put(request({ case: "hangup", value: {} }));
+    await this.command({ command: { case: "hangup", value: {} } });
+  }
+
+  /** Sends a ControlStream command for this stream; rejects as a send does once it is over. */
+  private async command(req: MessageInitShape<typeof wire.ControlStreamRequestSchema>): Promise<void> {
+    this.checkOpen();
+    if (!this.control) {
+      throw new RPCError(Code.Unimplemented, "this stream has no control channel");
+    }
+    try {
+      await this.control({ ...req, streamId: this.info.streamId });
+    } catch (err) {
+      this.checkOpen();
+      throw RPCError.from(err);
+    }
   }
 
   /**

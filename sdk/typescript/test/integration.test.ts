@@ -114,4 +114,44 @@ describe("the SDK against the real gateway", () => {
       return true;
     });
   });
+
+  // Barge-in beside the stream (issue 16): clear() goes by ControlStream, so it overtakes a
+  // burst of 60 s; one `cleared` names the mark sent before it, and the next audio plays
+  // right after the cut (nothing of the burst).
+  it("clears a burst of 60 s at once, with one cleared naming the mark", async () => {
+    const stream = await client.stream({ callId: gw.demo.echo_call!, format: AudioFormat.SLIN });
+    stream.waitWhilePaused = false;
+    const frame = new Uint8Array(320);
+    for (let i = 0; i < 60 * 50; i++) {
+      await stream.send(frame);
+    }
+    await stream.mark("end-of-speech");
+    await stream.clear();
+    await stream.send(frame);
+    await stream.mark("after");
+    const seen: { kind: string; positionMs: number; droppedMarks?: string[]; name?: string }[] = [];
+    for await (const ev of stream) {
+      if (ev.kind === "cleared" || ev.kind === "mark") {
+        seen.push(ev);
+      }
+      if (ev.kind === "mark") {
+        break;
+      }
+    }
+    stream.cancel();
+    assert.equal(seen.length, 2, JSON.stringify(seen));
+    const [cleared, mark] = seen;
+    assert.deepEqual([cleared!.kind, cleared!.droppedMarks], ["cleared", ["end-of-speech"]]);
+    assert.equal(mark!.name, "after");
+    assert.ok(mark!.positionMs <= cleared!.positionMs + 80, JSON.stringify(seen));
+  });
+
+  it("rejects clear and hangup on an ended stream with FAILED_PRECONDITION, as send", async () => {
+    const stream = await client.stream({ callId: gw.demo.echo_call!, format: AudioFormat.SLIN });
+    stream.closeSend();
+    await stream.waitStopped(10_000);
+    for (const command of [() => stream.clear(), () => stream.hangup()]) {
+      await assert.rejects(command(), (err: unknown) => err instanceof RPCError && err.codeName === "FAILED_PRECONDITION");
+    }
+  });
 });

@@ -50,6 +50,11 @@ class MediaStreamServiceStub:
                 request_serializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ListenMediaRequest.SerializeToString,
                 response_deserializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ListenMediaResponse.FromString,
                 _registered_method=True)
+        self.ControlStream = channel.unary_unary(
+                '/voipbin.mediastream.v1.MediaStreamService/ControlStream',
+                request_serializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ControlStreamRequest.SerializeToString,
+                response_deserializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ControlStreamResponse.FromString,
+                _registered_method=True)
 
 
 class MediaStreamServiceServicer:
@@ -80,6 +85,30 @@ class MediaStreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ControlStream(self, request, context):
+        """ControlStream acts at once on a running StreamMedia stream: a clear
+        (barge-in), DTMF or a hangup.
+
+        It exists because a control message sent on the stream itself is read
+        only after every message sent before it: after a burst of audio (a bot
+        sends 60 s of synthesized speech in a second) an in-stream clear waits
+        until the server has read all of it. This RPC travels on an HTTP/2 stream
+        of its own, which nothing queues ahead of, so it never waits behind the
+        audio. Marks are not offered here: a mark is a position in the audio and
+        stays on the stream.
+
+        Only the credentials that opened the stream may control it (as for a
+        resume). Errors: INVALID_ARGUMENT (no stream_id, no command, bad DTMF),
+        NOT_FOUND (STREAM_UNKNOWN: no running stream has that ID on this
+        instance; it ended, or is held by another instance: see instance_address
+        in StreamStarted), PERMISSION_DENIED (STREAM_NOT_OWNER), and what the
+        same command on the stream would give (FAILED_PRECONDITION LISTEN_ONLY
+        for a listen-only stream, NOT_A_CALL for a hangup on a conference).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaStreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +121,11 @@ def add_MediaStreamServiceServicer_to_server(servicer, server):
                     servicer.ListenMedia,
                     request_deserializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ListenMediaRequest.FromString,
                     response_serializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ListenMediaResponse.SerializeToString,
+            ),
+            'ControlStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.ControlStream,
+                    request_deserializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ControlStreamRequest.FromString,
+                    response_serializer=voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ControlStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -153,6 +187,33 @@ class MediaStreamService:
             '/voipbin.mediastream.v1.MediaStreamService/ListenMedia',
             voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ListenMediaRequest.SerializeToString,
             voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ListenMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ControlStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voipbin.mediastream.v1.MediaStreamService/ControlStream',
+            voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ControlStreamRequest.SerializeToString,
+            voipbin_dot_mediastream_dot_v1_dot_mediastream__pb2.ControlStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,7 +18,7 @@ import grpc
 from mediastream import logs, metrics
 from mediastream._proto import mediastream_pb2 as pb
 from mediastream._proto import mediastream_pb2_grpc as pb_grpc
-from mediastream.api.status import to_status
+from mediastream.api.status import to_status, unary_errors
 from mediastream.auth import Authenticator, Principal, client_id
 from mediastream.core.formats import AudioFormat
 from mediastream.core.stream import (
@@ -360,7 +360,10 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                     break
                 kind = request.WhichOneof("payload")
                 if kind == "audio":
-                    stream.play(request.audio.data)
+                    audio = request.audio
+                    # The sequence number places a ControlStream clear that overtook
+                    # this chunk (it is dropped then).
+                    stream.play(audio.data, audio.sequence_number)
                 elif kind == "mark":
                     stream.mark(request.mark.name)
                 elif kind == "clear":
@@ -376,6 +379,61 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
             stream.end_input()
         except MediaStreamError as exc:
             stream.fail(exc)
+
+    @unary_errors
+    async def ControlStream(
+        self,
+        request: pb.ControlStreamRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.ControlStreamResponse:
+        """A clear, DTMF or hangup for a running stream, beside it; see the proto."""
+        # The stream's own credentials, checked as when it was opened: the same
+        # authenticator, then only the identity that opened it (as for a resume).
+        principal: Principal = self._auth.authenticate_metadata(context.invocation_metadata() or ())
+        stream = self._streams.controlled(request.stream_id, principal.identity)
+        target = stream.spec.target
+        logs.target.set(f"{target.kind.value}:{target.id}")
+        principal.check(target)
+        command = request.WhichOneof("command")
+        if command is None:
+            raise InvalidArgument(
+                "command", "set one command: clear, dtmf or hangup", reason="MISSING_COMMAND"
+            )
+        if not stream.spec.bidirectional:
+            # As on the stream: a listen-only stream sends nothing into the call.
+            raise FailedPrecondition(
+                f"stream {stream.id} is listen-only: it cannot {command}; open the stream "
+                "with StreamMedia to play audio, DTMF or hang up",
+                reason="LISTEN_ONLY",
+            )
+        metrics.STREAM_CONTROLS.labels(command).inc()
+        if command == "clear":
+            last = (
+                request.last_sent_sequence_number
+                if request.HasField("last_sent_sequence_number")
+                else None
+            )
+            cleared = stream.clear(last, request.marks_and_dtmf_sent)
+            log.info(
+                "stream %s: clear by ControlStream: cut at %d ms, %d marks dropped",
+                stream.id,
+                cleared.position_ms,
+                len(cleared.dropped_marks),
+            )
+            return pb.ControlStreamResponse(
+                cleared=pb.Cleared(
+                    position_ms=cleared.position_ms, dropped_marks=list(cleared.dropped_marks)
+                )
+            )
+        if command == "dtmf":
+            stream.send_dtmf(request.dtmf.digits, request.dtmf.duration_ms, overtaking=True)
+            log.info(
+                "stream %s: DTMF by ControlStream (%d digits)", stream.id, len(request.dtmf.digits)
+            )
+        else:
+            await self._streams.hangup(stream)
+            log.info("stream %s: hangup by ControlStream", stream.id)
+        return pb.ControlStreamResponse()
 
     async def ListenMedia(
         self,

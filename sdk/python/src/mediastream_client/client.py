@@ -95,6 +95,9 @@ instance, so that per-call limits hold across instances and a resume needs no se
 WRONG_INSTANCE = "RESUME_WRONG_INSTANCE"
 """A resume reached a gateway instance other than the one holding the stream."""
 
+CONTROL_TIMEOUT_S = 10.0
+"""Seconds a `clear` or `hangup` (one ControlStream call) may take at most."""
+
 DEFAULT_CLOSE_GRACE = 10.0
 """Seconds that leaving a two-way stream after ``done_sending`` waits for ``Stopped``
 beyond the client's estimate of the audio still to play (network, server start-up)."""
@@ -472,6 +475,10 @@ class DuplexStream(_Stream):
         ``SetWaitWhilePaused``, the TypeScript SDK's ``waitWhilePaused``)."""
         # gRPC allows one write in flight per call; barge-in writes from two tasks.
         self._writing = asyncio.Lock()
+        self._sequence = 0
+        """Audio chunks handed to `send` so far: the next chunk's sequence number."""
+        self._marks_and_dtmf = 0
+        """Marks and DTMF messages handed to `mark` and `send_dtmf` so far."""
 
     def _open_call(self, config: pb.StreamConfig) -> Any:
         return self._stub.StreamMedia(timeout=self._timeout, metadata=self._metadata)
@@ -520,7 +527,15 @@ class DuplexStream(_Stream):
         """
         if self.wait_while_paused:
             await self._may_send.wait()
-        await self._write(pb.StreamMediaRequest(audio=pb.AudioChunk(data=data)))
+        # Numbered from 0 as the Go and TypeScript SDKs do: a `clear` (beside the
+        # stream) names the last chunk sent before it, which the server then drops
+        # even if the clear overtook it. Counted before the write: a chunk whose
+        # write is under way when `clear` is called was sent before it.
+        sequence = self._sequence
+        self._sequence += 1
+        await self._write(
+            pb.StreamMediaRequest(audio=pb.AudioChunk(data=data, sequence_number=sequence))
+        )
         self._count_played(len(data) / self._bytes_per_ms())
 
     def _bytes_per_ms(self) -> int:
@@ -532,7 +547,8 @@ class DuplexStream(_Stream):
         self._play_end = max(self._play_end, now) + ms / 1000
 
     async def send_dtmf(self, digits: str, duration_ms: int = 0) -> None:
-        """Send DTMF digits into the call."""
+        """Send DTMF digits into the call, after the audio sent so far (on the stream)."""
+        self._marks_and_dtmf += 1
         await self._write(
             pb.StreamMediaRequest(dtmf=pb.SendDtmf(digits=digits, duration_ms=duration_ms))
         )
@@ -541,16 +557,48 @@ class DuplexStream(_Stream):
 
     async def mark(self, name: str) -> None:
         """Ask for a MarkPlayed event once everything sent so far has been played."""
+        self._marks_and_dtmf += 1
         await self._write(pb.StreamMediaRequest(mark=pb.Mark(name=name)))
 
     async def clear(self) -> None:
-        """Drop all audio queued for playing (barge-in); a Cleared event follows."""
-        await self._write(pb.StreamMediaRequest(clear=pb.Clear()))
+        """Drop all audio sent so far that has not played (barge-in); a Cleared event follows.
+
+        Sent beside the stream (the ControlStream RPC), not on it: it never waits
+        behind the audio sent before it, which the server may not have read yet
+        (after a burst of 60 s, an in-stream clear waited hundreds of ms). That audio
+        is dropped too, as the server reads it. Returns once the server has cut
+        playback; the Cleared event (cut position, dropped marks) comes on the
+        stream as before.
+
+        Raises:
+            RPCError: The stream has ended (FAILED_PRECONDITION), or the server
+                refused the clear.
+        """
+        request = pb.ControlStreamRequest(
+            clear=pb.Clear(), marks_and_dtmf_sent=self._marks_and_dtmf
+        )
+        if self._sequence:
+            request.last_sent_sequence_number = self._sequence - 1
+        await self._control(request)
         self._play_end = 0.0
 
     async def hangup(self) -> None:
-        """Hang up the call."""
-        await self._write(pb.StreamMediaRequest(hangup=pb.HangupCall()))
+        """Hang up the call, at once: beside the stream, never behind audio sent before it."""
+        await self._control(pb.ControlStreamRequest(hangup=pb.HangupCall()))
+
+    async def _control(self, request: pb.ControlStreamRequest) -> pb.ControlStreamResponse:
+        """Send a ControlStream command to the instance holding the stream."""
+        if self.info is None or self._call is None or self._call.done():
+            # As a write on an ended stream: the same error as the other SDKs give.
+            raise RPCError(grpc.StatusCode.FAILED_PRECONDITION, "the stream has ended", None)
+        request.stream_id = self.info.stream_id
+        try:
+            response: pb.ControlStreamResponse = await self._stub.ControlStream(
+                request, timeout=CONTROL_TIMEOUT_S, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise RPCError.from_aio(exc) from None
+        return response
 
     async def done_sending(self) -> None:
         """End input; returns at once, without waiting for the audio to play.

@@ -240,6 +240,28 @@ class StreamMediaResponse(_message.Message):
     flow: FlowControl
     def __init__(self, started: _Optional[_Union[StreamStarted, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., stopped: _Optional[_Union[StreamStopped, _Mapping]] = ..., dtmf: _Optional[_Union[DtmfReceived, _Mapping]] = ..., mark: _Optional[_Union[MarkPlayed, _Mapping]] = ..., cleared: _Optional[_Union[Cleared, _Mapping]] = ..., flow: _Optional[_Union[FlowControl, _Mapping]] = ...) -> None: ...
 
+class ControlStreamRequest(_message.Message):
+    __slots__ = ("stream_id", "clear", "dtmf", "hangup", "last_sent_sequence_number", "marks_and_dtmf_sent")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_FIELD_NUMBER: _ClassVar[int]
+    LAST_SENT_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MARKS_AND_DTMF_SENT_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    clear: Clear
+    dtmf: SendDtmf
+    hangup: HangupCall
+    last_sent_sequence_number: int
+    marks_and_dtmf_sent: int
+    def __init__(self, stream_id: _Optional[str] = ..., clear: _Optional[_Union[Clear, _Mapping]] = ..., dtmf: _Optional[_Union[SendDtmf, _Mapping]] = ..., hangup: _Optional[_Union[HangupCall, _Mapping]] = ..., last_sent_sequence_number: _Optional[int] = ..., marks_and_dtmf_sent: _Optional[int] = ...) -> None: ...
+
+class ControlStreamResponse(_message.Message):
+    __slots__ = ("cleared",)
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
+    cleared: Cleared
+    def __init__(self, cleared: _Optional[_Union[Cleared, _Mapping]] = ...) -> None: ...
+
 class ListenMediaRequest(_message.Message):
     __slots__ = ("config",)
     CONFIG_FIELD_NUMBER: _ClassVar[int]

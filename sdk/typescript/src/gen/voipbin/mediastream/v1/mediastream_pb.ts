@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file voipbin/mediastream/v1/mediastream.proto.
  */
 export const file_voipbin_mediastream_v1_mediastream: GenFile = /*@__PURE__*/
-  fileDesc("Cih2b2lwYmluL21lZGlhc3RyZWFtL3YxL21lZGlhc3RyZWFtLnByb3RvEhZ2b2lwYmluLm1lZGlhc3RyZWFtLnYxIoQDCgxTdHJlYW1Db25maWcSEQoHY2FsbF9pZBgBIAEoCUgAEhcKDWNvbmZlcmVuY2VfaWQYAiABKAlIABIzCgZmb3JtYXQYAyABKA4yIy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvRm9ybWF0EjQKCWRpcmVjdGlvbhgEIAEoDjIhLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRGlyZWN0aW9uEhAKCGNodW5rX21zGAUgASgNEjwKDWVuY2Fwc3VsYXRpb24YBiABKA4yJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkVuY2Fwc3VsYXRpb24SOQoJdHJhbnNwb3J0GAcgASgOMiYudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5NZWRpYVRyYW5zcG9ydBI1CgZyZXN1bWUYCCABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlJlc3VtZVJlcXVlc3QSEQoJcmVzdW1hYmxlGAkgASgIQggKBnRhcmdldCJaCg1SZXN1bWVSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEiEKFGxhc3Rfc2VxdWVuY2VfbnVtYmVyGAIgASgESACIAQFCFwoVX2xhc3Rfc2VxdWVuY2VfbnVtYmVyIkYKCkF1ZGlvQ2h1bmsSDAoEZGF0YRgBIAEoDBIXCg9zZXF1ZW5jZV9udW1iZXIYAiABKAQSEQoJdGltZXN0YW1wGAMgASgEIuwCCg1TdHJlYW1TdGFydGVkEhEKCXN0cmVhbV9pZBgBIAEoCRIzCgZmb3JtYXQYAiABKA4yIy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvRm9ybWF0EhYKDnNhbXBsZV9yYXRlX2h6GAMgASgNEhMKC2ZyYW1lX2J5dGVzGAQgASgNEhAKCGNodW5rX21zGAUgASgNEjwKDWVuY2Fwc3VsYXRpb24YBiABKA4yJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkVuY2Fwc3VsYXRpb24SOQoJdHJhbnNwb3J0GAcgASgOMiYudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5NZWRpYVRyYW5zcG9ydBIUCgxyZXN1bWVfdG9rZW4YCCABKAkSDwoHcmVzdW1lZBgJIAEoCBIaChJidWZmZXJfaGlnaF9jaHVua3MYCiABKA0SGAoQaW5zdGFuY2VfYWRkcmVzcxgLIAEoCSJTCg1TdHJlYW1TdG9wcGVkEjIKBnJlYXNvbhgBIAEoDjIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RvcFJlYXNvbhIOCgZkZXRhaWwYAiABKAkiLwoIU2VuZER0bWYSDgoGZGlnaXRzGAEgASgJEhMKC2R1cmF0aW9uX21zGAIgASgNIhQKBE1hcmsSDAoEbmFtZRgBIAEoCSIHCgVDbGVhciIMCgpIYW5ndXBDYWxsIjIKDER0bWZSZWNlaXZlZBINCgVkaWdpdBgBIAEoCRITCgtkdXJhdGlvbl9tcxgCIAEoDSIvCgpNYXJrUGxheWVkEgwKBG5hbWUYASABKAkSEwoLcG9zaXRpb25fbXMYAiABKAQiNQoHQ2xlYXJlZBITCgtwb3NpdGlvbl9tcxgBIAEoBBIVCg1kcm9wcGVkX21hcmtzGAIgAygJIlQKC0Zsb3dDb250cm9sEjAKBXN0YXRlGAEgASgOMiEudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5GbG93U3RhdGUSEwoLYnVmZmVyZWRfbXMYAiABKAQi0gIKElN0cmVhbU1lZGlhUmVxdWVzdBI2CgZjb25maWcYASABKAsyJC52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbUNvbmZpZ0gAEjMKBWF1ZGlvGAIgASgLMiIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5BdWRpb0NodW5rSAASMAoEZHRtZhgDIAEoCzIgLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU2VuZER0bWZIABIsCgRtYXJrGAQgASgLMhwudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5NYXJrSAASLgoFY2xlYXIYBSABKAsyHS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkNsZWFySAASNAoGaGFuZ3VwGAYgASgLMiIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5IYW5ndXBDYWxsSABCCQoHcGF5bG9hZCKcAwoTU3RyZWFtTWVkaWFSZXNwb25zZRI4CgdzdGFydGVkGAEgASgLMiUudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdHJlYW1TdGFydGVkSAASMwoFYXVkaW8YAiABKAsyIi52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvQ2h1bmtIABI4CgdzdG9wcGVkGAMgASgLMiUudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdHJlYW1TdG9wcGVkSAASNAoEZHRtZhgEIAEoCzIkLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRHRtZlJlY2VpdmVkSAASMgoEbWFyaxgFIAEoCzIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuTWFya1BsYXllZEgAEjIKB2NsZWFyZWQYBiABKAsyHy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkNsZWFyZWRIABIzCgRmbG93GAcgASgLMiMudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5GbG93Q29udHJvbEgAQgkKB3BheWxvYWQiSgoSTGlzdGVuTWVkaWFSZXF1ZXN0EjQKBmNvbmZpZxgBIAEoCzIkLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RyZWFtQ29uZmlnIv8BChNMaXN0ZW5NZWRpYVJlc3BvbnNlEjgKB3N0YXJ0ZWQYASABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbVN0YXJ0ZWRIABIzCgVhdWRpbxgCIAEoCzIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuQXVkaW9DaHVua0gAEjgKB3N0b3BwZWQYAyABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbVN0b3BwZWRIABI0CgRkdG1mGAQgASgLMiQudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5EdG1mUmVjZWl2ZWRIAEIJCgdwYXlsb2FkKnIKC0F1ZGlvRm9ybWF0EhwKGEFVRElPX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEUFVRElPX0ZPUk1BVF9VTEFXEAESFQoRQVVESU9fRk9STUFUX1NMSU4QAhIXChNBVURJT19GT1JNQVRfU0xJTjE2EAMqXwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhIKDkRJUkVDVElPTl9CT1RIEAESEAoMRElSRUNUSU9OX0lOEAISEQoNRElSRUNUSU9OX09VVBADKnsKDUVuY2Fwc3VsYXRpb24SHQoZRU5DQVBTVUxBVElPTl9VTlNQRUNJRklFRBAAEhUKEUVOQ0FQU1VMQVRJT05fUlRQEAESFQoRRU5DQVBTVUxBVElPTl9TTE4QAhIdChlFTkNBUFNVTEFUSU9OX0FVRElPU09DS0VUEAMqigEKDk1lZGlhVHJhbnNwb3J0Eh8KG01FRElBX1RSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhcKE01FRElBX1RSQU5TUE9SVF9SVFAQARIfChtNRURJQV9UUkFOU1BPUlRfQVVESU9TT0NLRVQQAhIdChlNRURJQV9UUkFOU1BPUlRfV0VCU09DS0VUEAMq5wEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdTVE9QX1JFQVNPTl9DTElFTlRfRE9ORRABEhsKF1NUT1BfUkVBU09OX0NBTExfSEFOR1VQEAISIAocU1RPUF9SRUFTT05fQ09ORkVSRU5DRV9FTkRFRBADEh8KG1NUT1BfUkVBU09OX1NFUlZFUl9TSFVURE9XThAEEiAKHFNUT1BfUkVBU09OX0FTVEVSSVNLX0ZBSUxVUkUQBRIdChlTVE9QX1JFQVNPTl9DTElFTlRfSEFOR1VQEAYqVAoJRmxvd1N0YXRlEhoKFkZMT1dfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBGTE9XX1NUQVRFX1BBVVNFEAESFQoRRkxPV19TVEFURV9SRVNVTUUQAjLqAQoSTWVkaWFTdHJlYW1TZXJ2aWNlEmoKC1N0cmVhbU1lZGlhEioudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdHJlYW1NZWRpYVJlcXVlc3QaKy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbU1lZGlhUmVzcG9uc2UoATABEmgKC0xpc3Rlbk1lZGlhEioudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5MaXN0ZW5NZWRpYVJlcXVlc3QaKy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkxpc3Rlbk1lZGlhUmVzcG9uc2UwAUJDWkFnaXRodWIuY29tL3ZvaXBiaW4vbWVkaWFzdHJlYW0vc2RrL2dvL21lZGlhc3RyZWFtdjE7bWVkaWFzdHJlYW12MWIGcHJvdG8z");
+  fileDesc("Cih2b2lwYmluL21lZGlhc3RyZWFtL3YxL21lZGlhc3RyZWFtLnByb3RvEhZ2b2lwYmluLm1lZGlhc3RyZWFtLnYxIoQDCgxTdHJlYW1Db25maWcSEQoHY2FsbF9pZBgBIAEoCUgAEhcKDWNvbmZlcmVuY2VfaWQYAiABKAlIABIzCgZmb3JtYXQYAyABKA4yIy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvRm9ybWF0EjQKCWRpcmVjdGlvbhgEIAEoDjIhLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRGlyZWN0aW9uEhAKCGNodW5rX21zGAUgASgNEjwKDWVuY2Fwc3VsYXRpb24YBiABKA4yJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkVuY2Fwc3VsYXRpb24SOQoJdHJhbnNwb3J0GAcgASgOMiYudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5NZWRpYVRyYW5zcG9ydBI1CgZyZXN1bWUYCCABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlJlc3VtZVJlcXVlc3QSEQoJcmVzdW1hYmxlGAkgASgIQggKBnRhcmdldCJaCg1SZXN1bWVSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEiEKFGxhc3Rfc2VxdWVuY2VfbnVtYmVyGAIgASgESACIAQFCFwoVX2xhc3Rfc2VxdWVuY2VfbnVtYmVyIkYKCkF1ZGlvQ2h1bmsSDAoEZGF0YRgBIAEoDBIXCg9zZXF1ZW5jZV9udW1iZXIYAiABKAQSEQoJdGltZXN0YW1wGAMgASgEIuwCCg1TdHJlYW1TdGFydGVkEhEKCXN0cmVhbV9pZBgBIAEoCRIzCgZmb3JtYXQYAiABKA4yIy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvRm9ybWF0EhYKDnNhbXBsZV9yYXRlX2h6GAMgASgNEhMKC2ZyYW1lX2J5dGVzGAQgASgNEhAKCGNodW5rX21zGAUgASgNEjwKDWVuY2Fwc3VsYXRpb24YBiABKA4yJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkVuY2Fwc3VsYXRpb24SOQoJdHJhbnNwb3J0GAcgASgOMiYudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5NZWRpYVRyYW5zcG9ydBIUCgxyZXN1bWVfdG9rZW4YCCABKAkSDwoHcmVzdW1lZBgJIAEoCBIaChJidWZmZXJfaGlnaF9jaHVua3MYCiABKA0SGAoQaW5zdGFuY2VfYWRkcmVzcxgLIAEoCSJTCg1TdHJlYW1TdG9wcGVkEjIKBnJlYXNvbhgBIAEoDjIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RvcFJlYXNvbhIOCgZkZXRhaWwYAiABKAkiLwoIU2VuZER0bWYSDgoGZGlnaXRzGAEgASgJEhMKC2R1cmF0aW9uX21zGAIgASgNIhQKBE1hcmsSDAoEbmFtZRgBIAEoCSIHCgVDbGVhciIMCgpIYW5ndXBDYWxsIjIKDER0bWZSZWNlaXZlZBINCgVkaWdpdBgBIAEoCRITCgtkdXJhdGlvbl9tcxgCIAEoDSIvCgpNYXJrUGxheWVkEgwKBG5hbWUYASABKAkSEwoLcG9zaXRpb25fbXMYAiABKAQiNQoHQ2xlYXJlZBITCgtwb3NpdGlvbl9tcxgBIAEoBBIVCg1kcm9wcGVkX21hcmtzGAIgAygJIlQKC0Zsb3dDb250cm9sEjAKBXN0YXRlGAEgASgOMiEudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5GbG93U3RhdGUSEwoLYnVmZmVyZWRfbXMYAiABKAQi0gIKElN0cmVhbU1lZGlhUmVxdWVzdBI2CgZjb25maWcYASABKAsyJC52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbUNvbmZpZ0gAEjMKBWF1ZGlvGAIgASgLMiIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5BdWRpb0NodW5rSAASMAoEZHRtZhgDIAEoCzIgLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU2VuZER0bWZIABIsCgRtYXJrGAQgASgLMhwudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5NYXJrSAASLgoFY2xlYXIYBSABKAsyHS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkNsZWFySAASNAoGaGFuZ3VwGAYgASgLMiIudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5IYW5ndXBDYWxsSABCCQoHcGF5bG9hZCKcAwoTU3RyZWFtTWVkaWFSZXNwb25zZRI4CgdzdGFydGVkGAEgASgLMiUudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdHJlYW1TdGFydGVkSAASMwoFYXVkaW8YAiABKAsyIi52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkF1ZGlvQ2h1bmtIABI4CgdzdG9wcGVkGAMgASgLMiUudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdHJlYW1TdG9wcGVkSAASNAoEZHRtZhgEIAEoCzIkLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuRHRtZlJlY2VpdmVkSAASMgoEbWFyaxgFIAEoCzIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuTWFya1BsYXllZEgAEjIKB2NsZWFyZWQYBiABKAsyHy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkNsZWFyZWRIABIzCgRmbG93GAcgASgLMiMudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5GbG93Q29udHJvbEgAQgkKB3BheWxvYWQirwIKFENvbnRyb2xTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRIuCgVjbGVhchgCIAEoCzIdLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuQ2xlYXJIABIwCgRkdG1mGAMgASgLMiAudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TZW5kRHRtZkgAEjQKBmhhbmd1cBgEIAEoCzIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuSGFuZ3VwQ2FsbEgAEiYKGWxhc3Rfc2VudF9zZXF1ZW5jZV9udW1iZXIYBSABKARIAYgBARIbChNtYXJrc19hbmRfZHRtZl9zZW50GAYgASgEQgkKB2NvbW1hbmRCHAoaX2xhc3Rfc2VudF9zZXF1ZW5jZV9udW1iZXIiVQoVQ29udHJvbFN0cmVhbVJlc3BvbnNlEjIKB2NsZWFyZWQYASABKAsyHy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkNsZWFyZWRIAEIICgZyZXN1bHQiSgoSTGlzdGVuTWVkaWFSZXF1ZXN0EjQKBmNvbmZpZxgBIAEoCzIkLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuU3RyZWFtQ29uZmlnIv8BChNMaXN0ZW5NZWRpYVJlc3BvbnNlEjgKB3N0YXJ0ZWQYASABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbVN0YXJ0ZWRIABIzCgVhdWRpbxgCIAEoCzIiLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuQXVkaW9DaHVua0gAEjgKB3N0b3BwZWQYAyABKAsyJS52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbVN0b3BwZWRIABI0CgRkdG1mGAQgASgLMiQudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5EdG1mUmVjZWl2ZWRIAEIJCgdwYXlsb2FkKnIKC0F1ZGlvRm9ybWF0EhwKGEFVRElPX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEUFVRElPX0ZPUk1BVF9VTEFXEAESFQoRQVVESU9fRk9STUFUX1NMSU4QAhIXChNBVURJT19GT1JNQVRfU0xJTjE2EAMqXwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhIKDkRJUkVDVElPTl9CT1RIEAESEAoMRElSRUNUSU9OX0lOEAISEQoNRElSRUNUSU9OX09VVBADKnsKDUVuY2Fwc3VsYXRpb24SHQoZRU5DQVBTVUxBVElPTl9VTlNQRUNJRklFRBAAEhUKEUVOQ0FQU1VMQVRJT05fUlRQEAESFQoRRU5DQVBTVUxBVElPTl9TTE4QAhIdChlFTkNBUFNVTEFUSU9OX0FVRElPU09DS0VUEAMqigEKDk1lZGlhVHJhbnNwb3J0Eh8KG01FRElBX1RSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhcKE01FRElBX1RSQU5TUE9SVF9SVFAQARIfChtNRURJQV9UUkFOU1BPUlRfQVVESU9TT0NLRVQQAhIdChlNRURJQV9UUkFOU1BPUlRfV0VCU09DS0VUEAMq5wEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdTVE9QX1JFQVNPTl9DTElFTlRfRE9ORRABEhsKF1NUT1BfUkVBU09OX0NBTExfSEFOR1VQEAISIAocU1RPUF9SRUFTT05fQ09ORkVSRU5DRV9FTkRFRBADEh8KG1NUT1BfUkVBU09OX1NFUlZFUl9TSFVURE9XThAEEiAKHFNUT1BfUkVBU09OX0FTVEVSSVNLX0ZBSUxVUkUQBRIdChlTVE9QX1JFQVNPTl9DTElFTlRfSEFOR1VQEAYqVAoJRmxvd1N0YXRlEhoKFkZMT1dfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBGTE9XX1NUQVRFX1BBVVNFEAESFQoRRkxPV19TVEFURV9SRVNVTUUQAjLYAgoSTWVkaWFTdHJlYW1TZXJ2aWNlEmoKC1N0cmVhbU1lZGlhEioudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5TdHJlYW1NZWRpYVJlcXVlc3QaKy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLlN0cmVhbU1lZGlhUmVzcG9uc2UoATABEmgKC0xpc3Rlbk1lZGlhEioudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5MaXN0ZW5NZWRpYVJlcXVlc3QaKy52b2lwYmluLm1lZGlhc3RyZWFtLnYxLkxpc3Rlbk1lZGlhUmVzcG9uc2UwARJsCg1Db250cm9sU3RyZWFtEiwudm9pcGJpbi5tZWRpYXN0cmVhbS52MS5Db250cm9sU3RyZWFtUmVxdWVzdBotLnZvaXBiaW4ubWVkaWFzdHJlYW0udjEuQ29udHJvbFN0cmVhbVJlc3BvbnNlQkNaQWdpdGh1Yi5jb20vdm9pcGJpbi9tZWRpYXN0cmVhbS9zZGsvZ28vbWVkaWFzdHJlYW12MTttZWRpYXN0cmVhbXYxYgZwcm90bzM");
 
 /**
  * StreamConfig names what to stream and how. It is the first message of
@@ -150,7 +150,8 @@ export type AudioChunk = Message<"voipbin.mediastream.v1.AudioChunk"> & {
 
   /**
    * Position of the chunk in its direction, from 0, +1 per chunk. Set by the
-   * sender; the server ignores it on input.
+   * sender. On input the server uses it only to find where a ControlStream
+   * clear falls (ControlStreamRequest.last_sent_sequence_number).
    *
    * @generated from field: uint64 sequence_number = 2;
    */
@@ -638,6 +639,117 @@ export const StreamMediaResponseSchema: GenMessage<StreamMediaResponse> = /*@__P
   messageDesc(file_voipbin_mediastream_v1_mediastream, 14);
 
 /**
+ * ControlStreamRequest is one command for a running StreamMedia stream.
+ *
+ * @generated from message voipbin.mediastream.v1.ControlStreamRequest
+ */
+export type ControlStreamRequest = Message<"voipbin.mediastream.v1.ControlStreamRequest"> & {
+  /**
+   * The stream's ID: StreamStarted.stream_id.
+   *
+   * @generated from field: string stream_id = 1;
+   */
+  streamId: string;
+
+  /**
+   * What to do. Exactly one must be set.
+   *
+   * @generated from oneof voipbin.mediastream.v1.ControlStreamRequest.command
+   */
+  command: {
+    /**
+     * Drop the audio queued for playing, as Clear on the stream does. The cut
+     * is at once; the response says where. The stream gets its Cleared event
+     * as for an in-stream clear, once it has read the messages sent before
+     * the clear (see last_sent_sequence_number), naming every mark dropped.
+     *
+     * @generated from field: voipbin.mediastream.v1.Clear clear = 2;
+     */
+    value: Clear;
+    case: "clear";
+  } | {
+    /**
+     * Play DTMF tones after the audio the stream has read so far (audio still
+     * in flight on the stream plays after them). To play tones at a position
+     * in the audio, send SendDtmf on the stream.
+     *
+     * @generated from field: voipbin.mediastream.v1.SendDtmf dtmf = 3;
+     */
+    value: SendDtmf;
+    case: "dtmf";
+  } | {
+    /**
+     * Hang up the call, as HangupCall on the stream does.
+     *
+     * @generated from field: voipbin.mediastream.v1.HangupCall hangup = 4;
+     */
+    value: HangupCall;
+    case: "hangup";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * For a clear: the sequence_number of the last AudioChunk the client sent
+   * on the stream before this request (the client numbers its chunks from 0,
+   * +1 per chunk). The clear travels beside the stream and may overtake
+   * messages still on their way on it: chunks up to and including this one
+   * that the server has not read yet are dropped as it reads them, so that
+   * the clear drops all the audio sent before it, not only what had reached
+   * the server. Unset: no audio was sent, or only the audio the server has
+   * read is dropped.
+   *
+   * @generated from field: optional uint64 last_sent_sequence_number = 5;
+   */
+  lastSentSequenceNumber?: bigint | undefined;
+
+  /**
+   * For a clear: how many Mark and SendDtmf messages the client sent on the
+   * stream before this request. Those the server has not read yet are dropped
+   * as it reads them (a dropped mark is named in the Cleared event).
+   *
+   * @generated from field: uint64 marks_and_dtmf_sent = 6;
+   */
+  marksAndDtmfSent: bigint;
+};
+
+/**
+ * Describes the message voipbin.mediastream.v1.ControlStreamRequest.
+ * Use `create(ControlStreamRequestSchema)` to create a new message.
+ */
+export const ControlStreamRequestSchema: GenMessage<ControlStreamRequest> = /*@__PURE__*/
+  messageDesc(file_voipbin_mediastream_v1_mediastream, 15);
+
+/**
+ * ControlStreamResponse reports what a ControlStream command did.
+ *
+ * @generated from message voipbin.mediastream.v1.ControlStreamResponse
+ */
+export type ControlStreamResponse = Message<"voipbin.mediastream.v1.ControlStreamResponse"> & {
+  /**
+   * The command's result.
+   *
+   * @generated from oneof voipbin.mediastream.v1.ControlStreamResponse.result
+   */
+  result: {
+    /**
+     * For a clear: where playback was cut, and the marks dropped among the
+     * messages the server had read (the stream's Cleared event, with the same
+     * position, also names those dropped as they were read after the clear).
+     *
+     * @generated from field: voipbin.mediastream.v1.Cleared cleared = 1;
+     */
+    value: Cleared;
+    case: "cleared";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message voipbin.mediastream.v1.ControlStreamResponse.
+ * Use `create(ControlStreamResponseSchema)` to create a new message.
+ */
+export const ControlStreamResponseSchema: GenMessage<ControlStreamResponse> = /*@__PURE__*/
+  messageDesc(file_voipbin_mediastream_v1_mediastream, 16);
+
+/**
  * ListenMediaRequest opens a listen-only stream.
  *
  * @generated from message voipbin.mediastream.v1.ListenMediaRequest
@@ -656,7 +768,7 @@ export type ListenMediaRequest = Message<"voipbin.mediastream.v1.ListenMediaRequ
  * Use `create(ListenMediaRequestSchema)` to create a new message.
  */
 export const ListenMediaRequestSchema: GenMessage<ListenMediaRequest> = /*@__PURE__*/
-  messageDesc(file_voipbin_mediastream_v1_mediastream, 15);
+  messageDesc(file_voipbin_mediastream_v1_mediastream, 17);
 
 /**
  * ListenMediaResponse is one message from the server on ListenMedia.
@@ -709,7 +821,7 @@ export type ListenMediaResponse = Message<"voipbin.mediastream.v1.ListenMediaRes
  * Use `create(ListenMediaResponseSchema)` to create a new message.
  */
 export const ListenMediaResponseSchema: GenMessage<ListenMediaResponse> = /*@__PURE__*/
-  messageDesc(file_voipbin_mediastream_v1_mediastream, 16);
+  messageDesc(file_voipbin_mediastream_v1_mediastream, 18);
 
 /**
  * AudioFormat is the sample encoding of every chunk, in both directions.
@@ -1007,6 +1119,33 @@ export const MediaStreamService: GenService<{
     methodKind: "server_streaming";
     input: typeof ListenMediaRequestSchema;
     output: typeof ListenMediaResponseSchema;
+  },
+  /**
+   * ControlStream acts at once on a running StreamMedia stream: a clear
+   * (barge-in), DTMF or a hangup.
+   *
+   * It exists because a control message sent on the stream itself is read
+   * only after every message sent before it: after a burst of audio (a bot
+   * sends 60 s of synthesized speech in a second) an in-stream clear waits
+   * until the server has read all of it. This RPC travels on an HTTP/2 stream
+   * of its own, which nothing queues ahead of, so it never waits behind the
+   * audio. Marks are not offered here: a mark is a position in the audio and
+   * stays on the stream.
+   *
+   * Only the credentials that opened the stream may control it (as for a
+   * resume). Errors: INVALID_ARGUMENT (no stream_id, no command, bad DTMF),
+   * NOT_FOUND (STREAM_UNKNOWN: no running stream has that ID on this
+   * instance; it ended, or is held by another instance: see instance_address
+   * in StreamStarted), PERMISSION_DENIED (STREAM_NOT_OWNER), and what the
+   * same command on the stream would give (FAILED_PRECONDITION LISTEN_ONLY
+   * for a listen-only stream, NOT_A_CALL for a hangup on a conference).
+   *
+   * @generated from rpc voipbin.mediastream.v1.MediaStreamService.ControlStream
+   */
+  controlStream: {
+    methodKind: "unary";
+    input: typeof ControlStreamRequestSchema;
+    output: typeof ControlStreamResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_voipbin_mediastream_v1_mediastream, 0);
