@@ -137,7 +137,7 @@ class AudioSocketTech:
                 data = await self._reader.read(65536)
                 if not data:
                     break
-                self._heard_from_app = False
+                self._heard_from_app = True
                 try:
                     messages = decoder.feed(data)
                 except audiosocket.AudioSocketError as exc:
