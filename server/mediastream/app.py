@@ -43,6 +43,7 @@ from mediastream.core.formats import AudioFormat
 from mediastream.dialout import DialOutSettings
 from mediastream.emulator import Emulator, EmulatorConfig
 from mediastream.external_media import ExternalMediaManager, parse_allow_list
+from mediastream.play_clock import PlayClock
 from mediastream.shim import ShimServer
 from mediastream.streams import StreamLimits, StreamManager
 from mediastream.target_counts import SharedTargetCounts, TargetCounts
@@ -128,7 +129,10 @@ class Gateway:
             self._emulator = emulator
             urls = [emulator.ari_url]
             log.info("embedded Asterisk emulator at %s", emulator.ari_url)
-        self._audiosocket = AudioSocketServer()
+        # One clock for all the gateway's 20 ms work: pacers, AudioSocket keep-fed
+        # checks and bridge keepers share its ticks (one loop wake-up, not three).
+        clock = PlayClock()
+        self._audiosocket = AudioSocketServer(clock=clock)
         await self._audiosocket.start(s.media_host, s.audiosocket_port)
         for url in urls:
             ari = AriClient(AriConfig(url, user, password, app=s.ari_app))
@@ -138,7 +142,8 @@ class Gateway:
         # of its Asterisks should fail loudly rather than serve half the calls.
         await asyncio.gather(*(ari.start() for ari in self._aris))
         factories = [
-            LegFactory(ari, s.media_host, audiosocket=self._audiosocket) for ari in self._aris
+            LegFactory(ari, s.media_host, audiosocket=self._audiosocket, clock=clock)
+            for ari in self._aris
         ]
         for factory in factories:
             await factory.sweep_orphans()
@@ -156,7 +161,11 @@ class Gateway:
                 self.worker.counts_path, self.worker.index
             )
         self._streams = StreamManager(
-            self._pool, limits, instance_address=s.advertise_address, target_counts=counts
+            self._pool,
+            limits,
+            instance_address=s.advertise_address,
+            target_counts=counts,
+            clock=clock,
         )
         self._external = ExternalMediaManager(
             self._pool,

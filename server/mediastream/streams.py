@@ -699,6 +699,7 @@ class StreamManager:
         *,
         instance_address: str = "",
         target_counts: TargetCounts | None = None,
+        clock: PlayClock | None = None,
     ) -> None:
         self._legs = legs
         self.limits = limits or StreamLimits()
@@ -706,8 +707,9 @@ class StreamManager:
         self.instance_address = instance_address
         """``host:port`` clients can reach this instance on directly, or empty."""
         self.streams: dict[str, Stream] = {}
-        self.clock = PlayClock()
-        """Paces the audio of every stream this manager holds."""
+        self.clock = clock if clock is not None else PlayClock()
+        """Paces the audio of every stream this manager holds (and, in a gateway, runs
+        the Asterisk side's other 20 ms work: see `Gateway.start`)."""
         self._grace_tasks: dict[str, asyncio.Task[None]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
         self.draining = False

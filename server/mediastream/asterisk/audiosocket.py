@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 from mediastream import metrics
 from mediastream.asterisk.transports import FrameSink
 from mediastream.core import audiosocket
+from mediastream.play_clock import PlayClock
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +91,23 @@ class AudioSocketServer:
     Args:
         keep_fed_interval: Seconds between keep-fed checks; None runs none by
             itself (tests call `keep_fed`).
+        clock: The gateway's play clock, which runs the keep-fed checks among the
+            pacers' ticks (one timer for all the gateway's 20 ms work); a new one
+            when not given.
     """
 
-    def __init__(self, keep_fed_interval: float | None = KEEP_FED_INTERVAL) -> None:
+    def __init__(
+        self, keep_fed_interval: float | None = KEEP_FED_INTERVAL, clock: PlayClock | None = None
+    ) -> None:
         self._keep_fed_interval = keep_fed_interval
+        self._clock = clock if clock is not None else PlayClock()
         self._server: asyncio.Server | None = None
         self._expected: dict[uuid.UUID, tuple[FrameSink, asyncio.Future[AudioSocketTransport]]] = {}
         self.unknown_connections = 0
         self.malformed_connections = 0
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._fed: dict[AudioSocketTransport, None] = {}
-        self._feeder: asyncio.TimerHandle | None = None
+        self._feeding = False
 
     async def start(self, host: str, port: int = 0) -> None:
         """Listen on `host:port` (port 0: any free port)."""
@@ -126,25 +134,27 @@ class AudioSocketServer:
 
     def keep_fed(self) -> None:
         """Run one keep-fed check on every routed connection (see the module docstring)."""
-        if self._feeder is not None:
-            self._feeder.cancel()  # run early (a test): one timer only, from now
-            self._feeder = None
         for transport in self._fed:
             transport.keep_fed()
-        if self._fed:
-            self._arm_feeder()
+
+    def on_tick(self, now: float) -> float | None:
+        """The play clock's call: one keep-fed check; the next one while any are open."""
+        self.keep_fed()
+        if not self._fed or self._keep_fed_interval is None:
+            self._feeding = False
+            return None
+        return now + self._keep_fed_interval
 
     def _arm_feeder(self) -> None:
-        # One timer for every connection, running only while there are any.
-        if self._feeder is None and self._keep_fed_interval is not None:
-            loop = asyncio.get_running_loop()
-            self._feeder = loop.call_later(self._keep_fed_interval, self.keep_fed)
+        # One owner on the clock for every connection, scheduled only while there are any.
+        if not self._feeding and self._keep_fed_interval is not None:
+            self._feeding = True
+            self._clock.schedule(self, time.monotonic() + self._keep_fed_interval)
 
     async def close(self) -> None:
         """Stop listening and close every connection still open."""
-        if self._feeder is not None:
-            self._feeder.cancel()
-            self._feeder = None
+        self._clock.cancel(self)
+        self._feeding = False
         if self._server is not None:
             self._server.close()
         # Ended here rather than cancelled at the loop's end, which Python 3.11's

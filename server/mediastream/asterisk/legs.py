@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from mediastream.asterisk.websocket_channel import WebSocketChannelTransport
 from mediastream.core.formats import AudioFormat
 from mediastream.core.stream import StopReason, StreamSpec, Target, TargetKind, Transport
 from mediastream.errors import InternalError, NotFound, Unavailable
+from mediastream.play_clock import PlayClock
 
 log = logging.getLogger(__name__)
 
@@ -225,23 +227,39 @@ class _Keeper:
     holders: set[str] = field(default_factory=set)
     channel_id: str | None = None
     transport: RtpTransport | None = None
-    feeder: asyncio.Task[None] | None = None
+    feeder: _SilenceFeeder | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-async def _feed_silence(transport: RtpTransport) -> None:
-    """Send a keeper's silence on the 20 ms grid (no burst after a stall, no drift)."""
-    loop = asyncio.get_running_loop()
-    due = loop.time()
-    while True:
-        transport.send_frame(KEEPER_FRAME)
-        due += KEEPER_FRAME_S
-        now = loop.time()
-        if due < now - 10 * KEEPER_FRAME_S:
+class _SilenceFeeder:
+    """Sends a keeper's silence on the 20 ms grid (no burst after a stall, no drift).
+
+    An owner on the gateway's play clock, which runs it among the pacers' ticks.
+    """
+
+    def __init__(self, transport: RtpTransport, clock: PlayClock) -> None:
+        self._transport = transport
+        self._clock = clock
+        self._due = 0.0
+
+    def start(self) -> None:
+        """Send the first frame on the next tick, then one every 20 ms."""
+        self._due = time.monotonic()
+        self._clock.schedule(self, self._due)
+
+    def stop(self) -> None:
+        """Send no more."""
+        self._clock.cancel(self)
+
+    def on_tick(self, now: float) -> float | None:
+        """The play clock's call: one frame, and when the next one is due."""
+        self._transport.send_frame(KEEPER_FRAME)
+        self._due += KEEPER_FRAME_S
+        if self._due < now - 10 * KEEPER_FRAME_S:
             # Stalled (a loaded machine): start a fresh grid rather than send a burst,
             # which the bridge would only queue up or drop.
-            due = now
-        await asyncio.sleep(max(0.0, due - now))
+            self._due = now
+        return self._due
 
 
 def _needs_silence(spec: StreamSpec) -> bool:
@@ -266,14 +284,21 @@ class LegFactory:
         ari: The ARI client of that Asterisk.
         media_host: Address Asterisk can reach the gateway's media sockets on.
         audiosocket: The listener AudioSocket channels connect to.
+        clock: The gateway's play clock (bridge keepers send their silence on its
+            ticks); a new one when not given.
     """
 
     def __init__(
-        self, ari: AriClient, media_host: str, audiosocket: AudioSocketServer | None = None
+        self,
+        ari: AriClient,
+        media_host: str,
+        audiosocket: AudioSocketServer | None = None,
+        clock: PlayClock | None = None,
     ) -> None:
         self.ari = ari
         self.media_host = media_host
         self.audiosocket = audiosocket
+        self.clock = clock if clock is not None else PlayClock()
         self._silence: dict[str, _Silence] = {}
         self._keepers: dict[str, _Keeper] = {}
 
@@ -517,9 +542,8 @@ class LegFactory:
                     int(variables["UNICASTRTP_LOCAL_PORT"]),
                 )
                 await self._wait_stasis(watch, channel_id)
-            keeper.feeder = asyncio.create_task(
-                _feed_silence(transport), name=f"bridge-keeper-{bridge_id}"
-            )
+            keeper.feeder = _SilenceFeeder(transport, self.clock)
+            keeper.feeder.start()
             await self.ari.request(
                 "POST", f"/bridges/{bridge_id}/addChannel", {"channel": channel_id}
             )
@@ -536,9 +560,7 @@ class LegFactory:
         """Stop feeding the keeper and hang its channel up (it leaves the bridge)."""
         feeder, keeper.feeder = keeper.feeder, None
         if feeder is not None:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
+            feeder.stop()
         channel_id, keeper.channel_id = keeper.channel_id, None
         if channel_id is not None:
             await self._quietly("DELETE", f"/channels/{channel_id}")
