@@ -27,13 +27,16 @@ from tests.integration.test_stream_control import record_loud_handoffs
 
 FRAME = 320  # 20 ms of slin
 
-# Bounds. Today's gateway (before this change) stopped reading at 9.8 s of queued audio,
-# so a clear after 60 s came back after about 50 s, cut at about 50 000 ms. The clear is
-# read as soon as the 3000 audio messages before it are: on a loaded 2-core machine the
-# client needs a few hundred ms to send them, hence 1 s of wall clock; the cut position
-# is the stricter proof (it counts audio the gateway played before reading the clear).
-ACK_WITHIN_S = 1.0
+# Bounds. Before issue 16 the gateway stopped reading at 9.8 s of queued audio, so a clear
+# after 60 s came back after about 50 s, cut at about 50 000 ms: waiting behind the audio
+# shows as tens of seconds. The clear is read as soon as the 3000 audio messages before it
+# are, which takes a few hundred ms on an idle 2-core machine and, with the suite's other
+# workers and a CPU hog beside it, was seen to take over 1 s; hence 5 s of wall clock. The
+# cut position is the stricter proof: the gateway plays in real time, so it cannot have
+# played more than the time since the burst started (plus a frame in flight).
+ACK_WITHIN_S = 5.0
 CUT_BEFORE_MS = 1500
+"""For a single message: cut before it could have played 1.5 s (it is queued at once)."""
 
 
 def refused_frames() -> float:
@@ -76,6 +79,7 @@ async def test_clear_after_a_60_s_burst_is_acknowledged_at_once(
             channel, pb.StreamConfig(call_id=ECHO_CALL_ID, format=pb.AUDIO_FORMAT_SLIN)
         )
         await stream.next("started", 5)
+        burst = time.monotonic()
         for _ in range(60 * 50):
             stream.send(audio=pb.AudioChunk(data=frame))
         stream.send(mark=pb.Mark(name="end-of-speech"))
@@ -88,7 +92,7 @@ async def test_clear_after_a_60_s_burst_is_acknowledged_at_once(
     cleared = response.cleared
     assert list(cleared.dropped_marks) == ["end-of-speech"]
     assert acked - sent < ACK_WITHIN_S
-    assert 0 < cleared.position_ms < CUT_BEFORE_MS
+    assert 0 < cleared.position_ms <= (acked - burst) * 1000 + 20
     # Nothing played after the cut: at most the frame already in flight.
     assert len(handed) - played_at_ack <= 1
     assert len(handed) <= cleared.position_ms // 20 + 1

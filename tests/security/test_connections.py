@@ -109,7 +109,11 @@ async def test_connections_without_a_request_head_are_closed(
         f" all closed {closed_at - all_accepted:.2f} s after the last was accepted"
     )
     assert lifetimes[0] >= TIMEOUT_S - EARLY
-    assert closed_at - all_accepted < TIMEOUT_S + LOADED_SLACK
+    # One event loop serves the gateway and this client: on a loaded machine the 400
+    # closes and reads run late by more than one wake-up's slack. What the bound is there
+    # to catch, a connection whose timer its dribbled bytes reset, lives on until the
+    # wait above gives up (TIMEOUT_S + 10).
+    assert closed_at - all_accepted < TIMEOUT_S + 1.0 + LOADED_SLACK
     # Those that sent nothing all read the answer; a dribbler may have been reset.
     for i, (_, data) in enumerate(results):
         if data or i >= SLOW_LORIS // 2:
