@@ -1,8 +1,13 @@
-"""Access to the traffic recorded from a real Asterisk 23.4.1 (../shared/fixtures)."""
+"""Access to the traffic recorded from a real Asterisk 23.4.1 (../shared/fixtures).
+
+``MEDIASTREAM_SHARED`` names another ``shared`` directory (as for the real-Asterisk suite):
+`make test-busy` runs the suite in a clone with no ``../shared`` beside it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +15,9 @@ from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "asterisk-23.4.1"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDIASTREAM_SHARED") or ROOT.parent / "shared")
+FIXTURES = SHARED / "fixtures" / "asterisk-23.4.1"
 
 
 def fixture_path(name: str) -> Path:
