@@ -22,7 +22,7 @@ import pytest
 
 from mediastream.asterisk import legs
 from mediastream_client import AudioFormat, Direction, Transport
-from tests.audio_checks import tone_level
+from tests.audio_checks import steady_tone_level, tone_level
 from tests.real_asterisk.conftest import (
     TRANSPORTS,
     Backend,
@@ -181,9 +181,11 @@ async def test_a_two_way_stream_leaves_what_the_bridge_members_hear(
             talk(client, call_id=call, transport=transport),
             record(client, 1.4, call_id=peer, direction=Direction.OUT, transport=transport),
         )
-    peer_level = tone_level(before, 8000, PEER_HZ)
+    # Window by window: a frame lost on a loaded machine (the suite's other workers and
+    # a CPU hog beside it) took a whole-recording level from 2800 down to 1169-2090.
+    peer_level = steady_tone_level(before, 8000, PEER_HZ)
     assert peer_level > TONE_LEVEL
-    during = tone_level(back.heard, back.rate, PEER_HZ)
+    during = steady_tone_level(back.heard, back.rate, PEER_HZ)
     # Not muted (a generator on the call would give ~0) and nothing added: on a loaded
     # 2-core machine the peer's level varied 2750-3600 with and without the keeper, and
     # came out at half once (1393 of 2802), hence the wide band.
