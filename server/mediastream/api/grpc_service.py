@@ -420,11 +420,7 @@ class MediaStreamServicer(pb_grpc.MediaStreamServiceServicer):
                 cleared.position_ms,
                 len(cleared.dropped_marks),
             )
-            return pb.ControlStreamResponse(
-                cleared=pb.Cleared(
-                    position_ms=cleared.position_ms, dropped_marks=list(cleared.dropped_marks)
-                )
-            )
+            return pb.ControlStreamResponse(**_response_fields(cleared))  # type: ignore[arg-type]
         if command == "dtmf":
             stream.send_dtmf(request.dtmf.digits, request.dtmf.duration_ms, overtaking=True)
             log.info(
